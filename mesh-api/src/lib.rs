@@ -8,11 +8,17 @@
 //! - [`crd`]: CustomResourceDefinitions generated from the types.
 //! - [`names`]: SPIFFE ids, service host names, xDS cluster names and node ids.
 
+pub mod crd;
 pub mod duration;
+pub mod emit;
+pub mod load;
+pub mod names;
 pub mod networking;
 pub mod security;
 pub mod selector;
 pub mod validate;
+
+pub use load::Resource;
 
 mod status;
 

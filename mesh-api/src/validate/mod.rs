@@ -65,6 +65,12 @@ pub fn check<T: Validate>(spec: &T) -> Vec<FieldError> {
     errs.into_vec()
 }
 
+impl<T: Validate + ?Sized> Validate for &T {
+    fn validate(&self, at: &Path, errs: &mut Errors) {
+        (**self).validate(at, errs);
+    }
+}
+
 impl<T: Validate> Validate for Option<T> {
     fn validate(&self, at: &Path, errs: &mut Errors) {
         if let Some(inner) = self {
