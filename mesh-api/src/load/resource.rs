@@ -80,7 +80,12 @@ macro_rules! kinds {
 }
 
 kinds! {
+    Gateway => networking, NETWORKING;
+    ServiceEntry => networking, NETWORKING;
     WorkloadEntry => networking, NETWORKING;
+    AuthorizationPolicy => security, SECURITY;
+    PeerAuthentication => security, SECURITY;
+    RequestAuthentication => security, SECURITY;
 }
 
 impl Resource {

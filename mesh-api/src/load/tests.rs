@@ -39,7 +39,7 @@ fn passes_over_kinds_it_does_not_own() {
     assert!(report.problems.is_empty(), "{:?}", lines(&report));
     assert!(report.resources.is_empty());
     assert_eq!(report.skipped.len(), 2);
-    assert_eq!(report.skipped[1].source.line, 7);
+    assert_eq!(report.skipped[1].source.line, 6);
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn reports_every_document_and_survives_broken_yaml() {
     assert_eq!(report.resources.len(), 2);
     assert_eq!(problems.len(), 3, "{problems:?}");
     assert_eq!(problems[0], "m.yaml:13: not a Kubernetes object: apiVersion and kind are required");
-    assert!(problems[1].starts_with("m.yaml:17: WorkloadEntry bookinfo/Bad_Name: metadata.name: "), "{problems:?}");
+    assert!(problems[1].starts_with("m.yaml:18: WorkloadEntry bookinfo/Bad_Name: metadata.name: "), "{problems:?}");
     assert!(problems[2].starts_with("m.yaml:28: invalid YAML"), "{problems:?}");
 }
 

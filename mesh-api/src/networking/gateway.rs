@@ -60,7 +60,9 @@ use crate::validate::{self, Errors, Path, Validate};
 const UNIX_PREFIX: &str = "unix://";
 const MAX_CERTIFICATES: usize = 2;
 
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
+)]
 #[kube(
     group = "networking.istio.io",
     version = "v1",
@@ -244,7 +246,18 @@ impl TlsMode {
 
 /// A TLS protocol version; ordered from automatic to newest.
 #[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    JsonSchema,
 )]
 pub enum TlsProtocol {
     /// Let the proxy choose.
@@ -294,7 +307,8 @@ pub enum Protocol {
 
 impl Protocol {
     /// The names Istio accepts, in their usual spelling.
-    pub const NAMES: &'static str = "HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, HTTP_PROXY, MONGO, MYSQL, REDIS, TCP, TLS, UDP";
+    pub const NAMES: &'static str =
+        "HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, HTTP_PROXY, MONGO, MYSQL, REDIS, TCP, TLS, UDP";
 
     /// Reads a protocol name, ignoring case; `None` when Istio does not know it.
     pub fn parse(name: &str) -> Option<Protocol> {
@@ -319,7 +333,10 @@ impl Protocol {
     /// Checks a protocol name, with a reason naming the accepted ones.
     pub fn check(name: &str) -> Result<Protocol, String> {
         Protocol::parse(name).ok_or_else(|| {
-            format!("unsupported protocol {name:?}; use one of {}", Protocol::NAMES)
+            format!(
+                "unsupported protocol {name:?}; use one of {}",
+                Protocol::NAMES
+            )
         })
     }
 
@@ -345,7 +362,11 @@ impl Protocol {
     pub fn is_http(self) -> bool {
         matches!(
             self,
-            Protocol::Http | Protocol::Http2 | Protocol::HttpProxy | Protocol::Grpc | Protocol::GrpcWeb
+            Protocol::Http
+                | Protocol::Http2
+                | Protocol::HttpProxy
+                | Protocol::Grpc
+                | Protocol::GrpcWeb
         )
     }
 
@@ -363,7 +384,12 @@ impl Protocol {
     pub fn is_tcp(self) -> bool {
         matches!(
             self,
-            Protocol::Tcp | Protocol::Https | Protocol::Tls | Protocol::Mongo | Protocol::Redis | Protocol::Mysql
+            Protocol::Tcp
+                | Protocol::Https
+                | Protocol::Tls
+                | Protocol::Mongo
+                | Protocol::Redis
+                | Protocol::Mysql
         )
     }
 }
@@ -421,7 +447,10 @@ impl Validate for Server {
         }
         let protocol = Protocol::parse(&self.port.protocol);
         if protocol.is_none() {
-            errs.check(&port.field("protocol"), Protocol::check(&self.port.protocol).map(|_| ()));
+            errs.check(
+                &port.field("protocol"),
+                Protocol::check(&self.port.protocol).map(|_| ()),
+            );
         }
         if self.port.name.is_empty() {
             errs.add(&port.field("name"), "port name must be set");
@@ -450,7 +479,10 @@ impl Validate for Server {
             None if !self.bind.is_empty() && self.bind.parse::<IpAddr>().is_err() => {
                 errs.add(
                     &bind,
-                    format!("bind {:?} must be an IP address or a unix:// socket", self.bind),
+                    format!(
+                        "bind {:?} must be an IP address or a unix:// socket",
+                        self.bind
+                    ),
                 );
             }
             None => {}
@@ -481,7 +513,9 @@ impl Validate for Server {
             if self.tls.as_ref().is_some_and(|tls| tls.https_redirect) && !protocol.is_http() {
                 errs.add(
                     &tls_at.field("httpsRedirect"),
-                    format!("httpsRedirect only applies to plain-text HTTP servers, not {protocol}"),
+                    format!(
+                        "httpsRedirect only applies to plain-text HTTP servers, not {protocol}"
+                    ),
                 );
             }
         }
@@ -507,7 +541,10 @@ impl Validate for ServerTlsSettings {
                 ("tlsCertificates", !self.tls_certificates.is_empty()),
             ];
             for (field, _) in certificate_fields.iter().filter(|(_, set)| *set) {
-                errs.add(&at.field(field), format!("{mode} mode {why}; {field} must not be set"));
+                errs.add(
+                    &at.field(field),
+                    format!("{mode} mode {why}; {field} must not be set"),
+                );
             }
             self.check_versions(at, errs);
             return;
@@ -524,7 +561,8 @@ impl Validate for ServerTlsSettings {
         ];
         errs.check(
             at,
-            validate::one_of(&sources).map_err(|reason| format!("{reason} (pick one certificate source)")),
+            validate::one_of(&sources)
+                .map_err(|reason| format!("{reason} (pick one certificate source)")),
         );
         for (field, len) in [
             ("credentialNames", self.credential_names.len()),
@@ -544,7 +582,9 @@ impl Validate for ServerTlsSettings {
             if mode.is_mutual() && self.ca_certificates.is_empty() {
                 errs.add(
                     &at.field("caCertificates"),
-                    format!("{mode} mode needs caCertificates to verify clients, or a credentialName"),
+                    format!(
+                        "{mode} mode needs caCertificates to verify clients, or a credentialName"
+                    ),
                 );
             }
             if self.tls_certificates.is_empty() {

@@ -59,7 +59,9 @@ const MAX_SERVICE_ACCOUNTS: usize = 16;
 const MAX_SERVICE_ACCOUNT_LEN: usize = 320;
 
 /// Access control for the workloads a policy selects.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
+)]
 #[kube(
     group = "security.istio.io",
     version = "v1",
@@ -319,14 +321,20 @@ impl Validate for AuthorizationPolicySpec {
             errs.add(
                 &rules,
                 format!(
-                    "a {} policy without rules never matches anything; \
+                    "a policy with action {} and no rules never matches anything; \
                      add rules, or `rules: [{{}}]` to match every request",
                     action_name(action)
                 ),
             );
         }
         if self.rules.len() > MAX_RULES {
-            errs.add(&rules, format!("at most {MAX_RULES} rules are allowed, found {}", self.rules.len()));
+            errs.add(
+                &rules,
+                format!(
+                    "at most {MAX_RULES} rules are allowed, found {}",
+                    self.rules.len()
+                ),
+            );
         }
         validate::each(&self.rules, &rules, errs);
         if action == Action::Custom {
@@ -341,7 +349,13 @@ impl Validate for Rule {
     fn validate(&self, at: &Path, errs: &mut Errors) {
         let from = at.field("from");
         if self.from.len() > MAX_FROM {
-            errs.add(&from, format!("at most {MAX_FROM} from entries are allowed, found {}", self.from.len()));
+            errs.add(
+                &from,
+                format!(
+                    "at most {MAX_FROM} from entries are allowed, found {}",
+                    self.from.len()
+                ),
+            );
         }
         for (i, entry) in self.from.iter().enumerate() {
             let here = from.index(i).field("source");
@@ -372,13 +386,18 @@ impl Validate for Source {
                  serviceAccounts, ipBlocks, remoteIpBlocks, trustDomains or a not* form)",
             );
         }
-        let has_accounts = !self.service_accounts.is_empty() || !self.not_service_accounts.is_empty();
+        let has_accounts =
+            !self.service_accounts.is_empty() || !self.not_service_accounts.is_empty();
         let has_identity = !(self.principals.is_empty()
             && self.not_principals.is_empty()
             && self.namespaces.is_empty()
             && self.not_namespaces.is_empty());
         if has_accounts && has_identity {
-            let field = if self.service_accounts.is_empty() { "notServiceAccounts" } else { "serviceAccounts" };
+            let field = if self.service_accounts.is_empty() {
+                "notServiceAccounts"
+            } else {
+                "serviceAccounts"
+            };
             errs.add(
                 &at.field(field),
                 "serviceAccounts cannot be combined with principals or namespaces (or their not* forms) in one source",
@@ -392,10 +411,15 @@ impl Validate for Source {
                 "ipBlocks" | "notIpBlocks" | "remoteIpBlocks" | "notRemoteIpBlocks" => ip_or_cidr,
                 _ => string_match,
             };
-            if name.ends_with("erviceAccounts") && values.len() > MAX_SERVICE_ACCOUNTS {
+            if matches!(name, "serviceAccounts" | "notServiceAccounts")
+                && values.len() > MAX_SERVICE_ACCOUNTS
+            {
                 errs.add(
                     &here,
-                    format!("at most {MAX_SERVICE_ACCOUNTS} service accounts are allowed, found {}", values.len()),
+                    format!(
+                        "at most {MAX_SERVICE_ACCOUNTS} service accounts are allowed, found {}",
+                        values.len()
+                    ),
                 );
             }
             for (i, value) in values.iter().enumerate() {
@@ -447,7 +471,10 @@ impl Validate for Condition {
         if self.values.is_empty() && self.not_values.is_empty() {
             errs.add(
                 &at.field("values"),
-                format!("at least one of values or notValues must be set for key {}", self.key),
+                format!(
+                    "at least one of values or notValues must be set for key {}",
+                    self.key
+                ),
             );
         }
         let check: fn(&str) -> Check = match kind {
@@ -479,7 +506,11 @@ pub(crate) fn validate_policy_scope(
         ("targetRefs", !target_refs.is_empty()),
     ];
     if let Err(reason) = validate::one_of(&set) {
-        let last = set.iter().rev().find(|(_, on)| *on).map_or("selector", |(name, _)| *name);
+        let last = set
+            .iter()
+            .rev()
+            .find(|(_, on)| *on)
+            .map_or("selector", |(name, _)| *name);
         errs.add(&at.field(last), reason);
     }
     selector.validate(&at.field("selector"), errs);
@@ -490,7 +521,10 @@ pub(crate) fn validate_policy_scope(
     if target_refs.len() > MAX_TARGET_REFS {
         errs.add(
             &refs,
-            format!("at most {MAX_TARGET_REFS} targetRefs are allowed, found {}", target_refs.len()),
+            format!(
+                "at most {MAX_TARGET_REFS} targetRefs are allowed, found {}",
+                target_refs.len()
+            ),
         );
     }
     for (i, target) in target_refs.iter().enumerate() {
@@ -503,7 +537,11 @@ fn validate_target(target: &PolicyTargetReference, at: &Path, errs: &mut Errors)
     if target.kind.is_empty() {
         return;
     }
-    let group = if target.group.is_empty() { "core" } else { target.group.as_str() };
+    let group = if target.group.is_empty() {
+        "core"
+    } else {
+        target.group.as_str()
+    };
     let allowed = matches!(
         (group, target.kind.as_str()),
         ("core", "Service")
@@ -535,7 +573,9 @@ fn custom_restrictions(rule: &Rule, at: &Path, errs: &mut Errors) {
         "notServiceAccounts",
     ];
     for (i, entry) in rule.from.iter().enumerate() {
-        let Some(source) = &entry.source else { continue };
+        let Some(source) = &entry.source else {
+            continue;
+        };
         for (name, values) in source.lists() {
             if IDENTITY.contains(&name) && !values.is_empty() {
                 errs.add(
@@ -547,8 +587,10 @@ fn custom_restrictions(rule: &Rule, at: &Path, errs: &mut Errors) {
     }
     for (i, condition) in rule.when.iter().enumerate() {
         let key = condition.key.as_str();
-        if matches!(key, "source.namespace" | "source.serviceAccount" | "source.principal")
-            || key.starts_with("request.auth.")
+        if matches!(
+            key,
+            "source.namespace" | "source.serviceAccount" | "source.principal"
+        ) || key.starts_with("request.auth.")
         {
             errs.add(
                 &at.field("when").index(i).field("key"),
@@ -598,12 +640,16 @@ fn condition_key(key: &str) -> Result<KeyKind, String> {
                 .into());
         }
         "destination.name" | "destination.user" => {
-            return Err(format!("attribute {key} was only supported by the removed v1alpha1 API"));
+            return Err(format!(
+                "attribute {key} was only supported by the removed v1alpha1 API"
+            ));
         }
         _ => {}
     }
     if key.starts_with("destination.labels") {
-        return Err(format!("attribute {key} is not supported; use the policy's selector instead"));
+        return Err(format!(
+            "attribute {key} is not supported; use the policy's selector instead"
+        ));
     }
     if let Some(prefix) = BRACKETED.iter().find(|prefix| key.starts_with(**prefix)) {
         let name = key[prefix.len()..]
@@ -623,7 +669,9 @@ fn condition_key(key: &str) -> Result<KeyKind, String> {
         return if open > 0 && key.ends_with(']') && open + 2 < key.len() {
             Ok(KeyKind::Plain)
         } else {
-            Err(format!("key {key:?} must be written experimental.envoy.filters.<filter>[name]"))
+            Err(format!(
+                "key {key:?} must be written experimental.envoy.filters.<filter>[name]"
+            ))
         };
     }
     Err(format!(
@@ -672,7 +720,9 @@ fn principal(value: &str) -> Check {
 fn service_account(value: &str) -> Check {
     non_empty(value)?;
     if value.contains('*') {
-        return Err(format!("service account {value:?} must not contain a wildcard"));
+        return Err(format!(
+            "service account {value:?} must not contain a wildcard"
+        ));
     }
     if value.len() > MAX_SERVICE_ACCOUNT_LEN {
         return Err(format!(
@@ -704,14 +754,18 @@ fn ip_or_cidr(value: &str) -> Check {
     let max = if address.is_ipv4() { 32 } else { 128 };
     match length.parse::<u8>() {
         Ok(bits) if bits <= max && length.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
-        _ => Err(format!("CIDR range {value:?} has an invalid prefix length (0 to {max})")),
+        _ => Err(format!(
+            "CIDR range {value:?} has an invalid prefix length (0 to {max})"
+        )),
     }
 }
 
 fn port_string(value: &str) -> Check {
     match value.parse::<u32>() {
         Ok(number) if value.bytes().all(|b| b.is_ascii_digit()) => validate::port(number),
-        _ => Err(format!("port {value:?} must be a number between 1 and 65535")),
+        _ => Err(format!(
+            "port {value:?} must be a number between 1 and 65535"
+        )),
     }
 }
 
@@ -745,7 +799,9 @@ fn request_path(value: &str) -> Check {
     }
     string_match(value)?;
     if !value.starts_with('/') && !value.starts_with('*') {
-        return Err(format!("path {value:?} must start with / (or be `*` or `*suffix`)"));
+        return Err(format!(
+            "path {value:?} must start with / (or be `*` or `*suffix`)"
+        ));
     }
     Ok(())
 }

@@ -19,7 +19,9 @@ use crate::selector::WorkloadSelector;
 use crate::validate::{self, Errors, Path, Validate};
 
 /// Mutual TLS requirements for the workloads a policy selects.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
+)]
 #[kube(
     group = "security.istio.io",
     version = "v1",

@@ -44,7 +44,9 @@ const MAX_JWKS_URI_LEN: usize = 2048;
 const MAX_SPACE_DELIMITED_CLAIMS: usize = 64;
 
 /// JWT validation for the workloads a policy selects.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
+)]
 #[kube(
     group = "security.istio.io",
     version = "v1",
@@ -148,7 +150,10 @@ impl Validate for RequestAuthenticationSpec {
         if self.jwt_rules.len() > MAX_JWT_RULES {
             errs.add(
                 &rules,
-                format!("at most {MAX_JWT_RULES} jwtRules are allowed, found {}", self.jwt_rules.len()),
+                format!(
+                    "at most {MAX_JWT_RULES} jwtRules are allowed, found {}",
+                    self.jwt_rules.len()
+                ),
             );
         }
         validate::each(&self.jwt_rules, &rules, errs);
@@ -158,7 +163,10 @@ impl Validate for RequestAuthenticationSpec {
 impl Validate for JwtRule {
     fn validate(&self, at: &Path, errs: &mut Errors) {
         if self.issuer.is_empty() {
-            errs.add(&at.field("issuer"), "issuer is required: the token's expected iss claim");
+            errs.add(
+                &at.field("issuer"),
+                "issuer is required: the token's expected iss claim",
+            );
         }
         not_empty_each(&self.audiences, "audience", &at.field("audiences"), errs);
         let has_uri = !self.jwks_uri.is_empty();
@@ -176,7 +184,12 @@ impl Validate for JwtRule {
             let here = at.field("fromHeaders").index(i).field("name");
             errs.check(&here, validate::header_name(&header.name));
         }
-        not_empty_each(&self.from_params, "query parameter name", &at.field("fromParams"), errs);
+        not_empty_each(
+            &self.from_params,
+            "query parameter name",
+            &at.field("fromParams"),
+            errs,
+        );
         for (i, cookie) in self.from_cookies.iter().enumerate() {
             errs.check(&at.field("fromCookies").index(i), cookie_name(cookie));
         }
@@ -193,7 +206,10 @@ impl Validate for JwtRule {
                 Err(reason) => errs.add(&here.field("header"), reason),
                 Ok(()) if !headers.insert(output.header.to_ascii_lowercase()) => errs.add(
                     &here.field("header"),
-                    format!("header {:?} is already set by an earlier entry", output.header),
+                    format!(
+                        "header {:?} is already set by an earlier entry",
+                        output.header
+                    ),
                 ),
                 Ok(()) => {}
             }
@@ -230,7 +246,9 @@ fn not_empty_each(values: &[String], what: &str, at: &Path, errs: &mut Errors) {
 fn jwks_uri(uri: &str) -> Check {
     let bad = |why: &str| Err(format!("jwksUri {uri:?} is not a valid http(s) URL: {why}"));
     if uri.len() > MAX_JWKS_URI_LEN {
-        return Err(format!("jwksUri is longer than {MAX_JWKS_URI_LEN} characters"));
+        return Err(format!(
+            "jwksUri is longer than {MAX_JWKS_URI_LEN} characters"
+        ));
     }
     if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("it contains whitespace");
@@ -288,7 +306,9 @@ fn jwks(text: &str) -> Check {
     let check_key = |key: &serde_json::Value, which: &str| -> Check {
         match key.get("kty").and_then(serde_json::Value::as_str) {
             Some(kty) if KEY_TYPES.contains(&kty) => Ok(()),
-            Some(kty) => Err(format!("jwks {which} has unknown kty {kty:?} (use RSA, EC, oct or OKP)")),
+            Some(kty) => Err(format!(
+                "jwks {which} has unknown kty {kty:?} (use RSA, EC, oct or OKP)"
+            )),
             None => Err(format!("jwks {which} has no kty")),
         }
     };
