@@ -14,13 +14,17 @@ pub const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "mesh");
 
 /// The CRDs of every kind this mesh understands, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds: Vec<_> = Resource::base_crds().into_iter().map(serve_all_versions).collect();
+    let mut crds: Vec<_> = Resource::base_crds()
+        .into_iter()
+        .map(serve_all_versions)
+        .collect();
     crds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     crds
 }
 
 fn serve_all_versions(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    let (_, versions) = group_of(&crd.spec.names.kind).expect("every generated CRD is a known kind");
+    let (_, versions) =
+        group_of(&crd.spec.names.kind).expect("every generated CRD is a known kind");
     let stored = crd.spec.versions[0].clone();
     crd.spec.versions = versions
         .iter()
@@ -46,10 +50,21 @@ mod tests {
         let crds = crds();
         assert_eq!(crds.len(), Resource::base_crds().len());
         for crd in &crds {
-            let stored: Vec<_> = crd.spec.versions.iter().filter(|v| v.storage).map(|v| v.name.as_str()).collect();
+            let stored: Vec<_> = crd
+                .spec
+                .versions
+                .iter()
+                .filter(|v| v.storage)
+                .map(|v| v.name.as_str())
+                .collect();
             assert_eq!(stored, ["v1"], "{:?}", crd.metadata.name);
             assert!(crd.spec.versions.len() >= 2);
-            assert!(crd.spec.versions.iter().all(|v| v.served && v.schema.is_some()));
+            assert!(
+                crd.spec
+                    .versions
+                    .iter()
+                    .all(|v| v.served && v.schema.is_some())
+            );
         }
     }
 }

@@ -116,7 +116,11 @@ fn scale_number(number: &str, scale: u128) -> Option<u128> {
     if frac.contains('.') || (whole.is_empty() && frac.is_empty()) {
         return None;
     }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let mut nanos = whole.checked_mul(scale)?;
     let mut place = scale;
     for digit in frac.chars() {
@@ -179,12 +183,24 @@ mod tests {
 
     #[test]
     fn reads_protobuf_and_go_forms() {
-        assert_eq!(parse("1.5s").unwrap(), std::time::Duration::from_millis(1500));
-        assert_eq!(parse("200ms").unwrap(), std::time::Duration::from_millis(200));
+        assert_eq!(
+            parse("1.5s").unwrap(),
+            std::time::Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse("200ms").unwrap(),
+            std::time::Duration::from_millis(200)
+        );
         assert_eq!(parse("1m30s").unwrap(), std::time::Duration::from_secs(90));
         assert_eq!(parse("1h").unwrap(), std::time::Duration::from_secs(3600));
-        assert_eq!(parse("0.1s").unwrap(), std::time::Duration::from_millis(100));
-        assert_eq!(parse("250us").unwrap(), std::time::Duration::from_micros(250));
+        assert_eq!(
+            parse("0.1s").unwrap(),
+            std::time::Duration::from_millis(100)
+        );
+        assert_eq!(
+            parse("250us").unwrap(),
+            std::time::Duration::from_micros(250)
+        );
         assert_eq!(parse("0").unwrap(), std::time::Duration::ZERO);
     }
 

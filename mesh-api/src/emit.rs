@@ -122,6 +122,9 @@ mod tests {
         let (docs, err) = crate::load::parse_documents(&text);
         assert!(err.is_none(), "{text}");
         assert_eq!(docs[0].value, value, "{text}");
-        assert!(text.contains("plain: reviews.default.svc.cluster.local\n"), "{text}");
+        assert!(
+            text.contains("plain: reviews.default.svc.cluster.local\n"),
+            "{text}"
+        );
     }
 }

@@ -14,11 +14,17 @@ pub const SYSTEM_NAMESPACE: &str = "mesh-system";
 /// Why a name could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("{input:?} is not a SPIFFE id of the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>")]
+    #[error(
+        "{input:?} is not a SPIFFE id of the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>"
+    )]
     Spiffe { input: String },
-    #[error("{input:?} is not a cluster name of the form <inbound|outbound>|<port>|<subset>|<host>")]
+    #[error(
+        "{input:?} is not a cluster name of the form <inbound|outbound>|<port>|<subset>|<host>"
+    )]
     Cluster { input: String },
-    #[error("{input:?} is not a node id of the form <sidecar|router|waypoint>~<ip>~<pod>.<namespace>~<namespace>.svc.<domain>")]
+    #[error(
+        "{input:?} is not a node id of the form <sidecar|router|waypoint>~<ip>~<pod>.<namespace>~<namespace>.svc.<domain>"
+    )]
     Node { input: String },
 }
 
@@ -42,7 +48,10 @@ impl SpiffeId {
 
     /// The principal as AuthorizationPolicy writes it: the id without `spiffe://`.
     pub fn principal(&self) -> String {
-        format!("{}/ns/{}/sa/{}", self.trust_domain, self.namespace, self.service_account)
+        format!(
+            "{}/ns/{}/sa/{}",
+            self.trust_domain, self.namespace, self.service_account
+        )
     }
 }
 
@@ -56,7 +65,9 @@ impl FromStr for SpiffeId {
     type Err = NameError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let fail = || NameError::Spiffe { input: input.to_owned() };
+        let fail = || NameError::Spiffe {
+            input: input.to_owned(),
+        };
         let rest = input.strip_prefix("spiffe://").ok_or_else(fail)?;
         let parts: Vec<&str> = rest.split('/').collect();
         match parts.as_slice() {
@@ -132,7 +143,9 @@ impl FromStr for ClusterName {
     type Err = NameError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let fail = || NameError::Cluster { input: input.to_owned() };
+        let fail = || NameError::Cluster {
+            input: input.to_owned(),
+        };
         let parts: Vec<&str> = input.split('|').collect();
         let [direction, port, subset, host] = parts.as_slice() else {
             return Err(fail());
@@ -188,8 +201,18 @@ pub struct NodeId {
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let NodeId { kind, ip, pod, namespace, domain } = self;
-        write!(f, "{}~{ip}~{pod}.{namespace}~{namespace}.svc.{domain}", kind.as_str())
+        let NodeId {
+            kind,
+            ip,
+            pod,
+            namespace,
+            domain,
+        } = self;
+        write!(
+            f,
+            "{}~{ip}~{pod}.{namespace}~{namespace}.svc.{domain}",
+            kind.as_str()
+        )
     }
 }
 
@@ -197,7 +220,9 @@ impl FromStr for NodeId {
     type Err = NameError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let fail = || NameError::Node { input: input.to_owned() };
+        let fail = || NameError::Node {
+            input: input.to_owned(),
+        };
         let parts: Vec<&str> = input.split('~').collect();
         let [kind, ip, id, dns] = parts.as_slice() else {
             return Err(fail());
@@ -233,34 +258,76 @@ mod tests {
 
     #[test]
     fn spiffe_ids() {
-        let id: SpiffeId = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews".parse().unwrap();
-        assert_eq!(id, SpiffeId::new("cluster.local", "default", "bookinfo-reviews"));
-        assert_eq!(id.to_string(), "spiffe://cluster.local/ns/default/sa/bookinfo-reviews");
-        assert_eq!(id.principal(), "cluster.local/ns/default/sa/bookinfo-reviews");
-        assert_eq!(SpiffeId::new("corp@example.com", "a", "b").trust_domain, "corp.example.com");
-        for bad in ["cluster.local/ns/a/sa/b", "spiffe://td/ns/a", "spiffe://td/ns//sa/b", "spiffe://td/x/a/sa/b"] {
+        let id: SpiffeId = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            id,
+            SpiffeId::new("cluster.local", "default", "bookinfo-reviews")
+        );
+        assert_eq!(
+            id.to_string(),
+            "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+        );
+        assert_eq!(
+            id.principal(),
+            "cluster.local/ns/default/sa/bookinfo-reviews"
+        );
+        assert_eq!(
+            SpiffeId::new("corp@example.com", "a", "b").trust_domain,
+            "corp.example.com"
+        );
+        for bad in [
+            "cluster.local/ns/a/sa/b",
+            "spiffe://td/ns/a",
+            "spiffe://td/ns//sa/b",
+            "spiffe://td/x/a/sa/b",
+        ] {
             assert!(bad.parse::<SpiffeId>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn hosts() {
-        assert_eq!(fqdn("reviews", "default", "cluster.local"), "reviews.default.svc.cluster.local");
-        assert_eq!(fqdn("reviews.prod.svc.cluster.local", "default", "cluster.local"), "reviews.prod.svc.cluster.local");
-        assert_eq!(fqdn("*.example.com", "default", "cluster.local"), "*.example.com");
+        assert_eq!(
+            fqdn("reviews", "default", "cluster.local"),
+            "reviews.default.svc.cluster.local"
+        );
+        assert_eq!(
+            fqdn("reviews.prod.svc.cluster.local", "default", "cluster.local"),
+            "reviews.prod.svc.cluster.local"
+        );
+        assert_eq!(
+            fqdn("*.example.com", "default", "cluster.local"),
+            "*.example.com"
+        );
         assert_eq!(fqdn("*", "default", "cluster.local"), "*");
     }
 
     #[test]
     fn cluster_names() {
         let name = ClusterName::outbound(9080, "v1", "reviews.default.svc.cluster.local");
-        assert_eq!(name.to_string(), "outbound|9080|v1|reviews.default.svc.cluster.local");
+        assert_eq!(
+            name.to_string(),
+            "outbound|9080|v1|reviews.default.svc.cluster.local"
+        );
         assert_eq!(name.to_string().parse::<ClusterName>().unwrap(), name);
         assert_eq!(ClusterName::inbound(9080).to_string(), "inbound|9080||");
-        assert_eq!("inbound|9080||".parse::<ClusterName>().unwrap(), ClusterName::inbound(9080));
-        let whole: ClusterName = "outbound|9080||reviews.default.svc.cluster.local".parse().unwrap();
+        assert_eq!(
+            "inbound|9080||".parse::<ClusterName>().unwrap(),
+            ClusterName::inbound(9080)
+        );
+        let whole: ClusterName = "outbound|9080||reviews.default.svc.cluster.local"
+            .parse()
+            .unwrap();
         assert_eq!(whole.subset, "");
-        for bad in ["outbound|9080|v1", "sideways|1||h", "outbound|0||h", "outbound|9080|v1|", "outbound|x||h"] {
+        for bad in [
+            "outbound|9080|v1",
+            "sideways|1||h",
+            "outbound|0||h",
+            "outbound|9080|v1|",
+            "outbound|x||h",
+        ] {
             assert!(bad.parse::<ClusterName>().is_err(), "{bad}");
         }
     }
@@ -275,9 +342,16 @@ mod tests {
         assert_eq!(node.namespace, "default");
         assert_eq!(node.domain, "cluster.local");
         assert_eq!(node.to_string(), text);
-        let gateway: NodeId = "router~::1~ingress-7d9.mesh-system~mesh-system.svc.cluster.local".parse().unwrap();
+        let gateway: NodeId = "router~::1~ingress-7d9.mesh-system~mesh-system.svc.cluster.local"
+            .parse()
+            .unwrap();
         assert_eq!(gateway.kind, ProxyKind::Router);
-        for bad in ["sidecar~10.1.2.3~pod~default.svc.cluster.local", "proxy~1.2.3.4~p.ns~ns.svc.cluster.local", "sidecar~nope~p.ns~ns.svc.cluster.local", "sidecar~1.2.3.4~p.ns~other.svc.cluster.local"] {
+        for bad in [
+            "sidecar~10.1.2.3~pod~default.svc.cluster.local",
+            "proxy~1.2.3.4~p.ns~ns.svc.cluster.local",
+            "sidecar~nope~p.ns~ns.svc.cluster.local",
+            "sidecar~1.2.3.4~p.ns~other.svc.cluster.local",
+        ] {
             assert!(bad.parse::<NodeId>().is_err(), "{bad}");
         }
     }

@@ -16,21 +16,34 @@ pub(super) fn describe(base: Path, err: &Error<serde_json::Error>) -> (Path, Str
     }
     let message = err.inner().to_string();
     // serde_json appends " at line L column C", meaningless for a Value.
-    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
     if let Some((field, expected)) = parse_listing(&message, "unknown field `") {
         // The path already ends at the unknown field for maps; make sure.
         if segments.last() != Some(&Segment::Key(field.clone())) {
             segments.push(Segment::Key(field.clone()));
         }
-        return (Path::from(segments), with_suggestion(format!("unknown field {field:?}"), &field, &expected));
+        return (
+            Path::from(segments),
+            with_suggestion(format!("unknown field {field:?}"), &field, &expected),
+        );
     }
     if let Some((value, expected)) = parse_listing(&message, "unknown variant `") {
-        let reason = format!("unknown value {value:?}; expected one of {}", expected.join(", "));
+        let reason = format!(
+            "unknown value {value:?}; expected one of {}",
+            expected.join(", ")
+        );
         return (Path::from(segments), reason);
     }
     if let Some(field) = between(&message, "missing field `", "`") {
         segments.push(Segment::Key(field.to_owned()));
-        return (Path::from(segments), format!("required field {field:?} is missing"));
+        return (
+            Path::from(segments),
+            format!("required field {field:?} is missing"),
+        );
     }
     (Path::from(segments), message)
 }

@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub use resource::{NETWORKING, Resource, SECURITY, group_of};
-pub use yaml::{LineIndex, YamlDocument, YamlError, parse_documents, resolve_plain as resolve_plain_scalar};
+pub use yaml::{
+    LineIndex, YamlDocument, YamlError, parse_documents, resolve_plain as resolve_plain_scalar,
+};
 
 use crate::validate::{self, Errors, Path};
 
@@ -102,7 +104,8 @@ impl Report {
     pub fn validate(&mut self) {
         let found: Vec<Problem> = self.resources.iter().flat_map(Loaded::validate).collect();
         self.problems.extend(found);
-        self.problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        self.problems
+            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     }
 
     fn extend(&mut self, other: Report) {
@@ -239,7 +242,12 @@ fn read_document(file: &str, doc: YamlDocument, report: &mut Report) {
             "apiVersion {api_version} is not served; use {group}/ with one of {}",
             versions.join(", ")
         );
-        report.problems.push(problem(at(&path), Some(kind.to_owned()), Some(path), reason));
+        report.problems.push(problem(
+            at(&path),
+            Some(kind.to_owned()),
+            Some(path),
+            reason,
+        ));
         return;
     }
     match parse_object(kind, &object) {
@@ -249,7 +257,9 @@ fn read_document(file: &str, doc: YamlDocument, report: &mut Report) {
             lines,
         }),
         Err((subject, (path, reason))) => {
-            report.problems.push(problem(at(&path), Some(subject), Some(path), reason));
+            report
+                .problems
+                .push(problem(at(&path), Some(subject), Some(path), reason));
         }
     }
 }
@@ -294,7 +304,10 @@ fn read_list(
 }
 
 fn string_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    object.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// `Kind namespace/name`, as problems name a resource.

@@ -80,8 +80,11 @@ macro_rules! kinds {
 }
 
 kinds! {
+    DestinationRule => networking, NETWORKING;
     Gateway => networking, NETWORKING;
     ServiceEntry => networking, NETWORKING;
+    Sidecar => networking, NETWORKING;
+    VirtualService => networking, NETWORKING;
     WorkloadEntry => networking, NETWORKING;
     AuthorizationPolicy => security, SECURITY;
     PeerAuthentication => security, SECURITY;
@@ -108,9 +111,15 @@ pub(crate) fn split_object(
     object: &Map<String, Value>,
 ) -> Result<(Value, Value, Option<Value>), (Path, String)> {
     if let Some(unknown) = object.keys().find(|k| !OBJECT_FIELDS.contains(&k.as_str())) {
-        return Err((Path::root().field(unknown), format!("unknown field {unknown:?}")));
+        return Err((
+            Path::root().field(unknown),
+            format!("unknown field {unknown:?}"),
+        ));
     }
-    let metadata = object.get("metadata").cloned().unwrap_or(Value::Object(Map::new()));
+    let metadata = object
+        .get("metadata")
+        .cloned()
+        .unwrap_or(Value::Object(Map::new()));
     let spec = match object.get("spec") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(spec) => spec.clone(),

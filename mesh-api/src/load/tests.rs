@@ -23,10 +23,18 @@ fn reads_a_resource_with_its_source() {
     let report = load_str("we.yaml", ENTRY);
     assert!(report.problems.is_empty(), "{:?}", lines(&report));
     let loaded = &report.resources[0];
-    assert_eq!(loaded.source, Source { file: "we.yaml".into(), line: 1 });
+    assert_eq!(
+        loaded.source,
+        Source {
+            file: "we.yaml".into(),
+            line: 1
+        }
+    );
     assert_eq!(loaded.resource.kind(), "WorkloadEntry");
     assert_eq!(loaded.resource.namespace(), "bookinfo");
-    let Resource::WorkloadEntry(entry) = &loaded.resource else { panic!() };
+    let Resource::WorkloadEntry(entry) = &loaded.resource else {
+        panic!()
+    };
     assert_eq!(entry.spec.ports["http"], 9080);
     assert!(loaded.validate().is_empty());
 }
@@ -48,7 +56,9 @@ fn names_unknown_fields_with_their_line_and_a_suggestion() {
     let report = load_str("we.yaml", &text);
     assert_eq!(
         lines(&report),
-        ["we.yaml:10: WorkloadEntry bookinfo/details-vm: spec.labls: unknown field \"labls\"; did you mean \"labels\"?"]
+        [
+            "we.yaml:10: WorkloadEntry bookinfo/details-vm: spec.labls: unknown field \"labls\"; did you mean \"labels\"?"
+        ]
     );
 }
 
@@ -64,9 +74,17 @@ fn names_wrong_types() {
 #[test]
 fn refuses_unserved_versions_and_unknown_top_level_fields() {
     let report = load_str("a.yaml", &ENTRY.replace("v1beta1", "v2"));
-    assert_eq!(lines(&report), ["a.yaml:1: WorkloadEntry: apiVersion: apiVersion networking.istio.io/v2 is not served; use networking.istio.io/ with one of v1, v1beta1, v1alpha3"]);
+    assert_eq!(
+        lines(&report),
+        [
+            "a.yaml:1: WorkloadEntry: apiVersion: apiVersion networking.istio.io/v2 is not served; use networking.istio.io/ with one of v1, v1beta1, v1alpha3"
+        ]
+    );
     let report = load_str("b.yaml", &format!("{ENTRY}specs: {{}}\n"));
-    assert_eq!(lines(&report), ["b.yaml:12: WorkloadEntry: specs: unknown field \"specs\""]);
+    assert_eq!(
+        lines(&report),
+        ["b.yaml:12: WorkloadEntry: specs: unknown field \"specs\""]
+    );
 }
 
 #[test]
@@ -75,21 +93,35 @@ fn reports_semantic_problems_at_the_field_line() {
     report.validate();
     assert_eq!(
         lines(&report),
-        ["we.yaml:9: WorkloadEntry bookinfo/details-vm: spec.ports.http: port number 70000 must be between 1 and 65535"]
+        [
+            "we.yaml:9: WorkloadEntry bookinfo/details-vm: spec.ports.http: port number 70000 must be between 1 and 65535"
+        ]
     );
 }
 
 #[test]
 fn reports_every_document_and_survives_broken_yaml() {
-    let text = format!("{ENTRY}---\nkind: WorkloadEntry\n---\n{}---\nfoo: [\n", ENTRY.replace("details-vm", "Bad_Name"));
+    let text = format!(
+        "{ENTRY}---\nkind: WorkloadEntry\n---\n{}---\nfoo: [\n",
+        ENTRY.replace("details-vm", "Bad_Name")
+    );
     let mut report = load_str("m.yaml", &text);
     report.validate();
     let problems = lines(&report);
     assert_eq!(report.resources.len(), 2);
     assert_eq!(problems.len(), 3, "{problems:?}");
-    assert_eq!(problems[0], "m.yaml:13: not a Kubernetes object: apiVersion and kind are required");
-    assert!(problems[1].starts_with("m.yaml:18: WorkloadEntry bookinfo/Bad_Name: metadata.name: "), "{problems:?}");
-    assert!(problems[2].starts_with("m.yaml:28: invalid YAML"), "{problems:?}");
+    assert_eq!(
+        problems[0],
+        "m.yaml:13: not a Kubernetes object: apiVersion and kind are required"
+    );
+    assert!(
+        problems[1].starts_with("m.yaml:18: WorkloadEntry bookinfo/Bad_Name: metadata.name: "),
+        "{problems:?}"
+    );
+    assert!(
+        problems[2].starts_with("m.yaml:28: invalid YAML"),
+        "{problems:?}"
+    );
 }
 
 #[test]

@@ -104,7 +104,11 @@ struct Builder {
 }
 
 impl Builder {
-    fn on_event(&mut self, event: Event<'_>, span: Span) -> Result<Option<YamlDocument>, YamlError> {
+    fn on_event(
+        &mut self,
+        event: Event<'_>,
+        span: Span,
+    ) -> Result<Option<YamlDocument>, YamlError> {
         let line = span.start.line();
         match event {
             Event::DocumentStart(_) => {
@@ -188,7 +192,11 @@ impl Builder {
                 path.push(Segment::Index(items.len()));
                 path
             }
-            Some(Frame::Map { key: Some(key), path, .. }) => {
+            Some(Frame::Map {
+                key: Some(key),
+                path,
+                ..
+            }) => {
                 let mut path = path.clone();
                 path.push(Segment::Key(key.clone()));
                 path
@@ -207,7 +215,13 @@ impl Builder {
 
     /// A scalar or alias arrived at `line`: record where it sits, then place it.
     fn deliver(&mut self, value: Value, line: usize) -> Result<(), YamlError> {
-        if let Some(Frame::Map { key: None, path, map, .. }) = self.stack.last_mut() {
+        if let Some(Frame::Map {
+            key: None,
+            path,
+            map,
+            ..
+        }) = self.stack.last_mut()
+        {
             let Value::String(key) = value else {
                 return Err(YamlError {
                     line,
@@ -345,7 +359,12 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].line, 2);
         assert_eq!(docs[1].line, 9);
-        let weight = Path::spec().field("http").index(0).field("route").index(1).field("weight");
+        let weight = Path::spec()
+            .field("http")
+            .index(0)
+            .field("route")
+            .index(1)
+            .field("weight");
         assert_eq!(docs[0].lines.line_of(&weight), Some(7));
         let route0 = Path::spec().field("http").index(0).field("route").index(0);
         assert_eq!(docs[0].lines.line_of(&route0), Some(6));
@@ -359,7 +378,13 @@ mod tests {
         assert!(err.is_none());
         assert_eq!(docs[0].value, json!({"a": {"b": 1}, "c": {"b": 1}}));
         let (_, err) = parse_documents("a: 1\na: 2\n");
-        assert_eq!(err.unwrap(), YamlError { line: 2, reason: "duplicate key \"a\"".into() });
+        assert_eq!(
+            err.unwrap(),
+            YamlError {
+                line: 2,
+                reason: "duplicate key \"a\"".into()
+            }
+        );
         let (docs, err) = parse_documents("a: 1\n---\nb: [\n");
         assert_eq!(docs.len(), 1);
         assert!(err.unwrap().reason.starts_with("invalid YAML"));

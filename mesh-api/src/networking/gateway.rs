@@ -27,11 +27,8 @@
 //!   have `tls`.
 //! - HTTP servers may only use `tls` for `httpsRedirect`: the mode must stay a
 //!   passthrough mode (the default).
-//! - `tls.httpsRedirect` is only allowed on HTTP servers.
 //! - `ISTIO_MUTUAL` servers may not name certificates, keys, CA bundles or
 //!   credentials: Istio supplies them.
-//! - `PASSTHROUGH` and `AUTO_PASSTHROUGH` servers do not terminate TLS and may
-//!   not name certificates, keys, CA bundles, CRLs or credentials.
 //! - At most one certificate source: `serverCertificate`/`privateKey`,
 //!   `credentialName`, `credentialNames` or `tlsCertificates`.
 //! - `credentialNames` and `tlsCertificates` hold at most two entries.
@@ -510,14 +507,6 @@ impl Validate for Server {
                 ),
                 _ => {}
             }
-            if self.tls.as_ref().is_some_and(|tls| tls.https_redirect) && !protocol.is_http() {
-                errs.add(
-                    &tls_at.field("httpsRedirect"),
-                    format!(
-                        "httpsRedirect only applies to plain-text HTTP servers, not {protocol}"
-                    ),
-                );
-            }
         }
     }
 }
@@ -525,17 +514,18 @@ impl Validate for Server {
 impl Validate for ServerTlsSettings {
     fn validate(&self, at: &Path, errs: &mut Errors) {
         let mode = self.mode;
-        if mode == TlsMode::IstioMutual || mode.is_passthrough() {
-            let why = if mode == TlsMode::IstioMutual {
-                "uses the mesh's own certificates"
-            } else {
-                "does not terminate TLS"
-            };
+        if mode.is_passthrough() {
+            // Istio only warns about certificates on a passthrough server:
+            // they are unused, and existing configs carry them.
+            self.check_versions(at, errs);
+            return;
+        }
+        if mode == TlsMode::IstioMutual {
+            let why = "uses the mesh's own certificates";
             let certificate_fields = [
                 ("serverCertificate", !self.server_certificate.is_empty()),
                 ("privateKey", !self.private_key.is_empty()),
                 ("caCertificates", !self.ca_certificates.is_empty()),
-                ("caCrl", mode.is_passthrough() && !self.ca_crl.is_empty()),
                 ("credentialName", !self.credential_name.is_empty()),
                 ("credentialNames", !self.credential_names.is_empty()),
                 ("tlsCertificates", !self.tls_certificates.is_empty()),

@@ -61,7 +61,10 @@ pub fn validate_endpoint(entry: &WorkloadEntrySpec, at: &Path, errs: &mut Errors
         errs.add(&address, "address is required unless network is set");
     } else if let Some(socket) = entry.address.strip_prefix("unix://") {
         if !(socket.starts_with('/') || socket.starts_with('@')) || socket.ends_with('/') {
-            errs.add(&address, "a unix:// address must be an absolute socket path or an abstract socket");
+            errs.add(
+                &address,
+                "a unix:// address must be an absolute socket path or an abstract socket",
+            );
         }
         if !entry.ports.is_empty() {
             errs.add(&at.field("ports"), "a unix:// address may not have ports");
@@ -72,15 +75,24 @@ pub fn validate_endpoint(entry: &WorkloadEntrySpec, at: &Path, errs: &mut Errors
     for (name, number) in &entry.ports {
         let here = at.field("ports").field(name);
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || name.is_empty() {
-            errs.add(&here, format!("port name {name:?} must be alphanumeric with inner dashes"));
+            errs.add(
+                &here,
+                format!("port name {name:?} must be alphanumeric with inner dashes"),
+            );
         }
         errs.check(&here, validate::port(*number));
     }
     validate_labels(&entry.labels, &at.field("labels"), errs);
     if entry.weight == Some(0) {
-        errs.add(&at.field("weight"), "weight must be greater than 0 when set");
+        errs.add(
+            &at.field("weight"),
+            "weight must be greater than 0 when set",
+        );
     }
     if !entry.locality.is_empty() && entry.locality.split('/').any(str::is_empty) {
-        errs.add(&at.field("locality"), "locality must be region[/zone[/subzone]] with no empty part");
+        errs.add(
+            &at.field("locality"),
+            "locality must be region[/zone[/subzone]] with no empty part",
+        );
     }
 }

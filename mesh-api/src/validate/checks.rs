@@ -16,7 +16,9 @@ const MAX_LABEL_LEN: usize = 63;
 fn is_dns_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= MAX_LABEL_LEN
-        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !label.starts_with('-')
         && !label.ends_with('-')
 }
@@ -28,7 +30,9 @@ pub fn wildcard_host(host: &str) -> Check {
         return Err("host must not be empty".into());
     }
     if host.len() > MAX_HOST_LEN {
-        return Err(format!("host {host:?} is longer than {MAX_HOST_LEN} characters"));
+        return Err(format!(
+            "host {host:?} is longer than {MAX_HOST_LEN} characters"
+        ));
     }
     let (first, rest) = match host.split_once('.') {
         Some((first, rest)) => (first, Some(rest)),
@@ -138,7 +142,9 @@ pub fn duration_ms(value: Duration) -> Check {
         return Err(format!("duration {value} must be at least 1ms"));
     }
     if d.subsec_nanos() % 1_000_000 != 0 {
-        return Err(format!("duration {value} has more than millisecond precision"));
+        return Err(format!(
+            "duration {value} has more than millisecond precision"
+        ));
     }
     Ok(())
 }
@@ -212,14 +218,26 @@ mod tests {
 
     #[test]
     fn hosts() {
-        for good in ["*", "reviews", "reviews.default.svc.cluster.local", "*.example.com", "*-api.example.com", "Ex.COM"] {
+        for good in [
+            "*",
+            "reviews",
+            "reviews.default.svc.cluster.local",
+            "*.example.com",
+            "*-api.example.com",
+            "Ex.COM",
+        ] {
             assert_eq!(wildcard_host(good), Ok(()), "{good}");
         }
-        for bad in ["", "rev*iews", "*.*.com", "a..b", "foo.*", "-a.com", "a_b.com"] {
+        for bad in [
+            "", "rev*iews", "*.*.com", "a..b", "foo.*", "-a.com", "a_b.com",
+        ] {
             assert!(wildcard_host(bad).is_err(), "{bad}");
         }
         assert!(exact_host("*.example.com").is_err());
-        assert_eq!(namespaced_host("./reviews.default.svc.cluster.local"), Ok(()));
+        assert_eq!(
+            namespaced_host("./reviews.default.svc.cluster.local"),
+            Ok(())
+        );
         assert_eq!(namespaced_host("*/*"), Ok(()));
         assert!(namespaced_host("reviews").is_err());
     }
@@ -244,6 +262,9 @@ mod tests {
         assert!(label_value("-v1").is_err());
         assert!(dns_label("v2-mysql").is_ok());
         assert!(dns_label("V2").is_err());
-        assert_eq!(one_of(&[("exact", true), ("prefix", true), ("regex", false)]).unwrap_err(), "only one of exact, prefix may be set");
+        assert_eq!(
+            one_of(&[("exact", true), ("prefix", true), ("regex", false)]).unwrap_err(),
+            "only one of exact, prefix may be set"
+        );
     }
 }

@@ -89,10 +89,24 @@ mod tests {
 
     #[test]
     fn prints_like_a_field_path() {
-        let path = Path::spec().field("http").index(0).field("route").index(1).field("weight");
+        let path = Path::spec()
+            .field("http")
+            .index(0)
+            .field("route")
+            .index(1)
+            .field("weight");
         assert_eq!(path.to_string(), "spec.http[0].route[1].weight");
-        let label = Path::spec().field("selector").field("matchLabels").field("app.kubernetes.io/name");
-        assert_eq!(label.to_string(), r#"spec.selector.matchLabels["app.kubernetes.io/name"]"#);
-        assert_eq!(Path::spec().field("headers").field("end-user").to_string(), "spec.headers.end-user");
+        let label = Path::spec()
+            .field("selector")
+            .field("matchLabels")
+            .field("app.kubernetes.io/name");
+        assert_eq!(
+            label.to_string(),
+            r#"spec.selector.matchLabels["app.kubernetes.io/name"]"#
+        );
+        assert_eq!(
+            Path::spec().field("headers").field("end-user").to_string(),
+            "spec.headers.end-user"
+        );
     }
 }
