@@ -16,10 +16,11 @@ pub const SECURITY: (&str, &[&str]) = ("security.istio.io", &["v1", "v1beta1"]);
 /// Declares every kind once: the enum, its accessors, parsing and CRDs.
 macro_rules! kinds {
     ($($kind:ident => $module:ident, $group:ident;)*) => {
-        /// One Istio resource of a kind this mesh understands.
+        /// One Istio resource of a kind this mesh understands (boxed: the
+        /// kinds differ a lot in size).
         #[derive(Clone, Debug)]
         pub enum Resource {
-            $($kind(crate::$module::$kind),)*
+            $($kind(Box<crate::$module::$kind>),)*
         }
 
         impl Resource {
@@ -71,7 +72,7 @@ macro_rules! kinds {
                     let mut resource = crate::$module::$kind::new("", spec);
                     resource.metadata = metadata;
                     resource.status = status;
-                    Ok(Resource::$kind(resource))
+                    Ok(Resource::$kind(Box::new(resource)))
                 })*
                 other => Err((Path::root().field("kind"), format!("unsupported kind {other:?}"))),
             }

@@ -287,10 +287,10 @@ pub fn resolve_plain(text: &str) -> Value {
     if let Some(number) = parse_int(text) {
         return Value::Number(number);
     }
-    if looks_like_float(text) {
-        if let Some(number) = text.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Value::Number(number);
-        }
+    if looks_like_float(text)
+        && let Some(number) = text.parse::<f64>().ok().and_then(Number::from_f64)
+    {
+        return Value::Number(number);
     }
     Value::String(text.to_owned())
 }

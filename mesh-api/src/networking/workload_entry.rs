@@ -1,5 +1,14 @@
 //! WorkloadEntry: a workload outside Kubernetes (a VM, a bare-metal host or,
 //! in the local mesh, a process), which ServiceEntries select by label.
+//!
+//! # Validation rules
+//! - `address` is required unless `network` is set; it is an IP address, a
+//!   host name with no wildcard, or `unix://` with an absolute path or an
+//!   `@abstract` name (a unix address has no ports).
+//! - Port names are alphanumeric with inner dashes; port numbers 1–65535.
+//! - Labels are valid Kubernetes labels with no wildcard.
+//! - `weight`, when set, is greater than 0.
+//! - `locality` is `region[/zone[/subzone]]` with no empty part.
 
 use std::collections::BTreeMap;
 

@@ -48,12 +48,10 @@ pub fn wildcard_host(host: &str) -> Check {
             "host {host:?} is not a valid domain name (a wildcard may only lead the first label)"
         ));
     }
-    if let Some(rest) = rest {
-        if let Some(bad) = rest.split('.').find(|label| !is_dns_label(label)) {
-            return Err(format!(
-                "host {host:?} is not a valid domain name (label {bad:?} is invalid)"
-            ));
-        }
+    if let Some(bad) = rest.and_then(|rest| rest.split('.').find(|label| !is_dns_label(label))) {
+        return Err(format!(
+            "host {host:?} is not a valid domain name (label {bad:?} is invalid)"
+        ));
     }
     Ok(())
 }
@@ -141,7 +139,7 @@ pub fn duration_ms(value: Duration) -> Check {
     if d < std::time::Duration::from_millis(1) {
         return Err(format!("duration {value} must be at least 1ms"));
     }
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(format!(
             "duration {value} has more than millisecond precision"
         ));
