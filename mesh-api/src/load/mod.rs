@@ -21,7 +21,7 @@ pub use yaml::{
     LineIndex, YamlDocument, YamlError, parse_documents, resolve_plain as resolve_plain_scalar,
 };
 
-use crate::validate::{self, Errors, Path};
+use crate::validate::{self, Errors, Path, Segment};
 
 /// Where a resource was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,10 +256,13 @@ fn read_document(file: &str, doc: YamlDocument, report: &mut Report) {
             source,
             lines,
         }),
-        Err((subject, (path, reason))) => {
-            report
-                .problems
-                .push(problem(at(&path), Some(subject), Some(path), reason));
+        Err((subject, errors)) => {
+            for (path, reason) in errors {
+                let line = at(&path);
+                report
+                    .problems
+                    .push(problem(line, Some(subject.clone()), Some(path), reason));
+            }
         }
     }
 }
@@ -268,9 +271,9 @@ fn read_document(file: &str, doc: YamlDocument, report: &mut Report) {
 fn parse_object(
     kind: &str,
     object: &Map<String, Value>,
-) -> Result<Resource, (String, (Path, String))> {
+) -> Result<Resource, (String, Vec<(Path, String)>)> {
     let (metadata, spec, status) =
-        resource::split_object(object).map_err(|err| (kind.to_owned(), err))?;
+        resource::split_object(object).map_err(|err| (kind.to_owned(), vec![err]))?;
     let metadata: ObjectMeta =
         typed(metadata, Path::root().field("metadata")).map_err(|err| (kind.to_owned(), err))?;
     let subject = subject(kind, &metadata);
@@ -329,11 +332,57 @@ fn validate_metadata(metadata: &ObjectMeta, errs: &mut Errors) {
     }
 }
 
+/// How many parse errors one document reports before giving up.
+const MAX_PARSE_ERRORS: usize = 20;
+
 /// Deserializes `value` (which sits at `base`) into `T`, turning serde's
-/// error into a field path and an operator-readable reason.
-pub(crate) fn typed<T: DeserializeOwned>(value: Value, base: Path) -> Result<T, (Path, String)> {
-    serde_path_to_error::deserialize(value).map_err(|err| errors::describe(base, &err))
+/// errors into field paths and operator-readable reasons.
+///
+/// serde stops at the first error; to report every problem at once, the
+/// offending field is removed and parsing retried, until the document parses
+/// or an error cannot be stepped over (a missing field, a bad list item).
+pub(crate) fn typed<T: DeserializeOwned>(
+    mut value: Value,
+    base: Path,
+) -> Result<T, Vec<(Path, String)>> {
+    let mut found: Vec<(Path, String)> = Vec::new();
+    loop {
+        let err = match serde_path_to_error::deserialize(&value) {
+            Ok(parsed) if found.is_empty() => return Ok(parsed),
+            Ok(_) => return Err(found),
+            Err(err) => err,
+        };
+        let (path, reason) = errors::describe(base.clone(), &err);
+        // Removing a required field leads to "missing" at the same path: not news.
+        if found.iter().any(|(seen, _)| *seen == path) {
+            return Err(found);
+        }
+        let relative = &path.segments()[base.segments().len()..];
+        let stepped_over = remove_field(&mut value, relative);
+        found.push((path, reason));
+        if !stepped_over || found.len() >= MAX_PARSE_ERRORS {
+            return Err(found);
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests;
+/// Removes the object field at `path`; false when there is none to remove.
+fn remove_field(value: &mut Value, path: &[Segment]) -> bool {
+    let Some((Segment::Key(last), parents)) = path.split_last() else {
+        return false;
+    };
+    let mut here = value;
+    for segment in parents {
+        let next = match (segment, here) {
+            (Segment::Key(key), Value::Object(map)) => map.get_mut(key),
+            (Segment::Index(i), Value::Array(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        here = next;
+    }
+    match here {
+        Value::Object(map) => map.remove(last).is_some(),
+        _ => false,
+    }
+}

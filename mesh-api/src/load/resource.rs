@@ -65,7 +65,7 @@ macro_rules! kinds {
             metadata: ObjectMeta,
             spec: Value,
             status: Option<IstioStatus>,
-        ) -> Result<Resource, (Path, String)> {
+        ) -> Result<Resource, Vec<(Path, String)>> {
             match kind {
                 $(stringify!($kind) => {
                     let spec = super::typed(spec, Path::spec())?;
@@ -74,7 +74,7 @@ macro_rules! kinds {
                     resource.status = status;
                     Ok(Resource::$kind(Box::new(resource)))
                 })*
-                other => Err((Path::root().field("kind"), format!("unsupported kind {other:?}"))),
+                other => Err(vec![(Path::root().field("kind"), format!("unsupported kind {other:?}"))]),
             }
         }
     };

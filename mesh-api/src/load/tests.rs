@@ -132,3 +132,37 @@ fn expands_lists() {
     assert!(report.problems.is_empty(), "{:?}", lines(&report));
     assert_eq!(report.resources[0].source.line, 5);
 }
+
+#[test]
+fn reports_every_parse_error_of_a_document() {
+    let text = ENTRY
+        .replace("address: 10.0.0.7", "adress: 10.0.0.7")
+        .replace("http: 9080", "http: nine")
+        .replace("  labels:\n    app: details\n", "  weight: heavy\n");
+    let report = load_str("we.yaml", &text);
+    let problems = lines(&report);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].starts_with("we.yaml:7: WorkloadEntry bookinfo/details-vm: spec.adress: unknown field \"adress\"; did you mean \"address\"?"), "{problems:?}");
+    assert!(
+        problems[1].starts_with(
+            "we.yaml:9: WorkloadEntry bookinfo/details-vm: spec.ports.http: invalid type"
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems[2].starts_with(
+            "we.yaml:10: WorkloadEntry bookinfo/details-vm: spec.weight: invalid type"
+        ),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_missing_required_field_is_reported_once() {
+    let text = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  subsets: [{name: v1}]\n";
+    let report = load_str("dr.yaml", text);
+    assert_eq!(
+        lines(&report),
+        ["dr.yaml:4: DestinationRule default/r: spec.host: required field \"host\" is missing"]
+    );
+}
