@@ -30,6 +30,31 @@ impl Validate for WorkloadSelector {
     }
 }
 
+/// Picks workloads by their labels (the `labels` form that ServiceEntry and
+/// Sidecar use; policies use [`WorkloadSelector`]'s `matchLabels`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    /// Labels a workload must all carry to be selected.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl LabelSelector {
+    /// Whether a workload with `labels` is selected.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+    }
+}
+
+impl Validate for LabelSelector {
+    fn validate(&self, at: &Path, errs: &mut Errors) {
+        validate_labels(&self.labels, &at.field("labels"), errs);
+    }
+}
+
 /// Checks a label map: valid keys and values, and no wildcards.
 pub fn validate_labels(labels: &BTreeMap<String, String>, at: &Path, errs: &mut Errors) {
     for (key, value) in labels {

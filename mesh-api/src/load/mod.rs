@@ -386,3 +386,6 @@ fn remove_field(value: &mut Value, path: &[Segment]) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,7 +33,7 @@
 //! - `exportTo` entries are `.`, `*`, `~` or a lower-case namespace name, with
 //!   no duplicates; `*` and `~` must stand alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use kube::CustomResource;
@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use super::gateway::Protocol;
 use crate::IstioStatus;
 use crate::networking::workload_entry::{WorkloadEntrySpec, validate_endpoint};
-use crate::selector::validate_labels;
+use crate::selector::LabelSelector;
 use crate::validate::{self, Errors, Path, Validate};
 
 const MAX_HOSTS: usize = 256;
@@ -89,7 +89,7 @@ pub struct ServiceEntrySpec {
     pub endpoints: Vec<WorkloadEntrySpec>,
     /// Labels of the pods and WorkloadEntries backing the service; exclusive with endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<LabelSelector>,
     /// Namespaces that can see the service: `.` (own), `*` (all), `~` (none) or names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub export_to: Vec<String>,
@@ -118,24 +118,6 @@ impl ServicePort {
     /// The protocol, if set and known to Istio.
     pub fn protocol(&self) -> Option<Protocol> {
         Protocol::parse(&self.protocol)
-    }
-}
-
-/// Picks pods and WorkloadEntries in the ServiceEntry's namespace by label.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkloadSelector {
-    /// Labels a workload must all carry to be selected.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-}
-
-impl WorkloadSelector {
-    /// Whether a workload with `labels` is selected.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.labels
-            .iter()
-            .all(|(key, value)| labels.get(key) == Some(value))
     }
 }
 
@@ -279,13 +261,8 @@ impl ServiceEntrySpec {
                 "only one of workloadSelector or endpoints may be set",
             );
         }
-        if let Some(selector) = &self.workload_selector {
-            validate_labels(
-                &selector.labels,
-                &at.field("workloadSelector").field("labels"),
-                errs,
-            );
-        }
+        self.workload_selector
+            .validate(&at.field("workloadSelector"), errs);
         too_many(&endpoints, self.endpoints.len(), MAX_ENDPOINTS, errs);
         for (i, endpoint) in self.endpoints.iter().enumerate() {
             let here = endpoints.index(i);

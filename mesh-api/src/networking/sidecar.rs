@@ -30,7 +30,7 @@
 //! - `outboundTrafficPolicy.egressProxy` is only set with mode `ALLOW_ANY`; its `host` is a fully qualified name
 //!   without wildcards, its `port` is set and valid, and its `subset`, when set, is a DNS label.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use kube::CustomResource;
@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use super::destination_rule::ConnectionPoolSettings;
 use super::gateway::{Protocol, ServerTlsSettings, TlsMode};
 use crate::IstioStatus;
-use crate::selector::{PortSelector, validate_labels};
+use crate::selector::{LabelSelector, PortSelector};
 use crate::validate::{self, Errors, Path, Validate};
 
 const UNIX_PREFIX: &str = "unix://";
@@ -63,7 +63,7 @@ const MAX_SELECTOR_LABELS: usize = 256;
 pub struct SidecarSpec {
     /// The workloads this Sidecar applies to; all of the namespace when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_selector: Option<SidecarWorkloadSelector>,
+    pub workload_selector: Option<LabelSelector>,
     /// Inbound listeners; derived from the workload's services when omitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingress: Vec<IstioIngressListener>,
@@ -76,24 +76,6 @@ pub struct SidecarSpec {
     /// What happens to outbound traffic to destinations the mesh does not know.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
-}
-
-/// Picks workloads by label. Sidecar's own selector, spelled `labels` rather than `matchLabels`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SidecarWorkloadSelector {
-    /// Labels a workload must carry, all of them, to be selected.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-}
-
-impl SidecarWorkloadSelector {
-    /// Whether a workload with `labels` is selected.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.labels
-            .iter()
-            .all(|(key, value)| labels.get(key) == Some(value))
-    }
 }
 
 /// An inbound listener on the workload's proxy.
@@ -220,8 +202,19 @@ impl Validate for SidecarSpec {
                 "a Sidecar must set at least one of ingress, egress, outboundTrafficPolicy or inboundConnectionPool",
             );
         }
-        self.workload_selector
-            .validate(&at.field("workloadSelector"), errs);
+        if let Some(selector) = &self.workload_selector {
+            let here = at.field("workloadSelector");
+            selector.validate(&here, errs);
+            if selector.labels.len() > MAX_SELECTOR_LABELS {
+                errs.add(
+                    &here.field("labels"),
+                    format!(
+                        "{} labels are selected; at most {MAX_SELECTOR_LABELS} are allowed",
+                        selector.labels.len()
+                    ),
+                );
+            }
+        }
 
         let mut ports = BTreeSet::new();
         for (i, listener) in self.ingress.iter().enumerate() {
@@ -242,22 +235,6 @@ impl Validate for SidecarSpec {
         validate_egress(&self.egress, &at.field("egress"), errs);
         self.outbound_traffic_policy
             .validate(&at.field("outboundTrafficPolicy"), errs);
-    }
-}
-
-impl Validate for SidecarWorkloadSelector {
-    fn validate(&self, at: &Path, errs: &mut Errors) {
-        let here = at.field("labels");
-        validate_labels(&self.labels, &here, errs);
-        if self.labels.len() > MAX_SELECTOR_LABELS {
-            errs.add(
-                &here,
-                format!(
-                    "{} labels are selected; at most {MAX_SELECTOR_LABELS} are allowed",
-                    self.labels.len()
-                ),
-            );
-        }
     }
 }
 

@@ -7,6 +7,8 @@
 mod checks;
 mod path;
 pub mod rules;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use checks::*;
 pub use path::{Path, Segment};

@@ -2,22 +2,11 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::validate::check;
+use crate::validate::testing::{self, assert_valid, parse};
 
-fn parse(doc: Value) -> DestinationRuleSpec {
-    serde_json::from_value(doc).expect("the document parses")
-}
-
-/// Asserts that `doc` parses and breaks exactly one rule, at `path`, with a reason containing `reason`.
 #[track_caller]
 fn assert_only_error(doc: Value, path: &str, reason: &str) {
-    let errs = check(&parse(doc));
-    assert_eq!(errs.len(), 1, "expected exactly one error, got {errs:#?}");
-    assert_eq!(errs[0].path.to_string(), path, "{errs:#?}");
-    assert!(
-        errs[0].reason.contains(reason),
-        "reason {:?} lacks {reason:?}",
-        errs[0].reason
-    );
+    testing::assert_only_error::<DestinationRuleSpec>(doc, path, reason);
 }
 
 /// A valid rule with `policy` as its top-level traffic policy.
@@ -147,7 +136,7 @@ fn rich() -> Value {
 
 #[test]
 fn rich_document_is_valid_and_round_trips() {
-    let rule = parse(rich());
+    let rule: DestinationRuleSpec = parse(rich());
     assert_eq!(check(&rule), Vec::new());
     let text = serde_json::to_string(&rule).unwrap();
     let again: DestinationRuleSpec = serde_json::from_str(&text).unwrap();
@@ -203,7 +192,7 @@ fn crd_has_istio_names_and_columns() {
 
 #[test]
 fn bookinfo_rule_is_valid() {
-    let rule = parse(json!({
+    assert_valid::<DestinationRuleSpec>(json!({
         "host": "reviews",
         "trafficPolicy": { "tls": { "mode": "ISTIO_MUTUAL" } },
         "subsets": [
@@ -212,12 +201,11 @@ fn bookinfo_rule_is_valid() {
             { "name": "v2-mysql", "labels": { "version": "v2-mysql" } }
         ]
     }));
-    assert_eq!(check(&rule), Vec::new());
 }
 
 #[test]
 fn finds_subsets_by_name() {
-    let rule = parse(rich());
+    let rule: DestinationRuleSpec = parse(rich());
     assert_eq!(rule.subset("v2").unwrap().labels["version"], "v2");
     assert!(rule.subset("v9").is_none());
 }
@@ -863,10 +851,9 @@ fn mutual_tls_needs_a_private_key() {
 
 #[test]
 fn mutual_tls_with_credential_name_needs_no_files() {
-    let rule = parse(with_policy(
+    assert_valid::<DestinationRuleSpec>(with_policy(
         json!({ "tls": { "mode": "MUTUAL", "credentialName": "client-secret" } }),
     ));
-    assert_eq!(check(&rule), Vec::new());
 }
 
 #[test]

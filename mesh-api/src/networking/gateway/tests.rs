@@ -2,29 +2,11 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::validate::check;
+use crate::validate::testing::{self, assert_valid, parse};
 
-fn parse(doc: Value) -> GatewaySpec {
-    serde_json::from_value(doc).expect("document parses")
-}
-
-/// The (path, reason) of every problem in `doc`.
-fn problems(doc: Value) -> Vec<(String, String)> {
-    check(&parse(doc))
-        .into_iter()
-        .map(|e| (e.path.to_string(), e.reason))
-        .collect()
-}
-
-/// Asserts that `doc` breaks exactly one rule, at `path`, with `needle` in the reason.
+#[track_caller]
 fn only_error(doc: Value, path: &str, needle: &str) {
-    let found = problems(doc);
-    assert_eq!(found.len(), 1, "expected one error, got {found:#?}");
-    let (at, reason) = &found[0];
-    assert_eq!(at, path, "{reason}");
-    assert!(
-        reason.contains(needle),
-        "reason {reason:?} lacks {needle:?}"
-    );
+    testing::assert_only_error::<GatewaySpec>(doc, path, needle);
 }
 
 /// A valid gateway with one server; tests change one thing in it.
@@ -120,7 +102,7 @@ fn rich_gateway_is_valid_and_round_trips() {
             }
         ]
     });
-    let spec = parse(doc);
+    let spec: GatewaySpec = parse(doc);
     assert_eq!(check(&spec), vec![]);
     assert_eq!(spec.servers[0].port.protocol(), Some(Protocol::Http));
     assert_eq!(
@@ -360,7 +342,7 @@ fn http_server_terminating_tls() {
 fn https_redirect_on_https_server_is_accepted_as_istio_does() {
     let mut doc = base();
     doc["servers"][0]["tls"]["httpsRedirect"] = json!(true);
-    assert_eq!(problems(doc), []);
+    assert_valid::<GatewaySpec>(doc);
 }
 
 #[test]
@@ -375,7 +357,7 @@ fn simple_without_private_key() {
 
 #[test]
 fn simple_without_any_certificate_source() {
-    let found = problems(tls_server(json!({"mode": "SIMPLE"})));
+    let found = testing::problems::<GatewaySpec>(tls_server(json!({"mode": "SIMPLE"})));
     let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,
@@ -415,25 +397,22 @@ fn mutual_without_ca_certificates() {
 
 #[test]
 fn mutual_with_credential_name_needs_no_files() {
-    assert_eq!(
-        problems(tls_server(
-            json!({"mode": "MUTUAL", "credentialName": "cert"})
-        )),
-        vec![]
-    );
+    assert_valid::<GatewaySpec>(tls_server(
+        json!({"mode": "MUTUAL", "credentialName": "cert"}),
+    ));
 }
 
 #[test]
 fn passthrough_with_unused_credential_is_accepted_as_istio_does() {
     let mut doc = tls_server(json!({"credentialName": "bookinfo-cert"}));
     doc["servers"][0]["port"]["protocol"] = json!("TLS");
-    assert_eq!(problems(doc), []);
+    assert_valid::<GatewaySpec>(doc);
 }
 
 #[test]
 fn auto_passthrough_with_unused_crl_is_accepted_as_istio_does() {
     let doc = tls_server(json!({"mode": "AUTO_PASSTHROUGH", "caCrl": "/etc/certs/crl.pem"}));
-    assert_eq!(problems(doc), []);
+    assert_valid::<GatewaySpec>(doc);
 }
 
 #[test]

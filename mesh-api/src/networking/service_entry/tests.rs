@@ -2,29 +2,11 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::validate::check;
+use crate::validate::testing::{self, assert_valid, parse};
 
-fn parse(doc: Value) -> ServiceEntrySpec {
-    serde_json::from_value(doc).expect("document parses")
-}
-
-/// The (path, reason) of every problem in `doc`.
-fn problems(doc: Value) -> Vec<(String, String)> {
-    check(&parse(doc))
-        .into_iter()
-        .map(|e| (e.path.to_string(), e.reason))
-        .collect()
-}
-
-/// Asserts that `doc` breaks exactly one rule, at `path`, with `needle` in the reason.
+#[track_caller]
 fn only_error(doc: Value, path: &str, needle: &str) {
-    let found = problems(doc);
-    assert_eq!(found.len(), 1, "expected one error, got {found:#?}");
-    let (at, reason) = &found[0];
-    assert_eq!(at, path, "{reason}");
-    assert!(
-        reason.contains(needle),
-        "reason {reason:?} lacks {needle:?}"
-    );
+    testing::assert_only_error::<ServiceEntrySpec>(doc, path, needle);
 }
 
 /// A valid external service resolved by DNS; tests change one thing in it.
@@ -76,7 +58,7 @@ fn rich_service_entry_is_valid_and_round_trips() {
         "exportTo": [".", "bookinfo"],
         "subjectAltNames": ["spiffe://cluster.local/ns/bookinfo/sa/bookinfo-ratings"]
     });
-    let spec = parse(doc);
+    let spec: ServiceEntrySpec = parse(doc);
     assert_eq!(check(&spec), vec![]);
     assert_eq!(spec.resolution, Resolution::Static);
     assert_eq!(spec.ports[0].protocol(), Some(Protocol::Http));
@@ -96,7 +78,7 @@ fn istio_samples_are_valid() {
         ],
         "resolution": "DNS"
     });
-    assert_eq!(problems(google), vec![]);
+    assert_valid::<ServiceEntrySpec>(google);
     // Shapes Istio's own valid test data accepts.
     let selector = json!({
         "hosts": ["example.com"],
@@ -106,15 +88,11 @@ fn istio_samples_are_valid() {
         "ports": [{"name": "foo", "protocol": "HTTP", "number": 1234, "targetPort": 2345}],
         "resolution": "DNS"
     });
-    assert_eq!(problems(selector), vec![]);
-    assert_eq!(
-        problems(json!({"hosts": ["example.com"], "workloadSelector": {}})),
-        vec![]
-    );
-    assert_eq!(problems(json!({"hosts": ["*x"]})), vec![]);
-    assert_eq!(
-        problems(json!({"hosts": ["example.com"], "addresses": ["1.1.1.1/32"]})),
-        vec![]
+    assert_valid::<ServiceEntrySpec>(selector);
+    assert_valid::<ServiceEntrySpec>(json!({"hosts": ["example.com"], "workloadSelector": {}}));
+    assert_valid::<ServiceEntrySpec>(json!({"hosts": ["*x"]}));
+    assert_valid::<ServiceEntrySpec>(
+        json!({"hosts": ["example.com"], "addresses": ["1.1.1.1/32"]}),
     );
     let unix = json!({
         "hosts": ["local.uds"],
@@ -122,13 +100,13 @@ fn istio_samples_are_valid() {
         "resolution": "STATIC",
         "endpoints": [{"address": "unix:///var/run/app.sock"}]
     });
-    assert_eq!(problems(unix), vec![]);
+    assert_valid::<ServiceEntrySpec>(unix);
     let dynamic = json!({
         "hosts": ["*.wikipedia.org"],
         "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
         "resolution": "DYNAMIC_DNS"
     });
-    assert_eq!(problems(dynamic), vec![]);
+    assert_valid::<ServiceEntrySpec>(dynamic);
 }
 
 #[test]
@@ -470,5 +448,5 @@ fn export_to_everyone_and_more() {
 fn export_to_no_one_alone_is_valid() {
     let mut doc = base();
     doc["exportTo"] = json!(["~"]);
-    assert_eq!(problems(doc), vec![]);
+    assert_valid::<ServiceEntrySpec>(doc);
 }

@@ -1,23 +1,14 @@
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 
 use super::*;
 use crate::validate::check;
+use crate::validate::testing::{self, assert_valid, parse};
 
-fn parse(doc: Value) -> SidecarSpec {
-    serde_json::from_value(doc).expect("the document parses")
-}
-
-/// Asserts that `doc` parses and breaks exactly one rule, at `path`, with a reason containing `reason`.
 #[track_caller]
 fn assert_only_error(doc: Value, path: &str, reason: &str) {
-    let errs = check(&parse(doc));
-    assert_eq!(errs.len(), 1, "expected exactly one error, got {errs:#?}");
-    assert_eq!(errs[0].path.to_string(), path, "{errs:#?}");
-    assert!(
-        errs[0].reason.contains(reason),
-        "reason {:?} lacks {reason:?}",
-        errs[0].reason
-    );
+    testing::assert_only_error::<SidecarSpec>(doc, path, reason);
 }
 
 /// A Sidecar with `listener` as its only ingress listener.
@@ -80,7 +71,7 @@ fn rich() -> Value {
 
 #[test]
 fn rich_document_is_valid_and_round_trips() {
-    let sidecar = parse(rich());
+    let sidecar: SidecarSpec = parse(rich());
     assert_eq!(check(&sidecar), Vec::new());
     let text = serde_json::to_string(&sidecar).unwrap();
     let again: SidecarSpec = serde_json::from_str(&text).unwrap();
@@ -114,10 +105,8 @@ fn crd_has_istio_names() {
 
 #[test]
 fn namespace_default_sidecar_is_valid() {
-    let sidecar = parse(json!({ "egress": [{ "hosts": ["./*", "istio-system/*"] }] }));
-    assert_eq!(check(&sidecar), Vec::new());
-    let sidecar = parse(json!({ "outboundTrafficPolicy": { "mode": "REGISTRY_ONLY" } }));
-    assert_eq!(check(&sidecar), Vec::new());
+    assert_valid::<SidecarSpec>(json!({ "egress": [{ "hosts": ["./*", "istio-system/*"] }] }));
+    assert_valid::<SidecarSpec>(json!({ "outboundTrafficPolicy": { "mode": "REGISTRY_ONLY" } }));
 }
 
 #[test]
@@ -288,7 +277,7 @@ fn default_endpoint_accepts_istio_forms() {
         ":8080",
         "unix://@app",
     ] {
-        let sidecar = parse(ingress(
+        let sidecar: SidecarSpec = parse(ingress(
             json!({ "port": { "number": 9080 }, "defaultEndpoint": endpoint }),
         ));
         assert_eq!(check(&sidecar), Vec::new(), "{endpoint}");

@@ -2,33 +2,12 @@ use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::validate::{FieldError, check};
+use crate::validate::check;
+use crate::validate::testing::{self, assert_valid, parse};
 
-fn parse(doc: Value) -> VirtualServiceSpec {
-    serde_json::from_value(doc).expect("the document parses")
-}
-
-fn errors(doc: Value) -> Vec<FieldError> {
-    check(&parse(doc))
-}
-
-/// Asserts that `doc` breaks exactly one rule, at `path`, with a reason containing `reason`.
 #[track_caller]
 fn rejects(doc: Value, path: &str, reason: &str) {
-    let errs = errors(doc);
-    assert_eq!(errs.len(), 1, "expected exactly one error, got {errs:#?}");
-    assert_eq!(errs[0].path.to_string(), path, "{errs:#?}");
-    assert!(
-        errs[0].reason.contains(reason),
-        "reason {:?} does not contain {reason:?}",
-        errs[0].reason
-    );
-}
-
-#[track_caller]
-fn accepts(doc: Value) {
-    let errs = errors(doc);
-    assert!(errs.is_empty(), "{errs:#?}");
+    testing::assert_only_error::<VirtualServiceSpec>(doc, path, reason);
 }
 
 /// A VirtualService for `reviews` with one HTTP rule.
@@ -186,7 +165,7 @@ fn rich() -> Value {
 
 #[test]
 fn a_rich_document_is_valid_and_round_trips() {
-    let spec = parse(rich());
+    let spec: VirtualServiceSpec = parse(rich());
     let errs = check(&spec);
     assert!(errs.is_empty(), "{errs:#?}");
     let text = serde_json::to_string(&spec).expect("serializes");
@@ -268,7 +247,7 @@ fn required_fields_fail_to_parse_when_missing() {
 
 #[test]
 fn deprecated_mirror_percent_also_reads_snake_case() {
-    let spec = parse(with_http(rule(
+    let spec: VirtualServiceSpec = parse(with_http(rule(
         json!({ "mirror": { "host": "shadow" }, "mirror_percent": 20 }),
     )));
     assert_eq!(spec.http[0].mirror_percent, Some(20));
@@ -288,7 +267,9 @@ fn star_host_is_refused_on_the_mesh() {
 
 #[test]
 fn star_host_is_allowed_on_gateways_only() {
-    accepts(json!({ "hosts": ["*"], "gateways": ["bookinfo-gateway"], "http": [rule(json!({}))] }));
+    assert_valid::<VirtualServiceSpec>(
+        json!({ "hosts": ["*"], "gateways": ["bookinfo-gateway"], "http": [rule(json!({}))] }),
+    );
 }
 
 #[test]
@@ -513,7 +494,7 @@ fn a_weight_is_never_negative() {
 
 #[test]
 fn a_lone_destination_may_omit_its_weight() {
-    accepts(with_http(
+    assert_valid::<VirtualServiceSpec>(with_http(
         json!({ "route": [{ "destination": { "host": "reviews", "subset": "v1" } }] }),
     ));
 }
@@ -540,7 +521,7 @@ fn an_empty_uri_match_is_refused() {
 
 #[test]
 fn an_empty_header_match_checks_presence() {
-    accepts(with_match(
+    assert_valid::<VirtualServiceSpec>(with_match(
         json!({ "headers": { "x-canary": {} }, "withoutHeaders": { "x-debug": {} } }),
     ));
 }
@@ -640,7 +621,7 @@ fn jwt_claim_routing_needs_gateways() {
         r#"spec.http[0].match[0].headers["@request.auth.claims.group"]"#,
         "only works on gateways",
     );
-    accepts(
+    assert_valid::<VirtualServiceSpec>(
         json!({ "hosts": ["bookinfo.com"], "gateways": ["bookinfo-gateway"], "http": [rule(json!({ "match": [claim] }))] }),
     );
 }
@@ -774,7 +755,7 @@ fn fault_abort_grpc_status_is_a_status_name() {
         "spec.http[0].fault.abort.grpcStatus",
         "not a gRPC status name",
     );
-    accepts(with_http(rule(
+    assert_valid::<VirtualServiceSpec>(with_http(rule(
         json!({ "fault": { "abort": { "grpcStatus": "UNAVAILABLE" } } }),
     )));
 }
@@ -1037,7 +1018,7 @@ fn destination_subnets_are_cidrs() {
 
 #[test]
 fn auto_passthrough_sni_names_work_on_gateways() {
-    accepts(json!({
+    assert_valid::<VirtualServiceSpec>(json!({
         "hosts": ["outbound_.9080_._.reviews.prod.svc.cluster.local"],
         "gateways": ["istio-system/eastwest"],
         "tls": [{

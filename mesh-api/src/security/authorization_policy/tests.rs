@@ -2,21 +2,11 @@ use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
-
-fn parse(doc: Value) -> AuthorizationPolicySpec {
-    serde_json::from_value(doc).expect("document parses")
-}
+use crate::validate::testing::{self, parse};
 
 #[track_caller]
 fn assert_only_error(doc: Value, path: &str, fragment: &str) {
-    let errs = crate::validate::check(&parse(doc));
-    assert_eq!(errs.len(), 1, "expected exactly one error, got {errs:?}");
-    assert_eq!(errs[0].path.to_string(), path, "{errs:?}");
-    assert!(
-        errs[0].reason.contains(fragment),
-        "reason {:?} lacks {fragment:?}",
-        errs[0].reason
-    );
+    testing::assert_only_error::<AuthorizationPolicySpec>(doc, path, fragment);
 }
 
 /// A DENY policy with one rule holding `source` and `operation` as given.
@@ -92,7 +82,7 @@ fn rich() -> Value {
 
 #[test]
 fn rich_document_is_valid_and_round_trips() {
-    let spec = parse(rich());
+    let spec: AuthorizationPolicySpec = parse(rich());
     assert_eq!(crate::validate::check(&spec), vec![]);
     let again: AuthorizationPolicySpec =
         serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
@@ -115,15 +105,23 @@ fn istio_documented_edge_cases_are_valid() {
         json!({"targetRef": {"kind": "Service", "name": "reviews"}}),
         json!({"targetRefs": [{"kind": "ServiceEntry", "group": "networking.istio.io", "name": "ext"}]}),
     ] {
-        assert_eq!(crate::validate::check(&parse(doc.clone())), vec![], "{doc}");
+        assert_eq!(
+            crate::validate::check(&parse::<AuthorizationPolicySpec>(doc.clone())),
+            vec![],
+            "{doc}"
+        );
     }
 }
 
 #[test]
 fn effective_action_defaults_to_allow() {
-    assert_eq!(parse(json!({})).effective_action(), Action::Allow);
     assert_eq!(
-        parse(json!({"action": "AUDIT", "rules": [{}]})).effective_action(),
+        parse::<AuthorizationPolicySpec>(json!({})).effective_action(),
+        Action::Allow
+    );
+    assert_eq!(
+        parse::<AuthorizationPolicySpec>(json!({"action": "AUDIT", "rules": [{}]}))
+            .effective_action(),
         Action::Audit
     );
 }

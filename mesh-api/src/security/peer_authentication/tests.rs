@@ -2,21 +2,11 @@ use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
-
-fn parse(doc: Value) -> PeerAuthenticationSpec {
-    serde_json::from_value(doc).expect("document parses")
-}
+use crate::validate::testing::{self, assert_valid, parse};
 
 #[track_caller]
 fn assert_only_error(doc: Value, path: &str, fragment: &str) {
-    let errs = crate::validate::check(&parse(doc));
-    assert_eq!(errs.len(), 1, "expected exactly one error, got {errs:?}");
-    assert_eq!(errs[0].path.to_string(), path, "{errs:?}");
-    assert!(
-        errs[0].reason.contains(fragment),
-        "reason {:?} lacks {fragment:?}",
-        errs[0].reason
-    );
+    testing::assert_only_error::<PeerAuthenticationSpec>(doc, path, fragment);
 }
 
 fn rich() -> Value {
@@ -34,7 +24,7 @@ fn rich() -> Value {
 
 #[test]
 fn rich_document_is_valid_and_round_trips() {
-    let spec = parse(rich());
+    let spec: PeerAuthenticationSpec = parse(rich());
     assert_eq!(crate::validate::check(&spec), vec![]);
     assert_eq!(spec.port_level_mtls[&8080].mode, Some(MtlsMode::Disable));
     let text = serde_json::to_value(&spec).unwrap();
@@ -48,14 +38,13 @@ fn rich_document_is_valid_and_round_trips() {
 
 #[test]
 fn mesh_wide_strict_is_valid() {
-    let spec = parse(json!({"mtls": {"mode": "STRICT"}}));
-    assert_eq!(crate::validate::check(&spec), vec![]);
-    assert_eq!(crate::validate::check(&parse(json!({}))), vec![]);
+    assert_valid::<PeerAuthenticationSpec>(json!({"mtls": {"mode": "STRICT"}}));
+    assert_valid::<PeerAuthenticationSpec>(json!({}));
 }
 
 #[test]
 fn port_mode_prefers_the_port_then_the_workload() {
-    let spec = parse(rich());
+    let spec: PeerAuthenticationSpec = parse(rich());
     assert_eq!(spec.port_mode(8080), Some(MtlsMode::Disable));
     assert_eq!(spec.port_mode(9090), Some(MtlsMode::Permissive));
     assert_eq!(
@@ -69,9 +58,12 @@ fn port_mode_prefers_the_port_then_the_workload() {
         "no mode inherits the workload mode"
     );
     assert_eq!(spec.port_mode(1), Some(MtlsMode::Strict));
-    let unset = parse(json!({"mtls": {"mode": "UNSET"}}));
+    let unset: PeerAuthenticationSpec = parse(json!({"mtls": {"mode": "UNSET"}}));
     assert_eq!(unset.port_mode(8080), None);
-    assert_eq!(parse(json!({})).port_mode(8080), None);
+    assert_eq!(
+        parse::<PeerAuthenticationSpec>(json!({})).port_mode(8080),
+        None
+    );
 }
 
 #[test]
@@ -175,7 +167,7 @@ fn yaml_port_keys_read_as_numbers() {
     let text = "selector:\n  matchLabels:\n    app: reviews\nportLevelMtls:\n  8080:\n    mode: DISABLE\n  \"9090\":\n    mode: STRICT\n";
     let (docs, err) = crate::load::parse_documents(text);
     assert!(err.is_none(), "{err:?}");
-    let spec = parse(docs[0].value.clone());
+    let spec: PeerAuthenticationSpec = parse(docs[0].value.clone());
     assert_eq!(spec.port_mode(8080), Some(MtlsMode::Disable));
     assert_eq!(spec.port_mode(9090), Some(MtlsMode::Strict));
     assert_eq!(crate::validate::check(&spec), vec![]);

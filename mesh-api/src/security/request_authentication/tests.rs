@@ -2,21 +2,11 @@ use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
-
-fn parse(doc: Value) -> RequestAuthenticationSpec {
-    serde_json::from_value(doc).expect("document parses")
-}
+use crate::validate::testing::{self, assert_valid, parse};
 
 #[track_caller]
 fn assert_only_error(doc: Value, path: &str, fragment: &str) {
-    let errs = crate::validate::check(&parse(doc));
-    assert_eq!(errs.len(), 1, "expected exactly one error, got {errs:?}");
-    assert_eq!(errs[0].path.to_string(), path, "{errs:?}");
-    assert!(
-        errs[0].reason.contains(fragment),
-        "reason {:?} lacks {fragment:?}",
-        errs[0].reason
-    );
+    testing::assert_only_error::<RequestAuthenticationSpec>(doc, path, fragment);
 }
 
 /// A policy with one JWT rule: a valid issuer plus the given fields.
@@ -59,7 +49,7 @@ fn rich() -> Value {
 
 #[test]
 fn rich_document_is_valid_and_round_trips() {
-    let spec = parse(rich());
+    let spec: RequestAuthenticationSpec = parse(rich());
     assert_eq!(crate::validate::check(&spec), vec![]);
     let again: RequestAuthenticationSpec =
         serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
@@ -70,8 +60,9 @@ fn rich_document_is_valid_and_round_trips() {
 #[test]
 fn single_jwk_and_snake_case_jwks_uri_are_accepted() {
     let doc = rule_with(json!({"jwks": r#"{"kty":"EC","crv":"P-256","x":"a","y":"b"}"#}));
-    assert_eq!(crate::validate::check(&parse(doc)), vec![]);
-    let spec = parse(rule_with(json!({"jwks_uri": "https://example.com/jwks"})));
+    assert_valid::<RequestAuthenticationSpec>(doc);
+    let spec: RequestAuthenticationSpec =
+        parse(rule_with(json!({"jwks_uri": "https://example.com/jwks"})));
     assert_eq!(spec.jwt_rules[0].jwks_uri, "https://example.com/jwks");
 }
 
