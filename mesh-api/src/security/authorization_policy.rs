@@ -658,9 +658,12 @@ fn condition_key(key: &str) -> Result<KeyKind, String> {
             .filter(|name| !name.is_empty());
         return match name {
             None => Err(format!("key {key:?} must be written {prefix}[name]")),
-            Some(name) if prefix.ends_with("headers") => validate::header_name(name)
-                .map(|()| KeyKind::Plain)
-                .map_err(|reason| format!("key {key:?}: {reason}")),
+            // Pseudo-headers such as `:method` are headers to Envoy too.
+            Some(name) if prefix.ends_with("headers") => {
+                validate::header_name(name.strip_prefix(':').unwrap_or(name))
+                    .map(|()| KeyKind::Plain)
+                    .map_err(|reason| format!("key {key:?}: {reason}"))
+            }
             Some(_) => Ok(KeyKind::Plain),
         };
     }

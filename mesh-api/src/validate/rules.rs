@@ -47,4 +47,7 @@
 //! - VirtualService `redirectCode` is one of 301, 302, 303, 307, 308 (Istio
 //!   accepts any 3xx and then drops the route); an abort needs a status.
 //! - Gateway `minProtocolVersion` may not be above `maxProtocolVersion`.
+//! - AuthorizationPolicy `methods` are upper-case and `paths` start with `/`
+//!   (or are `*`/`*suffix`): Istio accepts other strings, which never match a
+//!   real request.
 //! - Istio's warnings (as opposed to errors) are not reported.

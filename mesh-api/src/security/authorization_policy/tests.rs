@@ -552,6 +552,18 @@ fn header_key_without_brackets_is_rejected() {
 }
 
 #[test]
+fn pseudo_header_keys_are_accepted_and_bad_header_names_rejected() {
+    crate::validate::testing::assert_valid::<AuthorizationPolicySpec>(allow_when(
+        json!({"key": "request.headers[:method]", "values": ["GET"]}),
+    ));
+    assert_only_error(
+        allow_when(json!({"key": "request.headers[x user]", "values": ["a"]})),
+        "spec.rules[0].when[0].key",
+        "is not a valid HTTP header name",
+    );
+}
+
+#[test]
 fn destination_labels_key_is_rejected() {
     assert_only_error(
         allow_when(json!({"key": "destination.labels[app]", "values": ["a"]})),
