@@ -25,9 +25,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         } else {
             load::load_path(file)
         };
-        report.resources.extend(part.resources);
-        report.problems.extend(part.problems);
-        report.skipped.extend(part.skipped);
+        report.extend(part);
     }
     report.validate();
     for problem in &report.problems {

@@ -108,7 +108,8 @@ impl Report {
             .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     }
 
-    fn extend(&mut self, other: Report) {
+    /// Adds what another read found.
+    pub fn extend(&mut self, other: Report) {
         self.resources.extend(other.resources);
         self.problems.extend(other.problems);
         self.skipped.extend(other.skipped);
