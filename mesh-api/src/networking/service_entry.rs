@@ -197,7 +197,7 @@ impl ServiceEntrySpec {
         for (i, address) in self.addresses.iter().enumerate() {
             let here = addresses.index(i);
             let is_cidr = address.contains('/');
-            if let Err(reason) = ip_or_cidr(address) {
+            if let Err(reason) = validate::ip_or_cidr(address) {
                 errs.add(&here, reason);
             } else if is_cidr && !matches!(self.resolution, Resolution::None | Resolution::Static) {
                 errs.add(
@@ -405,25 +405,6 @@ impl ServiceEntrySpec {
                 }
             }
         }
-    }
-}
-
-/// An IP address or a CIDR block.
-fn ip_or_cidr(value: &str) -> Result<(), String> {
-    let bad_cidr = || format!("{value:?} is not a valid CIDR block");
-    match value.split_once('/') {
-        Some((ip, bits)) => {
-            let ip: IpAddr = ip.parse().map_err(|_| bad_cidr())?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let ok = !bits.is_empty()
-                && bits.bytes().all(|b| b.is_ascii_digit())
-                && bits.parse::<u8>().is_ok_and(|bits| bits <= max);
-            if ok { Ok(()) } else { Err(bad_cidr()) }
-        }
-        None => value
-            .parse::<IpAddr>()
-            .map(|_| ())
-            .map_err(|_| format!("{value:?} is not a valid IP address or CIDR block")),
     }
 }
 

@@ -40,8 +40,6 @@
 //!   `source.ip`, `remote.ip` and `destination.ip`, ports for `destination.port`, service
 //!   accounts for `source.serviceAccount`.
 
-use std::net::IpAddr;
-
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -408,7 +406,9 @@ impl Validate for Source {
             let check: fn(&str) -> Check = match name {
                 "principals" | "notPrincipals" => principal,
                 "serviceAccounts" | "notServiceAccounts" => service_account,
-                "ipBlocks" | "notIpBlocks" | "remoteIpBlocks" | "notRemoteIpBlocks" => ip_or_cidr,
+                "ipBlocks" | "notIpBlocks" | "remoteIpBlocks" | "notRemoteIpBlocks" => {
+                    validate::ip_or_cidr
+                }
                 _ => string_match,
             };
             if matches!(name, "serviceAccounts" | "notServiceAccounts")
@@ -478,7 +478,7 @@ impl Validate for Condition {
             );
         }
         let check: fn(&str) -> Check = match kind {
-            KeyKind::Ip => ip_or_cidr,
+            KeyKind::Ip => validate::ip_or_cidr,
             KeyKind::Port => port_string,
             KeyKind::ServiceAccount => service_account,
             KeyKind::Plain => non_empty,
@@ -744,23 +744,6 @@ fn service_account(value: &str) -> Check {
         validate::dns_label(namespace).map_err(|reason| format!("{shape}: namespace {reason}"))?;
     }
     validate::dns_subdomain(name).map_err(|reason| format!("{shape}: name {reason}"))
-}
-
-fn ip_or_cidr(value: &str) -> Check {
-    let bad_ip = || Err(format!("{value:?} is not an IP address or CIDR range"));
-    let Some((address, length)) = value.split_once('/') else {
-        return value.parse::<IpAddr>().map(drop).or_else(|_| bad_ip());
-    };
-    let Ok(address) = address.parse::<IpAddr>() else {
-        return bad_ip();
-    };
-    let max = if address.is_ipv4() { 32 } else { 128 };
-    match length.parse::<u8>() {
-        Ok(bits) if bits <= max && length.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
-        _ => Err(format!(
-            "CIDR range {value:?} has an invalid prefix length (0 to {max})"
-        )),
-    }
 }
 
 fn port_string(value: &str) -> Check {

@@ -1,6 +1,7 @@
 //! Field-level checks shared by every kind. Each returns the reason a value
 //! is wrong, ready to be recorded against the field's path.
 
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -113,6 +114,23 @@ pub fn re2(pattern: &str) -> Check {
         };
         format!("{pattern:?} is not a valid RE2 regex: {detail}")
     })
+}
+
+/// An IP address or a CIDR block (`10.0.0.0/8`, `2001:db8::/32`).
+pub fn ip_or_cidr(value: &str) -> Check {
+    let invalid = || format!("{value:?} is not a valid IP address or CIDR block");
+    let Some((address, length)) = value.split_once('/') else {
+        return value.parse::<IpAddr>().map(drop).map_err(|_| invalid());
+    };
+    let address: IpAddr = address.parse().map_err(|_| invalid())?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let digits = !length.is_empty() && length.bytes().all(|b| b.is_ascii_digit());
+    match length.parse::<u8>() {
+        Ok(bits) if digits && bits <= max => Ok(()),
+        _ => Err(format!(
+            "{value:?} is not a valid CIDR block (prefix length 0 to {max})"
+        )),
+    }
 }
 
 /// A TCP/UDP port number.

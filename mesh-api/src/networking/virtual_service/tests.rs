@@ -1012,7 +1012,7 @@ fn destination_subnets_are_cidrs() {
     rejects(
         doc,
         "spec.tcp[0].match[0].destinationSubnets[0]",
-        "not an IP address or a CIDR block",
+        "is not a valid CIDR block (prefix length 0 to 32)",
     );
 }
 

@@ -1116,7 +1116,10 @@ fn l4_match(m: &L4MatchAttributes, at: &Path, errs: &mut Errors) {
         errs,
     );
     if !m.source_subnet.is_empty() {
-        errs.check(&at.field("sourceSubnet"), ip_subnet(&m.source_subnet));
+        errs.check(
+            &at.field("sourceSubnet"),
+            validate::ip_or_cidr(&m.source_subnet),
+        );
     }
     match_selectors(
         m.port,
@@ -1143,24 +1146,7 @@ fn route_destinations(route: &[RouteDestination], kind: &str, at: &Path, errs: &
 
 fn subnets(list: &[String], at: &Path, errs: &mut Errors) {
     for (i, subnet) in list.iter().enumerate() {
-        errs.check(&at.index(i), ip_subnet(subnet));
-    }
-}
-
-/// An IP address or a CIDR block.
-fn ip_subnet(text: &str) -> Result<(), String> {
-    let ok = match text.split_once('/') {
-        Some((ip, bits)) => match (ip.parse::<IpAddr>(), bits.parse::<u8>()) {
-            (Ok(IpAddr::V4(_)), Ok(bits)) => bits <= 32,
-            (Ok(IpAddr::V6(_)), Ok(bits)) => bits <= 128,
-            _ => false,
-        },
-        None => text.parse::<IpAddr>().is_ok(),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{text:?} is not an IP address or a CIDR block"))
+        errs.check(&at.index(i), validate::ip_or_cidr(subnet));
     }
 }
 

@@ -390,7 +390,7 @@ fn bad_cidr_is_rejected() {
             json!({"ports": ["80"]}),
         ),
         "spec.rules[0].from[0].source.ipBlocks[0]",
-        "invalid prefix length (0 to 32)",
+        "is not a valid CIDR block (prefix length 0 to 32)",
     );
 }
 
@@ -402,7 +402,7 @@ fn bad_remote_ip_is_rejected() {
             json!({"ports": ["80"]}),
         ),
         "spec.rules[0].from[0].source.notRemoteIpBlocks[0]",
-        "not an IP address or CIDR",
+        "is not a valid IP address or CIDR block",
     );
 }
 
@@ -586,7 +586,7 @@ fn bad_source_ip_value_is_rejected() {
     assert_only_error(
         allow_when(json!({"key": "source.ip", "values": ["10.0.0.1", "not-an-ip"]})),
         "spec.rules[0].when[0].values[1]",
-        "\"not-an-ip\" is not an IP address",
+        "\"not-an-ip\" is not a valid IP address",
     );
 }
 
