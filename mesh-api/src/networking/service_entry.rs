@@ -44,7 +44,7 @@ use super::gateway::Protocol;
 use crate::IstioStatus;
 use crate::networking::workload_entry::{WorkloadEntrySpec, validate_endpoint};
 use crate::selector::LabelSelector;
-use crate::validate::{self, Errors, Path, Validate};
+use crate::validate::{self, Errors, ExportToNone, Path, Validate};
 
 const MAX_HOSTS: usize = 256;
 const MAX_ADDRESSES: usize = 256;
@@ -168,7 +168,12 @@ impl Validate for ServiceEntrySpec {
         let declared = self.validate_ports(at, errs);
         self.validate_endpoints(&declared, at, errs);
         self.validate_resolution(at, errs);
-        validate_export_to(&self.export_to, &at.field("exportTo"), errs);
+        validate::export_to(
+            &self.export_to,
+            ExportToNone::Allowed,
+            &at.field("exportTo"),
+            errs,
+        );
     }
 }
 
@@ -404,34 +409,6 @@ impl ServiceEntrySpec {
                     );
                 }
             }
-        }
-    }
-}
-
-/// The visibility rules for a service entry's `exportTo`.
-fn validate_export_to(export_to: &[String], at: &Path, errs: &mut Errors) {
-    let mut seen = BTreeSet::new();
-    for (i, entry) in export_to.iter().enumerate() {
-        let here = at.index(i);
-        if !matches!(entry.as_str(), "." | "*" | "~") && validate::dns_label(entry).is_err() {
-            errs.add(
-                &here,
-                format!("exportTo entry {entry:?} must be ., *, ~ or a namespace name"),
-            );
-        } else if !seen.insert(entry.as_str()) {
-            errs.add(&here, format!("exportTo entry {entry:?} is listed twice"));
-        } else if export_to.len() > 1 && (entry == "*" || entry == "~") {
-            let meaning = if entry == "*" {
-                "all namespaces"
-            } else {
-                "no namespace"
-            };
-            errs.add(
-                &here,
-                format!(
-                    "exportTo {entry:?} means {meaning} and cannot be combined with other entries"
-                ),
-            );
         }
     }
 }

@@ -46,9 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::IstioStatus;
 use crate::selector::{PolicyTargetReference, WorkloadSelector};
-use crate::validate::{self, Errors, Path, Validate};
-
-type Check = Result<(), String>;
+use crate::validate::{self, Check, Errors, Path, Validate};
 
 const MAX_RULES: usize = 512;
 const MAX_FROM: usize = 512;

@@ -34,10 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use super::authorization_policy::validate_policy_scope;
 use crate::selector::{PolicyTargetReference, WorkloadSelector};
-use crate::validate::{self, Errors, Path, Validate};
+use crate::validate::{self, Check, Errors, Path, Validate};
 use crate::{Duration, IstioStatus};
-
-type Check = Result<(), String>;
 
 const MAX_JWT_RULES: usize = 4096;
 const MAX_JWKS_URI_LEN: usize = 2048;

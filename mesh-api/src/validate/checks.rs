@@ -7,8 +7,10 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use crate::Duration;
+use crate::validate::{Errors, Path};
 
-type Check = Result<(), String>;
+/// A check's verdict: the reason a value is wrong, if it is.
+pub type Check = Result<(), String>;
 
 const MAX_HOST_LEN: usize = 255;
 const MAX_LABEL_LEN: usize = 63;
@@ -130,6 +132,47 @@ pub fn ip_or_cidr(value: &str) -> Check {
         _ => Err(format!(
             "{value:?} is not a valid CIDR block (prefix length 0 to {max})"
         )),
+    }
+}
+
+/// Which kinds may use `~` (visible to no one) in `exportTo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportToNone {
+    Allowed,
+    /// Istio allows `~` only on ServiceEntry.
+    Refused,
+}
+
+/// `exportTo`: `.` (own namespace), `*` (every namespace), namespace names,
+/// and `~` where allowed; no duplicates; `*` and `~` stand alone.
+pub fn export_to(list: &[String], none: ExportToNone, at: &Path, errs: &mut Errors) {
+    let mut seen = std::collections::BTreeSet::new();
+    let allowed = match none {
+        ExportToNone::Allowed => "\".\", \"*\", \"~\" or a namespace name",
+        ExportToNone::Refused => "\".\", \"*\" or a namespace name",
+    };
+    for (i, entry) in list.iter().enumerate() {
+        let here = at.index(i);
+        if !seen.insert(entry.as_str()) {
+            errs.add(
+                &here,
+                format!("exportTo entry {entry:?} is listed more than once"),
+            );
+        } else if entry == "~" && none == ExportToNone::Refused {
+            errs.add(&here, format!("exportTo \"~\" (visible to no one) is only allowed on ServiceEntry; use {allowed}"));
+        } else if !matches!(entry.as_str(), "." | "*" | "~") && dns_label(entry).is_err() {
+            errs.add(&here, format!("exportTo entry {entry:?} must be {allowed}"));
+        }
+    }
+    for (alone, meaning) in [("*", "every namespace"), ("~", "no namespace")] {
+        if list.len() > 1 && seen.contains(alone) {
+            errs.add(
+                at,
+                format!(
+                    "exportTo {alone:?} means {meaning} and cannot be combined with other entries"
+                ),
+            );
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::Duration;
 use crate::selector::validate_labels;
-use crate::validate::{self, Errors, Path, Validate};
+use crate::validate::{self, Errors, ExportToNone, Path, Validate};
 
 /// Largest ring Envoy's ring-hash load balancer accepts.
 const MAX_RING_SIZE: u64 = 8_388_608;
@@ -55,34 +55,10 @@ impl Validate for DestinationRuleSpec {
     }
 }
 
-/// `exportTo` of a DestinationRule: `.`, `*` or namespace names.
+/// `exportTo` of a DestinationRule; one with a workload selector stays in its namespace.
 fn validate_export_to(export_to: &[String], has_selector: bool, at: &Path, errs: &mut Errors) {
-    let mut seen = BTreeSet::new();
-    for (i, entry) in export_to.iter().enumerate() {
-        let here = at.index(i);
-        match entry.as_str() {
-            "." | "*" => {}
-            "~" => errs.add(&here, "exportTo \"~\" (visible to no one) is only allowed on ServiceEntry; use \".\", \"*\" or a namespace"),
-            name => {
-                if validate::dns_label(name).is_err() {
-                    errs.add(&here, format!("exportTo entry {name:?} must be \".\", \"*\" or a namespace name"));
-                }
-            }
-        }
-        if !seen.insert(entry.as_str()) {
-            errs.add(
-                &here,
-                format!("exportTo entry {entry:?} is listed more than once"),
-            );
-        }
-    }
-    if export_to.len() > 1 && seen.contains("*") {
-        errs.add(
-            at,
-            "\"*\" already exports to every namespace; it cannot be combined with other entries",
-        );
-    }
-    if has_selector && (export_to.len() > 1 || seen.contains("*")) {
+    validate::export_to(export_to, ExportToNone::Refused, at, errs);
+    if has_selector && (export_to.len() > 1 || export_to.iter().any(|e| e == "*")) {
         errs.add(
             at,
             "a DestinationRule with a workloadSelector can only be exported to its own namespace (\".\")",

@@ -422,7 +422,7 @@ fn export_to_invalid_namespace() {
     only_error(
         doc,
         "spec.exportTo[0]",
-        "must be ., *, ~ or a namespace name",
+        "must be \".\", \"*\", \"~\" or a namespace name",
     );
 }
 
@@ -430,7 +430,18 @@ fn export_to_invalid_namespace() {
 fn export_to_duplicate() {
     let mut doc = base();
     doc["exportTo"] = json!(["bookinfo", "bookinfo"]);
-    only_error(doc, "spec.exportTo[1]", "listed twice");
+    only_error(doc, "spec.exportTo[1]", "listed more than once");
+}
+
+#[test]
+fn export_to_no_one_and_more() {
+    let mut doc = base();
+    doc["exportTo"] = json!(["~", "bookinfo"]);
+    only_error(
+        doc,
+        "spec.exportTo",
+        "exportTo \"~\" means no namespace and cannot be combined with other entries",
+    );
 }
 
 #[test]
@@ -439,8 +450,8 @@ fn export_to_everyone_and_more() {
     doc["exportTo"] = json!([".", "*"]);
     only_error(
         doc,
-        "spec.exportTo[1]",
-        "cannot be combined with other entries",
+        "spec.exportTo",
+        "exportTo \"*\" means every namespace and cannot be combined with other entries",
     );
 }
 

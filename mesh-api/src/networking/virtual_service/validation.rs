@@ -1,7 +1,6 @@
 //! The rules of Istio's validating webhook for VirtualService; the parent
 //! module's documentation lists them.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::{
@@ -11,7 +10,7 @@ use super::{
     StringMatchKind, TcpRoute, TlsMatchAttributes, TlsRoute, VirtualServiceSpec,
 };
 use crate::selector::validate_labels;
-use crate::validate::{self, Errors, Path, Validate};
+use crate::validate::{self, Errors, ExportToNone, Path, Validate};
 
 /// The reserved gateway name for all sidecars.
 const MESH_GATEWAY: &str = "mesh";
@@ -126,7 +125,12 @@ impl Validate for VirtualServiceSpec {
         for (i, route) in self.tcp.iter().enumerate() {
             tcp_route(route, &at.field("tcp").index(i), errs);
         }
-        export_to(&self.export_to, &at.field("exportTo"), errs);
+        validate::export_to(
+            &self.export_to,
+            ExportToNone::Refused,
+            &at.field("exportTo"),
+            errs,
+        );
     }
 }
 
@@ -1147,32 +1151,6 @@ fn route_destinations(route: &[RouteDestination], kind: &str, at: &Path, errs: &
 fn subnets(list: &[String], at: &Path, errs: &mut Errors) {
     for (i, subnet) in list.iter().enumerate() {
         errs.check(&at.index(i), validate::ip_or_cidr(subnet));
-    }
-}
-
-fn export_to(list: &[String], at: &Path, errs: &mut Errors) {
-    let mut seen = BTreeSet::new();
-    for (i, entry) in list.iter().enumerate() {
-        let here = at.index(i);
-        if !seen.insert(entry.as_str()) {
-            errs.add(&here, format!("exportTo lists {entry:?} twice"));
-        } else if entry == "~" {
-            errs.add(
-                &here,
-                "exportTo \"~\" (no one) is only allowed on ServiceEntry",
-            );
-        } else if !matches!(entry.as_str(), "." | "*") && !is_dns1123_label(entry) {
-            errs.add(
-                &here,
-                format!("exportTo entry {entry:?} must be \".\", \"*\" or a namespace name"),
-            );
-        }
-    }
-    if seen.contains("*") && list.len() > 1 {
-        errs.add(
-            at,
-            "exportTo \"*\" already exports to every namespace and cannot be combined with other entries",
-        );
     }
 }
 
