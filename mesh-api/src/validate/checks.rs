@@ -15,8 +15,8 @@ pub type Check = Result<(), String>;
 const MAX_HOST_LEN: usize = 255;
 const MAX_LABEL_LEN: usize = 63;
 
-/// A DNS-1123 label as Istio reads it: letters, digits and inner dashes.
-fn is_dns_label(label: &str) -> bool {
+/// A DNS-1123 label as Istio reads it: letters (either case), digits and inner dashes.
+pub fn is_dns_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= MAX_LABEL_LEN
         && label

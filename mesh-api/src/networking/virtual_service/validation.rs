@@ -230,13 +230,13 @@ fn gateway_names(names: &[String], at: &Path, errs: &mut Errors) {
                 }
             }
             Some((namespace, gateway)) => {
-                if !is_dns1123_label(namespace) {
+                if !validate::is_dns_label(namespace) {
                     errs.add(
                         &here,
                         format!("gateway {name:?} has an invalid namespace {namespace:?} (must be a DNS label)"),
                     );
                 }
-                if !is_dns1123_label(gateway) {
+                if !validate::is_dns_label(gateway) {
                     errs.add(
                         &here,
                         format!(
@@ -418,7 +418,7 @@ fn match_selectors(
     }
     validate_labels(source_labels, &at.field("sourceLabels"), errs);
     gateway_names(gateways, &at.field("gateways"), errs);
-    if !source_namespace.is_empty() && !is_dns1123_label(source_namespace) {
+    if !source_namespace.is_empty() && !validate::is_dns_label(source_namespace) {
         errs.add(
             &at.field("sourceNamespace"),
             format!("sourceNamespace {source_namespace:?} must be a namespace name (a DNS label)"),
@@ -639,7 +639,7 @@ impl Validate for Destination {
         } else {
             errs.check(&at.field("host"), validate::wildcard_host(&self.host));
         }
-        if !self.subset.is_empty() && !is_dns1123_label(&self.subset) {
+        if !self.subset.is_empty() && !validate::is_dns_label(&self.subset) {
             errs.add(
                 &at.field("subset"),
                 format!(
@@ -1154,17 +1154,6 @@ fn subnets(list: &[String], at: &Path, errs: &mut Errors) {
     }
 }
 
-/// A DNS-1123 label as Istio checks it (upper case allowed).
-fn is_dns1123_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 63
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-}
-
 /// A DNS name of DNS-1123 labels: at most 255 characters, a trailing dot
 /// allowed, and a last label that is not all digits.
 fn dns_name(name: &str) -> Result<(), String> {
@@ -1175,7 +1164,10 @@ fn dns_name(name: &str) -> Result<(), String> {
         return Err("the name is longer than 255 characters".into());
     }
     let trimmed = name.strip_suffix('.').unwrap_or(name);
-    if let Some(bad) = trimmed.split('.').find(|label| !is_dns1123_label(label)) {
+    if let Some(bad) = trimmed
+        .split('.')
+        .find(|label| !validate::is_dns_label(label))
+    {
         return Err(format!("label {bad:?} is not a DNS label"));
     }
     let last = trimmed.rsplit('.').next().unwrap_or(trimmed);
