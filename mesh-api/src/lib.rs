@@ -11,6 +11,7 @@
 pub mod crd;
 pub mod duration;
 pub mod emit;
+pub mod envoy;
 pub mod load;
 pub mod names;
 pub mod networking;
