@@ -1,0 +1,102 @@
+//! The admin server (Envoy's port 15000): readiness, stats, config dump,
+//! listener addresses, and `/quitquitquit`.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::drain::{Drain, Trigger};
+use crate::http::proxy::HttpState;
+use crate::upstream::Upstreams;
+
+/// What the admin pages show.
+#[derive(Debug)]
+pub struct AdminState {
+    pub bootstrap: Bootstrap,
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub http: Vec<Arc<HttpState>>,
+    pub upstreams: Arc<Upstreams>,
+    pub trigger: Trigger,
+}
+
+/// Serves the admin pages until the drain starts.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, drain: Drain) {
+    let mut drained = std::pin::pin!(drain.started());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => { tracing::warn!(error = %err, "admin accept failed"); continue; }
+            },
+            () = drained.as_mut() => return,
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(page(&state, &request)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn page(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/ready" | "/healthz/ready") => text(StatusCode::OK, "LIVE\n".into()),
+        (&Method::GET, "/listeners") => {
+            let mut out = String::new();
+            for (name, address) in &state.listeners {
+                let _ = writeln!(out, "{name}::{address}");
+            }
+            text(StatusCode::OK, out)
+        }
+        (&Method::GET, "/stats/prometheus") => text(StatusCode::OK, prometheus(state)),
+        (&Method::GET, "/config_dump") => match mesh_api::envoy::to_json(&state.bootstrap) {
+            Ok(json) => {
+                let body = serde_json::to_string_pretty(&json).unwrap_or_default();
+                let mut response = text(StatusCode::OK, body);
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
+        },
+        (&Method::POST, "/quitquitquit") => {
+            state.trigger.start();
+            text(StatusCode::OK, "OK\n".into())
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+fn prometheus(state: &AdminState) -> String {
+    let mut out = String::new();
+    for (name, upstream) in state.upstreams.iter() {
+        upstream.stats.render(name, &mut out);
+    }
+    for http in &state.http {
+        http.stats.render(&http.manager.stat_prefix, &mut out);
+    }
+    out
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,70 @@
+//! The command line: flags, logging, signals.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::app;
+use crate::config::read_bootstrap;
+
+/// The mesh's proxy, configured like Envoy.
+#[derive(Debug, Parser)]
+#[command(name = "mesh-proxy", version, about)]
+pub struct Args {
+    /// Envoy bootstrap file (YAML or JSON) with static_resources and admin.
+    #[arg(short = 'c', long = "bootstrap", env = "MESH_PROXY_BOOTSTRAP")]
+    pub bootstrap: PathBuf,
+    /// Write the admin server's address to this file once it is bound.
+    #[arg(long, env = "MESH_PROXY_ADMIN_ADDRESS_PATH")]
+    pub admin_address_path: Option<PathBuf>,
+    /// How long in-flight requests may take to finish at shutdown.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "MESH_PROXY_DRAIN_TIMEOUT")]
+    pub drain_timeout: Duration,
+    /// Log filter, e.g. `info` or `mesh_proxy=debug`.
+    #[arg(long, default_value = "info", env = "MESH_PROXY_LOG")]
+    pub log: String,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<mesh_api::Duration>()
+        .map(|d| d.as_std())
+        .map_err(|e| e.to_string())
+}
+
+/// Runs the proxy until SIGTERM, SIGINT or `/quitquitquit`, then drains.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log)?)
+        .with_writer(std::io::stderr)
+        .init();
+    let bootstrap = read_bootstrap(&args.bootstrap)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let running = app::start(bootstrap).await?;
+        for (name, address) in &running.listeners {
+            tracing::info!(listener = %name, %address, "listening");
+        }
+        if let (Some(path), Some(admin)) = (&args.admin_address_path, running.admin) {
+            // Write then rename, so that a reader never sees half an address.
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, admin.to_string())?;
+            std::fs::rename(&partial, path)?;
+        }
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+            () = running.drain_requested() => {}
+        }
+        tracing::info!("draining");
+        let open = running.shutdown(args.drain_timeout).await;
+        if open > 0 {
+            tracing::warn!(open, "connections still open after the drain timeout");
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,260 @@
+//! The proxy's runtime tables, compiled from Envoy xDS resources.
+//!
+//! Config arrives as Envoy v3 resources (a bootstrap file today, xDS later).
+//! It is checked and turned into these plain types once, off the data path;
+//! anything outside the supported subset is refused with an error that names
+//! the resource and the field, which is what an xDS NACK will carry.
+//!
+//! # Supported subset
+//! - Bootstrap: `static_resources.listeners`, `static_resources.clusters`,
+//!   `admin.address`.
+//! - Listener: a socket address; one filter chain whose filters end in
+//!   `envoy.filters.network.http_connection_manager` (inline `route_config`)
+//!   or `envoy.filters.network.tcp_proxy` (a single `cluster`).
+//! - Routes: virtual hosts by domain (exact, `*.suffix`, `prefix*`, `*`);
+//!   matches on path prefix, exact path and safe regex, headers (exact,
+//!   prefix, suffix, contains, regex, present, with `invert_match`);
+//!   actions: `cluster`, `weighted_clusters`, `direct_response`, `redirect`;
+//!   `timeout`, `prefix_rewrite`, `host_rewrite_literal`.
+//! - Clusters: STATIC endpoints from `load_assignment` with weights;
+//!   `ROUND_ROBIN`, `LEAST_REQUEST` and `RANDOM`; `connect_timeout`.
+
+mod bootstrap;
+mod cluster;
+mod listener;
+mod route;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, StatusCode};
+use regex::Regex;
+
+pub use bootstrap::{load_bootstrap, read_bootstrap};
+
+/// Everything the proxy runs, compiled and checked.
+#[derive(Debug)]
+pub struct Config {
+    pub listeners: Vec<Listener>,
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+#[derive(Debug)]
+pub enum ListenerKind {
+    Http(Arc<HttpManager>),
+    Tcp(TcpProxy),
+}
+
+/// What `envoy.filters.network.tcp_proxy` does: copy bytes to a cluster.
+#[derive(Debug)]
+pub struct TcpProxy {
+    pub stat_prefix: String,
+    pub cluster: String,
+}
+
+/// What `envoy.filters.network.http_connection_manager` does.
+#[derive(Debug)]
+pub struct HttpManager {
+    pub stat_prefix: String,
+    pub routes: RouteTable,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<Domain>,
+    pub routes: Vec<Route>,
+}
+
+/// A virtual host domain pattern, as Envoy ranks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Domain {
+    Exact(String),
+    /// `*.example.com`: the stored suffix includes the dot.
+    Suffix(String),
+    /// `api.*`: the stored prefix includes the dot.
+    Prefix(String),
+    Any,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub action: Action,
+}
+
+#[derive(Debug)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub case_sensitive: bool,
+    pub headers: Vec<HeaderMatch>,
+}
+
+#[derive(Debug)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+pub struct HeaderMatch {
+    pub name: HeaderName,
+    pub value: ValueMatch,
+    pub invert: bool,
+}
+
+#[derive(Debug)]
+pub enum ValueMatch {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Regex(Regex),
+    /// Present (true) or absent (false).
+    Present(bool),
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Forward(Forward),
+    DirectResponse { status: StatusCode, body: Bytes },
+    Redirect(Redirect),
+}
+
+/// Send the request to one of the clusters.
+#[derive(Debug)]
+pub struct Forward {
+    /// Clusters with their weights; one entry for a plain `cluster`.
+    pub clusters: Vec<(String, u32)>,
+    pub timeout: Option<Duration>,
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub status: StatusCode,
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub prefix_rewrite: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub name: String,
+    pub connect_timeout: Duration,
+    pub lb: LbPolicy,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+/// Config the proxy refuses: which resource, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{resource}: {field}: {reason}")]
+pub struct ConfigError {
+    /// For example `listener "ingress"` or `cluster "reviews"`.
+    pub resource: String,
+    /// The field path inside the resource, as Envoy's JSON names it.
+    pub field: String,
+    pub reason: String,
+}
+
+/// Builds [`ConfigError`]s for one resource while walking its fields.
+#[derive(Debug, Clone)]
+pub(crate) struct At {
+    resource: Arc<str>,
+    field: String,
+}
+
+impl At {
+    pub(crate) fn resource(kind: &str, name: &str) -> At {
+        At {
+            resource: format!("{kind} {name:?}").into(),
+            field: String::new(),
+        }
+    }
+
+    pub(crate) fn field(&self, name: &str) -> At {
+        let field = if self.field.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.field)
+        };
+        At {
+            resource: Arc::clone(&self.resource),
+            field,
+        }
+    }
+
+    pub(crate) fn index(&self, index: usize) -> At {
+        At {
+            resource: Arc::clone(&self.resource),
+            field: format!("{}[{index}]", self.field),
+        }
+    }
+
+    pub(crate) fn error(&self, reason: impl fmt::Display) -> ConfigError {
+        ConfigError {
+            resource: self.resource.to_string(),
+            field: if self.field.is_empty() {
+                "-".into()
+            } else {
+                self.field.clone()
+            },
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The error for a field this proxy does not support.
+    pub(crate) fn unsupported(&self, what: impl fmt::Display) -> ConfigError {
+        self.error(format!("{what} is not supported by this proxy"))
+    }
+}
+
+/// A protobuf duration as a std one.
+pub(crate) fn duration(
+    d: &envoy_types::pb::google::protobuf::Duration,
+    at: &At,
+) -> Result<Duration, ConfigError> {
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(at.error("durations must not be negative"));
+    }
+    Ok(Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
+#[cfg(test)]
+mod tests;

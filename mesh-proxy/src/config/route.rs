@@ -1,0 +1,284 @@
+//! Route configurations: virtual hosts, matches and actions.
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::core::v3::data_source;
+use envoy_types::pb::envoy::config::route::v3::{
+    HeaderMatcher, RedirectAction, Route as EnvoyRoute, RouteAction, RouteConfiguration,
+    RouteMatch as EnvoyRouteMatch, VirtualHost as EnvoyVirtualHost, header_matcher,
+    redirect_action, route, route_action, route_match,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
+use http::{HeaderName, StatusCode};
+use regex::Regex;
+
+use super::{
+    Action, At, ConfigError, Domain, Forward, HeaderMatch, PathMatch, Redirect, Route, RouteMatch,
+    RouteTable, ValueMatch, VirtualHost, duration,
+};
+
+pub(super) fn compile(config: &RouteConfiguration, at: &At) -> Result<RouteTable, ConfigError> {
+    let virtual_hosts = config
+        .virtual_hosts
+        .iter()
+        .enumerate()
+        .map(|(i, vh)| virtual_host(vh, &at.field("virtual_hosts").index(i)))
+        .collect::<Result<_, _>>()?;
+    Ok(RouteTable {
+        name: config.name.clone(),
+        virtual_hosts,
+    })
+}
+
+fn virtual_host(vh: &EnvoyVirtualHost, at: &At) -> Result<VirtualHost, ConfigError> {
+    if vh.domains.is_empty() {
+        return Err(at.field("domains").error("at least one domain is required"));
+    }
+    let domains = vh
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| domain(d, &at.field("domains").index(i)))
+        .collect::<Result<_, _>>()?;
+    let routes = vh
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| compile_route(r, &at.field("routes").index(i)))
+        .collect::<Result<_, _>>()?;
+    Ok(VirtualHost {
+        name: vh.name.clone(),
+        domains,
+        routes,
+    })
+}
+
+fn domain(pattern: &str, at: &At) -> Result<Domain, ConfigError> {
+    let lower = pattern.to_ascii_lowercase();
+    if lower == "*" {
+        return Ok(Domain::Any);
+    }
+    if let Some(suffix) = lower.strip_prefix('*') {
+        return Ok(Domain::Suffix(suffix.to_owned()));
+    }
+    if let Some(prefix) = lower.strip_suffix('*') {
+        return Ok(Domain::Prefix(prefix.to_owned()));
+    }
+    if lower.contains('*') || lower.is_empty() {
+        return Err(at.error(format_args!(
+            "{pattern:?}: a wildcard may only lead or end a domain"
+        )));
+    }
+    Ok(Domain::Exact(lower))
+}
+
+fn compile_route(r: &EnvoyRoute, at: &At) -> Result<Route, ConfigError> {
+    let matcher = r
+        .r#match
+        .as_ref()
+        .ok_or_else(|| at.field("match").error("match is required"))?;
+    let matcher = route_matcher(matcher, &at.field("match"))?;
+    let action = match &r.action {
+        Some(route::Action::Route(action)) => Action::Forward(forward(action, &at.field("route"))?),
+        Some(route::Action::Redirect(redirect)) => {
+            Action::Redirect(compile_redirect(redirect, &at.field("redirect"))?)
+        }
+        Some(route::Action::DirectResponse(direct)) => {
+            let at = at.field("direct_response");
+            let status = u16::try_from(direct.status)
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .ok_or_else(|| {
+                    at.field("status")
+                        .error(format_args!("{} is not an HTTP status", direct.status))
+                })?;
+            let body = match direct.body.as_ref().and_then(|b| b.specifier.as_ref()) {
+                None => Bytes::new(),
+                Some(data_source::Specifier::InlineString(s)) => Bytes::from(s.clone()),
+                Some(data_source::Specifier::InlineBytes(b)) => Bytes::from(b.clone()),
+                Some(_) => {
+                    return Err(at
+                        .field("body")
+                        .unsupported("bodies from files or the environment"));
+                }
+            };
+            Action::DirectResponse { status, body }
+        }
+        _ => return Err(at.error("a route needs route, redirect or direct_response")),
+    };
+    if !r.request_headers_to_add.is_empty() || !r.response_headers_to_add.is_empty() {
+        return Err(at
+            .field("request_headers_to_add")
+            .unsupported("header manipulation"));
+    }
+    Ok(Route {
+        name: r.name.clone(),
+        matcher,
+        action,
+    })
+}
+
+fn route_matcher(m: &EnvoyRouteMatch, at: &At) -> Result<RouteMatch, ConfigError> {
+    let path = match &m.path_specifier {
+        Some(route_match::PathSpecifier::Prefix(prefix)) => PathMatch::Prefix(prefix.clone()),
+        Some(route_match::PathSpecifier::Path(path)) => PathMatch::Exact(path.clone()),
+        Some(route_match::PathSpecifier::SafeRegex(re)) => {
+            PathMatch::Regex(regex(re, &at.field("safe_regex"))?)
+        }
+        Some(_) => return Err(at.unsupported("this path matcher")),
+        None => return Err(at.error("one of prefix, path or safe_regex is required")),
+    };
+    if !m.query_parameters.is_empty() {
+        return Err(at
+            .field("query_parameters")
+            .unsupported("query parameter matching"));
+    }
+    let headers = m
+        .headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| header_matcher(h, &at.field("headers").index(i)))
+        .collect::<Result<_, _>>()?;
+    Ok(RouteMatch {
+        path,
+        case_sensitive: m.case_sensitive.is_none_or(|c| c.value),
+        headers,
+    })
+}
+
+fn header_matcher(h: &HeaderMatcher, at: &At) -> Result<HeaderMatch, ConfigError> {
+    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+        at.field("name")
+            .error(format_args!("{:?} is not a header name", h.name))
+    })?;
+    use header_matcher::HeaderMatchSpecifier as S;
+    // The deprecated forms are what existing Envoy configs still use.
+    #[allow(deprecated)]
+    let value = match &h.header_match_specifier {
+        None => ValueMatch::Present(true),
+        Some(S::ExactMatch(v)) => ValueMatch::Exact(v.clone()),
+        Some(S::PrefixMatch(v)) => ValueMatch::Prefix(v.clone()),
+        Some(S::SuffixMatch(v)) => ValueMatch::Suffix(v.clone()),
+        Some(S::ContainsMatch(v)) => ValueMatch::Contains(v.clone()),
+        Some(S::SafeRegexMatch(re)) => ValueMatch::Regex(regex(re, &at.field("safe_regex_match"))?),
+        Some(S::PresentMatch(present)) => ValueMatch::Present(*present),
+        Some(S::StringMatch(m)) => string_matcher(m, &at.field("string_match"))?,
+        Some(S::RangeMatch(_)) => return Err(at.field("range_match").unsupported("range_match")),
+    };
+    Ok(HeaderMatch {
+        name,
+        value,
+        invert: h.invert_match,
+    })
+}
+
+fn string_matcher(m: &StringMatcher, at: &At) -> Result<ValueMatch, ConfigError> {
+    if m.ignore_case {
+        return Err(at.field("ignore_case").unsupported("ignore_case"));
+    }
+    use string_matcher::MatchPattern as P;
+    Ok(match &m.match_pattern {
+        Some(P::Exact(v)) => ValueMatch::Exact(v.clone()),
+        Some(P::Prefix(v)) => ValueMatch::Prefix(v.clone()),
+        Some(P::Suffix(v)) => ValueMatch::Suffix(v.clone()),
+        Some(P::Contains(v)) => ValueMatch::Contains(v.clone()),
+        Some(P::SafeRegex(re)) => ValueMatch::Regex(regex(re, &at.field("safe_regex"))?),
+        _ => {
+            return Err(at.error("one of exact, prefix, suffix, contains or safe_regex is required"));
+        }
+    })
+}
+
+/// A RE2 regex that must match the whole value, as Envoy's `safe_regex` does.
+fn regex(m: &RegexMatcher, at: &At) -> Result<Regex, ConfigError> {
+    Regex::new(&format!("^(?:{})$", m.regex)).map_err(|err| {
+        at.field("regex").error(format_args!(
+            "{:?} is not a valid RE2 regex: {err}",
+            m.regex
+        ))
+    })
+}
+
+fn forward(action: &RouteAction, at: &At) -> Result<Forward, ConfigError> {
+    let clusters = match &action.cluster_specifier {
+        Some(route_action::ClusterSpecifier::Cluster(name)) if !name.is_empty() => {
+            vec![(name.clone(), 1)]
+        }
+        Some(route_action::ClusterSpecifier::WeightedClusters(weighted)) => {
+            let at = at.field("weighted_clusters");
+            let clusters: Vec<(String, u32)> = weighted
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.weight.map_or(0, |w| w.value)))
+                .collect();
+            if clusters.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {
+                return Err(at
+                    .field("clusters")
+                    .error("the weights must not all be zero"));
+            }
+            clusters
+        }
+        Some(_) => return Err(at.unsupported("this cluster specifier")),
+        None => {
+            return Err(at
+                .field("cluster")
+                .error("cluster or weighted_clusters is required"));
+        }
+    };
+    let timeout = match &action.timeout {
+        Some(d) => Some(duration(d, &at.field("timeout"))?).filter(|d| !d.is_zero()),
+        None => Some(std::time::Duration::from_secs(15)),
+    };
+    let host_rewrite = match &action.host_rewrite_specifier {
+        Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(host)) => Some(host.clone()),
+        Some(_) => return Err(at.unsupported("this host rewrite")),
+        None => None,
+    };
+    if action.retry_policy.is_some() {
+        return Err(at.field("retry_policy").unsupported("retry_policy (yet)"));
+    }
+    Ok(Forward {
+        clusters,
+        timeout,
+        prefix_rewrite: Some(action.prefix_rewrite.clone()).filter(|p| !p.is_empty()),
+        host_rewrite,
+    })
+}
+
+fn compile_redirect(r: &RedirectAction, at: &At) -> Result<Redirect, ConfigError> {
+    use redirect_action::RedirectResponseCode as Code;
+    let status = match Code::try_from(r.response_code) {
+        Ok(Code::MovedPermanently) => StatusCode::MOVED_PERMANENTLY,
+        Ok(Code::Found) => StatusCode::FOUND,
+        Ok(Code::SeeOther) => StatusCode::SEE_OTHER,
+        Ok(Code::TemporaryRedirect) => StatusCode::TEMPORARY_REDIRECT,
+        Ok(Code::PermanentRedirect) => StatusCode::PERMANENT_REDIRECT,
+        Err(_) => return Err(at.field("response_code").error("unknown response code")),
+    };
+    let scheme = match &r.scheme_rewrite_specifier {
+        Some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(true)) => {
+            Some("https".to_owned())
+        }
+        Some(redirect_action::SchemeRewriteSpecifier::SchemeRedirect(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (path, prefix_rewrite) = match &r.path_rewrite_specifier {
+        Some(redirect_action::PathRewriteSpecifier::PathRedirect(p)) => (Some(p.clone()), None),
+        Some(redirect_action::PathRewriteSpecifier::PrefixRewrite(p)) => (None, Some(p.clone())),
+        Some(_) => return Err(at.unsupported("regex_rewrite in redirects")),
+        None => (None, None),
+    };
+    let port = match r.port_redirect {
+        0 => None,
+        p => Some(
+            u16::try_from(p).map_err(|_| at.field("port_redirect").error("port above 65535"))?,
+        ),
+    };
+    Ok(Redirect {
+        status,
+        scheme,
+        host: Some(r.host_redirect.clone()).filter(|h| !h.is_empty()),
+        port,
+        path,
+        prefix_rewrite,
+    })
+}

@@ -1,0 +1,12 @@
+//! The HTTP path: a connection manager per listener that routes each request
+//! and forwards it, or answers it locally.
+
+pub mod proxy;
+pub mod route;
+pub mod server;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+
+/// Response bodies: streamed from upstream or made here.
+pub type Body = BoxBody<Bytes, hyper::Error>;

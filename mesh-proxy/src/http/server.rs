@@ -1,0 +1,37 @@
+//! Serving HTTP/1.1 and HTTP/2 (prior knowledge) on a listener.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+
+use super::proxy::{self, HttpState};
+use crate::drain::Drain;
+
+/// Serves one accepted connection until it closes or the proxy drains.
+pub async fn serve_connection(state: Arc<HttpState>, stream: TcpStream, drain: Drain) {
+    state.stats.cx_total.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(proxy::handle(state, request).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        }
+        () = drain.started() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}

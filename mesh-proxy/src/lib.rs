@@ -1,0 +1,22 @@
+//! mesh-proxy: the sidecar and gateway proxy of the mesh.
+//!
+//! It runs from Envoy v3 configuration: a static bootstrap file today (see
+//! [`config`] for the supported subset), xDS from the control plane later.
+//! [`app::start`] binds every listener and returns the addresses actually
+//! bound, so that tests can use port 0.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod drain;
+pub mod http;
+pub mod lb;
+pub mod stats;
+pub mod tcp;
+pub mod upstream;
+
+mod cli;
+#[cfg(test)]
+mod testing;
+
+pub use cli::{Args, run};

@@ -1,0 +1,39 @@
+//! Building configs from Envoy JSON in unit tests.
+
+use serde_json::{Value, json};
+
+use crate::config::{Config, ConfigError};
+
+/// A bootstrap with one HTTP listener serving `virtual_hosts`, and a static
+/// cluster for each name in `clusters`.
+pub fn http_bootstrap(virtual_hosts: Value, clusters: &[&str]) -> Value {
+    json!({
+        "static_resources": {
+            "listeners": [{
+                "name": "http",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "http",
+                        "route_config": {"name": "local", "virtual_hosts": virtual_hosts},
+                        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+                    }
+                }]}]
+            }],
+            "clusters": clusters.iter().map(|name| json!({
+                "name": name,
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 1}}}}
+                ]}]}
+            })).collect::<Vec<_>>()
+        }
+    })
+}
+
+pub fn compile(bootstrap: &Value) -> Result<Config, ConfigError> {
+    let parsed = mesh_api::envoy::from_json(bootstrap).expect("valid Envoy JSON");
+    Config::from_bootstrap(&parsed)
+}
