@@ -37,6 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log)?)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let bootstrap = read_bootstrap(&args.bootstrap)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

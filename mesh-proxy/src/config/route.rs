@@ -183,7 +183,9 @@ fn string_matcher(m: &StringMatcher, at: &At) -> Result<ValueMatch, ConfigError>
         Some(P::Contains(v)) => ValueMatch::Contains(v.clone()),
         Some(P::SafeRegex(re)) => ValueMatch::Regex(regex(re, &at.field("safe_regex"))?),
         _ => {
-            return Err(at.error("one of exact, prefix, suffix, contains or safe_regex is required"));
+            return Err(
+                at.error("one of exact, prefix, suffix, contains or safe_regex is required")
+            );
         }
     })
 }

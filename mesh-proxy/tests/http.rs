@@ -1,0 +1,150 @@
+//! The HTTP data path end to end: a real mesh-proxy process between real
+//! clients and upstream servers on loopback.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Echo, Proxy, bootstrap, cluster, get, http_listener, server_of};
+
+fn route(matcher: Value, action: Value) -> Value {
+    json!({"match": matcher, "route": action})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_path_header_and_weight() {
+    let (v1, v2) = (Echo::start("v1").await, Echo::start("v2").await);
+    let vhosts = json!([{"name": "reviews", "domains": ["*"], "routes": [
+        route(json!({"prefix": "/", "headers": [{"name": "end-user", "string_match": {"exact": "jason"}}]}), json!({"cluster": "v2"})),
+        route(json!({"prefix": "/only-v1/"}), json!({"cluster": "v1", "prefix_rewrite": "/rewritten/"})),
+        route(json!({"prefix": "/"}), json!({"weighted_clusters": {"clusters": [{"name": "v1", "weight": 70}, {"name": "v2", "weight": 30}]}}))
+    ]}]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([http_listener("http", vhosts)]),
+        json!([cluster("v1", &[v1.address]), cluster("v2", &[v2.address])]),
+    ))
+    .await;
+    let front = proxy.listener("http");
+
+    let (status, body) = get(front, "/reviews/0", &[("end-user", "jason")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(server_of(&body), "v2");
+
+    let (_, body) = get(front, "/only-v1/x?q=1", &[("host", "reviews:9080")]).await;
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["server"], "v1");
+    assert_eq!(reply["path"], "/rewritten/x");
+    assert_eq!(reply["headers"]["host"], "reviews:9080");
+    assert_eq!(reply["headers"]["x-request-id"].as_str().unwrap().len(), 36);
+
+    let total = 2000;
+    let mut to_v2 = 0;
+    for _ in 0..total {
+        let (status, body) = get(front, "/reviews/0", &[]).await;
+        assert_eq!(status, 200);
+        to_v2 += usize::from(server_of(&body) == "v2");
+    }
+    let share = to_v2 as f64 / total as f64;
+    assert!(
+        (share - 0.30).abs() < 0.05,
+        "v2 got {share:.3} of the traffic, expected 0.30 ± 0.05"
+    );
+
+    let sent_to_v2 = proxy
+        .stat("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"v2\"}")
+        .await;
+    assert_eq!(
+        sent_to_v2,
+        to_v2 as u64 + 1,
+        "the counter matches the requests sent"
+    );
+    let downstream = proxy
+        .stat("envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"http\"}")
+        .await;
+    assert_eq!(downstream, total as u64 + 2);
+    assert!(proxy.quit().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_answer_the_client_and_are_counted() {
+    let echo = Echo::start("up").await;
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        route(json!({"prefix": "/down"}), json!({"cluster": "down"})),
+        route(json!({"prefix": "/delay/"}), json!({"cluster": "up", "timeout": "0.2s"})),
+        route(json!({"prefix": "/status/"}), json!({"cluster": "up"})),
+        {"match": {"path": "/teapot"}, "direct_response": {"status": 418, "body": {"inline_string": "short and stout"}}},
+        {"match": {"path": "/old"}, "redirect": {"path_redirect": "/new", "response_code": "FOUND"}}
+    ]}]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([http_listener("http", vhosts)]),
+        json!([
+            cluster("up", &[echo.address]),
+            cluster("down", &[support::closed_port()])
+        ]),
+    ))
+    .await;
+    let front = proxy.listener("http");
+
+    let (status, body) = get(front, "/down", &[]).await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (
+            503,
+            "upstream connect error or disconnect/reset before headers"
+        )
+    );
+    let (status, body) = get(front, "/delay/3000", &[]).await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (504, "upstream request timeout")
+    );
+    let (status, _) = get(front, "/status/503", &[]).await;
+    assert_eq!(status, 503, "an upstream's own status passes through");
+    let (status, body) = get(front, "/teapot", &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (418, "short and stout"));
+    let (status, body) = get(front, "/nowhere", &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (404, "route not found"));
+    let (status, _) = get(front, "/old", &[("host", "shop.local:8080")]).await;
+    assert_eq!(status, 302);
+
+    assert_eq!(
+        proxy
+            .stat("envoy_cluster_upstream_cx_connect_fail{envoy_cluster_name=\"down\"}")
+            .await,
+        1
+    );
+    assert_eq!(
+        proxy
+            .stat("envoy_cluster_upstream_rq_timeout{envoy_cluster_name=\"up\"}")
+            .await,
+        1
+    );
+    assert_eq!(proxy.stat("envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\",envoy_cluster_name=\"up\"}").await, 2);
+    assert_eq!(
+        proxy
+            .stat("envoy_http_no_route{envoy_http_conn_manager_prefix=\"http\"}")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_reach_http1_upstreams() {
+    let echo = Echo::start("h1").await;
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [route(json!({"prefix": "/"}), json!({"cluster": "h1"}))]}]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([http_listener("http", vhosts)]),
+        json!([cluster("h1", &[echo.address])]),
+    ))
+    .await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let request = http::Request::get(format!("http://{}/h2", proxy.listener("http")))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let (status, body) = support::send(client, request).await;
+    assert_eq!(status, 200);
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["server"], "h1");
+    assert_eq!(reply["path"], "/h2");
+}
