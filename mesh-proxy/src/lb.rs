@@ -116,6 +116,8 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             lb: policy,
             endpoints,
+            http2: false,
+            limits: crate::config::Limits::default(),
         };
         Arc::new(Balancer::new(&cluster))
     }

@@ -13,6 +13,10 @@ pub struct ClusterStats {
     pub rq_timeout: AtomicU64,
     pub cx_connect_fail: AtomicU64,
     pub cx_total: AtomicU64,
+    /// Requests refused by the circuit breakers.
+    pub rq_pending_overflow: AtomicU64,
+    pub rq_retry: AtomicU64,
+    pub rq_retry_overflow: AtomicU64,
 }
 
 impl ClusterStats {
@@ -25,35 +29,30 @@ impl ClusterStats {
 
     pub fn render(&self, cluster: &str, out: &mut String) {
         let label = format!("envoy_cluster_name=\"{cluster}\"");
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "envoy_cluster_upstream_rq_total{{{label}}} {}",
-            get(&self.rq_total)
-        );
         for (i, class) in self.rq_class.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "envoy_cluster_upstream_rq_xx{{envoy_response_code_class=\"{}\",{label}}} {}",
                 i + 1,
-                get(class)
+                class.load(Ordering::Relaxed)
             );
         }
-        let _ = writeln!(
-            out,
-            "envoy_cluster_upstream_rq_timeout{{{label}}} {}",
-            get(&self.rq_timeout)
-        );
-        let _ = writeln!(
-            out,
-            "envoy_cluster_upstream_cx_connect_fail{{{label}}} {}",
-            get(&self.cx_connect_fail)
-        );
-        let _ = writeln!(
-            out,
-            "envoy_cluster_upstream_cx_total{{{label}}} {}",
-            get(&self.cx_total)
-        );
+        let counters = [
+            ("upstream_rq_total", &self.rq_total),
+            ("upstream_rq_timeout", &self.rq_timeout),
+            ("upstream_cx_connect_fail", &self.cx_connect_fail),
+            ("upstream_cx_total", &self.cx_total),
+            ("upstream_rq_pending_overflow", &self.rq_pending_overflow),
+            ("upstream_rq_retry", &self.rq_retry),
+            ("upstream_rq_retry_overflow", &self.rq_retry_overflow),
+        ];
+        for (name, counter) in counters {
+            let _ = writeln!(
+                out,
+                "envoy_cluster_{name}{{{label}}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 
@@ -64,6 +63,9 @@ pub struct ListenerStats {
     pub rq_total: AtomicU64,
     /// Requests that matched no route.
     pub rq_no_route: AtomicU64,
+    /// Requests the fault filter delayed, and those it aborted.
+    pub fault_delays_injected: AtomicU64,
+    pub fault_aborts_injected: AtomicU64,
 }
 
 impl ListenerStats {
@@ -84,6 +86,16 @@ impl ListenerStats {
             out,
             "envoy_http_no_route{{{label}}} {}",
             get(&self.rq_no_route)
+        );
+        let _ = writeln!(
+            out,
+            "envoy_http_fault_delays_injected{{{label}}} {}",
+            get(&self.fault_delays_injected)
+        );
+        let _ = writeln!(
+            out,
+            "envoy_http_fault_aborts_injected{{{label}}} {}",
+            get(&self.fault_aborts_injected)
         );
     }
 }

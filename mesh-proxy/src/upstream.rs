@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{Cluster, Config};
+use crate::http::Body;
 use crate::lb::Balancer;
 use crate::stats::ClusterStats;
 
@@ -17,9 +19,21 @@ use crate::stats::ClusterStats;
 pub struct Upstream {
     pub cluster: Arc<Cluster>,
     pub balancer: Arc<Balancer>,
-    /// Pooled HTTP/1.1 connections to the cluster's endpoints.
-    pub client: Client<HttpConnector, Incoming>,
+    /// Pooled connections to the cluster's endpoints (HTTP/1.1, or HTTP/2 when asked).
+    pub client: Client<HttpConnector, Body>,
     pub stats: ClusterStats,
+    active_requests: AtomicU32,
+    active_retries: AtomicU32,
+}
+
+/// A request admitted by the circuit breakers; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Admitted<'a>(&'a AtomicU32);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Every cluster by name.
@@ -38,12 +52,54 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cluster.connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(cluster.http2)
+            .build(connector);
         Upstream {
             balancer: Arc::new(Balancer::new(&cluster)),
             cluster,
             client,
             stats: ClusterStats::default(),
+            active_requests: AtomicU32::new(0),
+            active_retries: AtomicU32::new(0),
         }
     }
+
+    /// Admits a request unless the circuit breakers are open. Over HTTP/1.1
+    /// each request needs a connection, so at most `max_connections` run and
+    /// `max_pending_requests` wait; over HTTP/2 `max_requests` bounds them.
+    pub fn admit(&self) -> Option<Admitted<'_>> {
+        let limits = self.cluster.limits;
+        let mut ceiling = limits.max_requests;
+        if !self.cluster.http2 {
+            ceiling = ceiling.min(
+                limits
+                    .max_connections
+                    .saturating_add(limits.max_pending_requests),
+            );
+        }
+        take_slot(&self.active_requests, ceiling).or_else(|| {
+            self.stats
+                .rq_pending_overflow
+                .fetch_add(1, Ordering::Relaxed);
+            None
+        })
+    }
+
+    /// Allows one more retry unless `max_retries` are already under way.
+    pub fn admit_retry(&self) -> Option<Admitted<'_>> {
+        take_slot(&self.active_retries, self.cluster.limits.max_retries).or_else(|| {
+            self.stats.rq_retry_overflow.fetch_add(1, Ordering::Relaxed);
+            None
+        })
+    }
+}
+
+fn take_slot(counter: &AtomicU32, ceiling: u32) -> Option<Admitted<'_>> {
+    counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < ceiling).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Admitted(counter))
 }

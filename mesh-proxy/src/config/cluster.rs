@@ -4,7 +4,12 @@ use envoy_types::pb::envoy::config::cluster::v3::{Cluster as EnvoyCluster, clust
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
 
 use super::listener::socket_address;
-use super::{At, Cluster, ConfigError, Endpoint, LbPolicy, duration};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
+};
+use prost::Message;
+
+use super::{At, Cluster, ConfigError, Endpoint, LbPolicy, Limits, duration};
 
 /// Envoy's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -75,5 +80,73 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
         connect_timeout,
         lb,
         endpoints,
+        http2: http2(c, &at)?,
+        limits: limits(c, &at)?,
     })
+}
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// Whether the cluster asks for HTTP/2, in the current or the deprecated form.
+fn http2(c: &EnvoyCluster, at: &At) -> Result<bool, ConfigError> {
+    #[allow(deprecated)]
+    let mut http2 = c.http2_protocol_options.is_some();
+    for (key, any) in &c.typed_extension_protocol_options {
+        let at = at.field("typed_extension_protocol_options").field(key);
+        if key != HTTP_PROTOCOL_OPTIONS || !any.type_url.ends_with(HTTP_PROTOCOL_OPTIONS) {
+            return Err(at.unsupported(format_args!("protocol options {key:?}")));
+        }
+        let options = HttpProtocolOptions::decode(any.value.as_slice())
+            .map_err(|err| at.error(format_args!("cannot decode: {err}")))?;
+        use http_protocol_options::UpstreamProtocolOptions;
+        use http_protocol_options::explicit_http_config::ProtocolConfig;
+        http2 = match options.upstream_protocol_options {
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => {
+                match explicit.protocol_config {
+                    Some(ProtocolConfig::Http2ProtocolOptions(_)) => true,
+                    Some(ProtocolConfig::HttpProtocolOptions(_)) | None => false,
+                    Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
+                        return Err(at.field("explicit_http_config").unsupported("HTTP/3"));
+                    }
+                }
+            }
+            Some(_) => return Err(at.unsupported("anything but explicit_http_config")),
+            None => http2,
+        };
+    }
+    Ok(http2)
+}
+
+/// The DEFAULT-priority circuit breaker thresholds.
+fn limits(c: &EnvoyCluster, at: &At) -> Result<Limits, ConfigError> {
+    let mut limits = Limits::default();
+    let Some(breakers) = &c.circuit_breakers else {
+        return Ok(limits);
+    };
+    let at = at.field("circuit_breakers").field("thresholds");
+    for (i, thresholds) in breakers.thresholds.iter().enumerate() {
+        if thresholds.priority != 0 {
+            // HIGH priority routes are not supported, so their limits never apply.
+            continue;
+        }
+        if thresholds.retry_budget.is_some() {
+            return Err(at
+                .index(i)
+                .field("retry_budget")
+                .unsupported("retry_budget"));
+        }
+        let value = |v: &Option<envoy_types::pb::google::protobuf::UInt32Value>, default: u32| {
+            v.as_ref().map_or(default, |v| v.value)
+        };
+        limits = Limits {
+            max_connections: value(&thresholds.max_connections, limits.max_connections),
+            max_pending_requests: value(
+                &thresholds.max_pending_requests,
+                limits.max_pending_requests,
+            ),
+            max_requests: value(&thresholds.max_requests, limits.max_requests),
+            max_retries: value(&thresholds.max_retries, limits.max_retries),
+        };
+    }
+    Ok(limits)
 }

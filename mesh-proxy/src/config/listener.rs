@@ -16,7 +16,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
 use super::{
-    Action, At, Cluster, ConfigError, HttpManager, Listener, ListenerKind, TcpProxy, route,
+    Action, At, Cluster, ConfigError, HttpManager, Listener, ListenerKind, TcpProxy, fault, route,
 };
 
 const HCM: &str =
@@ -77,11 +77,24 @@ fn network_filter(filter: &Filter, at: &At) -> Result<ListenerKind, ConfigError>
 }
 
 fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, ConfigError> {
+    let (mut fault, mut routed) = (None, false);
     for (i, http_filter) in hcm.http_filters.iter().enumerate() {
         let here = at.field("http_filters").index(i);
+        if let Some(config) = fault::http_filter(http_filter, &here)? {
+            if routed {
+                return Err(here.error("the fault filter must come before the router"));
+            }
+            if fault.is_some() {
+                return Err(here.unsupported("more than one fault filter"));
+            }
+            fault = Some(config);
+            continue;
+        }
         match &http_filter.config_type {
-            Some(http_filter::ConfigType::TypedConfig(any)) if type_name(any) == ROUTER => {}
-            None if http_filter.name == "envoy.filters.http.router" => {}
+            Some(http_filter::ConfigType::TypedConfig(any)) if type_name(any) == ROUTER => {
+                routed = true;
+            }
+            None if http_filter.name == "envoy.filters.http.router" => routed = true,
             _ => return Err(here.unsupported(format_args!("HTTP filter {:?}", http_filter.name))),
         }
     }
@@ -99,6 +112,7 @@ fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, Con
     Ok(HttpManager {
         stat_prefix: hcm.stat_prefix.clone(),
         routes,
+        fault,
     })
 }
 
@@ -175,11 +189,11 @@ pub(super) fn socket_address(address: &Address, at: &At) -> Result<SocketAddr, C
     Ok(SocketAddr::new(ip, port))
 }
 
-fn type_name(any: &Any) -> &str {
+pub(super) fn type_name(any: &Any) -> &str {
     any.type_url.rsplit('/').next().unwrap_or_default()
 }
 
-fn decode<M: Message + Default>(any: &Any, at: &At) -> Result<M, ConfigError> {
+pub(super) fn decode<M: Message + Default>(any: &Any, at: &At) -> Result<M, ConfigError> {
     M::decode(any.value.as_slice())
         .map_err(|err| at.error(format_args!("cannot decode {}: {err}", any.type_url)))
 }

@@ -16,12 +16,17 @@
 //!   prefix, suffix, contains, regex, present, with `invert_match`);
 //!   actions: `cluster`, `weighted_clusters`, `direct_response`, `redirect`;
 //!   `timeout`, `prefix_rewrite`, `host_rewrite_literal`.
+//! - Faults: `envoy.filters.http.fault` before the router, overridden per route
+//!   in `typed_per_filter_config`: `delay.fixed_delay`, `abort.http_status`,
+//!   `abort.grpc_status`, each with `percentage` (unset is 0%, as in Envoy).
 //! - Clusters: STATIC endpoints from `load_assignment` with weights;
 //!   `ROUND_ROBIN`, `LEAST_REQUEST` and `RANDOM`; `connect_timeout`.
 
 mod bootstrap;
 mod cluster;
+mod fault;
 mod listener;
+mod retry;
 mod route;
 
 use std::collections::BTreeMap;
@@ -35,6 +40,8 @@ use http::{HeaderName, StatusCode};
 use regex::Regex;
 
 pub use bootstrap::{load_bootstrap, read_bootstrap};
+pub use fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
+pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
 
 /// Everything the proxy runs, compiled and checked.
 #[derive(Debug)]
@@ -69,6 +76,8 @@ pub struct TcpProxy {
 pub struct HttpManager {
     pub stat_prefix: String,
     pub routes: RouteTable,
+    /// The fault filter's own config; `None` without the filter.
+    pub fault: Option<Fault>,
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +109,8 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub action: Action,
+    /// Overrides the fault filter's config for this route.
+    pub fault: Option<Fault>,
 }
 
 #[derive(Debug)]
@@ -149,6 +160,7 @@ pub struct Forward {
     pub timeout: Option<Duration>,
     pub prefix_rewrite: Option<String>,
     pub host_rewrite: Option<String>,
+    pub retry: Option<RetryPolicy>,
 }
 
 #[derive(Debug)]
@@ -167,6 +179,30 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     pub lb: LbPolicy,
     pub endpoints: Vec<Endpoint>,
+    /// Speak HTTP/2 to the endpoints (gRPC needs it).
+    pub http2: bool,
+    pub limits: Limits,
+}
+
+/// Circuit breakers: beyond these, requests are refused with 503 at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+}
+
+impl Default for Limits {
+    /// Envoy's defaults.
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,12 +11,18 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, s
 use http::{HeaderName, StatusCode};
 use regex::Regex;
 
+use super::fault;
+use super::retry;
 use super::{
     Action, At, ConfigError, Domain, Forward, HeaderMatch, PathMatch, Redirect, Route, RouteMatch,
     RouteTable, ValueMatch, VirtualHost, duration,
 };
 
 pub(super) fn compile(config: &RouteConfiguration, at: &At) -> Result<RouteTable, ConfigError> {
+    fault::refuse_per_filter_config(
+        &config.typed_per_filter_config,
+        &at.field("typed_per_filter_config"),
+    )?;
     let virtual_hosts = config
         .virtual_hosts
         .iter()
@@ -33,6 +39,10 @@ fn virtual_host(vh: &EnvoyVirtualHost, at: &At) -> Result<VirtualHost, ConfigErr
     if vh.domains.is_empty() {
         return Err(at.field("domains").error("at least one domain is required"));
     }
+    fault::refuse_per_filter_config(
+        &vh.typed_per_filter_config,
+        &at.field("typed_per_filter_config"),
+    )?;
     let domains = vh
         .domains
         .iter()
@@ -110,10 +120,12 @@ fn compile_route(r: &EnvoyRoute, at: &At) -> Result<Route, ConfigError> {
             .field("request_headers_to_add")
             .unsupported("header manipulation"));
     }
+    let fault = fault::per_route(&r.typed_per_filter_config, at)?;
     Ok(Route {
         name: r.name.clone(),
         matcher,
         action,
+        fault,
     })
 }
 
@@ -235,14 +247,16 @@ fn forward(action: &RouteAction, at: &At) -> Result<Forward, ConfigError> {
         Some(_) => return Err(at.unsupported("this host rewrite")),
         None => None,
     };
-    if action.retry_policy.is_some() {
-        return Err(at.field("retry_policy").unsupported("retry_policy (yet)"));
-    }
+    let retry = match &action.retry_policy {
+        Some(policy) => Some(retry::compile(policy, &at.field("retry_policy"))?),
+        None => None,
+    };
     Ok(Forward {
         clusters,
         timeout,
         prefix_rewrite: Some(action.prefix_rewrite.clone()).filter(|p| !p.is_empty()),
         host_rewrite,
+        retry,
     })
 }
 

@@ -1,6 +1,8 @@
 //! The HTTP path: a connection manager per listener that routes each request
 //! and forwards it, or answers it locally.
 
+pub mod fault;
+pub mod forward;
 pub mod proxy;
 pub mod route;
 pub mod server;

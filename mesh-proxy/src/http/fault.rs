@@ -1,0 +1,93 @@
+//! Fault injection (`envoy.filters.http.fault`): delay a request and/or
+//! answer it with an error instead of forwarding it.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use super::Body;
+use crate::config::{AbortStatus, Fault, FaultAbort, HttpManager, Route};
+use crate::stats::ListenerStats;
+
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// The fault that applies to a request: the route's override, else the
+/// filter-level one; none when the HCM has no fault filter.
+pub fn for_request<'a>(manager: &'a HttpManager, route: Option<&'a Route>) -> Option<&'a Fault> {
+    let filter = manager.fault.as_ref()?;
+    Some(route.and_then(|r| r.fault.as_ref()).unwrap_or(filter))
+}
+
+/// Runs the fault filter for one request: waits out an injected delay, then
+/// returns the reply of an injected abort, or `None` to carry on.
+pub async fn inject(fault: Option<&Fault>, stats: &ListenerStats) -> Option<Response<Body>> {
+    let fault = fault?;
+    if let Some(delay) = &fault.delay
+        && chance(delay.per_million)
+    {
+        stats.fault_delays_injected.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(delay.delay).await;
+    }
+    let abort = fault.abort.as_ref().filter(|a| chance(a.per_million))?;
+    stats.fault_aborts_injected.fetch_add(1, Ordering::Relaxed);
+    Some(abort_reply(abort))
+}
+
+/// True for `per_million` out of a million calls, at random.
+fn chance(per_million: u32) -> bool {
+    per_million > 0 && fastrand::u32(..1_000_000) < per_million
+}
+
+/// The reply of an abort: the status with its body, or for gRPC a
+/// trailers-only response (HTTP 200, the status in `grpc-status`).
+pub fn abort_reply(abort: &FaultAbort) -> Response<Body> {
+    match abort.status {
+        AbortStatus::Http(status) => {
+            let mut response = response(status, abort.body.clone());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response
+        }
+        AbortStatus::Grpc(code) => {
+            let mut response = response(StatusCode::OK, Bytes::new());
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert(GRPC_STATUS.clone(), HeaderValue::from(code));
+            if let Ok(message) = HeaderValue::from_str(&grpc_message(&abort.body)) {
+                headers.insert(GRPC_MESSAGE.clone(), message);
+            }
+            response
+        }
+    }
+}
+
+fn response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response
+}
+
+/// `grpc-message` is percent-encoded: every byte outside printable ASCII,
+/// and `%` itself.
+fn grpc_message(text: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &byte in text {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

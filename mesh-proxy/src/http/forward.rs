@@ -1,0 +1,355 @@
+//! Forwarding a request to a cluster: circuit breakers, endpoint choice,
+//! timeouts and retries. A request body is replayed on retry only when it
+//! was small enough to buffer; a streamed body is never sent twice.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+
+use super::Body;
+use super::proxy::{HttpState, local_reply, original_authority};
+use crate::config::{Forward, PathMatch, RetryPolicy};
+use crate::lb::Pick;
+use crate::upstream::Upstream;
+
+/// Bodies up to this size are buffered so that a retry can send them again.
+const MAX_BUFFERED_BODY: u64 = 64 * 1024;
+
+/// Headers that belong to one hop and are not forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+pub async fn forward(
+    state: &HttpState,
+    matched: &PathMatch,
+    to: &Forward,
+    mut parts: Parts,
+    body: Incoming,
+) -> Response<Body> {
+    let cluster = pick_weighted(&to.clusters);
+    let Some(upstream) = state.upstreams.get(cluster) else {
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no cluster");
+    };
+    let Some(_admitted) = upstream.admit() else {
+        upstream.stats.response(503);
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "upstream overflow");
+    };
+    let authority = original_authority(&parts);
+    let path_and_query = rewrite_path(&parts.uri, matched, to.prefix_rewrite.as_deref());
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(value) = to
+        .host_rewrite
+        .as_deref()
+        .or(authority.as_deref())
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        parts.headers.insert(header::HOST, value);
+    }
+    parts.version = if upstream.cluster.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let retry = to.retry.as_ref().filter(|r| r.num_retries > 0);
+    let body = match retry {
+        Some(_) => RequestBody::buffer(body).await,
+        None => RequestBody::Streamed(Some(body)),
+    };
+    let attempts = Attempts {
+        upstream,
+        parts,
+        path_and_query,
+        body,
+        retry,
+    };
+    match to.timeout {
+        Some(limit) => match tokio::time::timeout(limit, attempts.run()).await {
+            Ok(response) => response,
+            Err(_) => timed_out(upstream),
+        },
+        None => attempts.run().await,
+    }
+}
+
+enum RequestBody {
+    Buffered(Bytes),
+    /// Taken by the first attempt.
+    Streamed(Option<Incoming>),
+}
+
+impl RequestBody {
+    /// Buffers bodies known to be small; larger or unknown ones stay streamed.
+    async fn buffer(body: Incoming) -> RequestBody {
+        if body.is_end_stream() {
+            return RequestBody::Buffered(Bytes::new());
+        }
+        match body.size_hint().exact() {
+            Some(len) if len <= MAX_BUFFERED_BODY => match body.collect().await {
+                Ok(collected) => RequestBody::Buffered(collected.to_bytes()),
+                // The client went away mid-body; the attempt will fail on an empty stream.
+                Err(_) => RequestBody::Streamed(None),
+            },
+            _ => RequestBody::Streamed(Some(body)),
+        }
+    }
+
+    fn next(&mut self) -> Option<Body> {
+        match self {
+            RequestBody::Buffered(bytes) => Some(
+                Full::new(bytes.clone())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            ),
+            RequestBody::Streamed(body) => body.take().map(BodyExt::boxed),
+        }
+    }
+}
+
+struct Attempts<'a> {
+    upstream: &'a Upstream,
+    parts: Parts,
+    path_and_query: String,
+    body: RequestBody,
+    retry: Option<&'a RetryPolicy>,
+}
+
+/// How one attempt ended.
+enum Outcome {
+    Answered(Response<Incoming>, Pick),
+    ConnectFailed,
+    Reset,
+    TimedOut,
+}
+
+impl Attempts<'_> {
+    async fn run(mut self) -> Response<Body> {
+        let retries = self.retry.map_or(0, |r| r.num_retries);
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut attempt = 0;
+        loop {
+            let outcome = self.attempt(&tried).await;
+            let Some((outcome, endpoint)) = outcome else {
+                self.upstream.stats.response(503);
+                return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+            };
+            tried.push(endpoint);
+            let retry_wanted = attempt < retries
+                && self
+                    .retry
+                    .is_some_and(|policy| wants_retry(policy, &outcome));
+            let replayable = matches!(self.body, RequestBody::Buffered(_));
+            if !(retry_wanted && replayable) {
+                return self.finish(outcome);
+            }
+            let Some(_retrying) = self.upstream.admit_retry() else {
+                return self.finish(outcome);
+            };
+            attempt += 1;
+            self.upstream.stats.rq_retry.fetch_add(1, Ordering::Relaxed);
+            if let Outcome::Answered(response, _) = &outcome {
+                self.upstream.stats.response(response.status().as_u16());
+            }
+            drop(outcome);
+            let policy = self.retry.expect("a retry was wanted");
+            tokio::time::sleep(policy.backoff(attempt)).await;
+        }
+    }
+
+    /// One try at one endpoint; `None` when the cluster has no endpoint.
+    async fn attempt(&mut self, tried: &[SocketAddr]) -> Option<(Outcome, SocketAddr)> {
+        let pick = self.pick(tried)?;
+        let endpoint = pick.endpoint().address;
+        let uri: Uri = format!("http://{endpoint}{}", self.path_and_query)
+            .parse()
+            .ok()?;
+        let mut parts = self.parts.clone();
+        parts.uri = uri;
+        let Some(body) = self.body.next() else {
+            return Some((Outcome::Reset, endpoint));
+        };
+        let sent = self
+            .upstream
+            .client
+            .request(Request::from_parts(parts, body));
+        let per_try = self.retry.and_then(|r| r.per_try_timeout);
+        let result = match per_try {
+            Some(limit) => tokio::time::timeout(limit, sent).await.ok(),
+            None => Some(sent.await),
+        };
+        let outcome = match result {
+            None => Outcome::TimedOut,
+            Some(Ok(response)) => Outcome::Answered(response, pick),
+            Some(Err(err)) if err.is_connect() => {
+                self.upstream
+                    .stats
+                    .cx_connect_fail
+                    .fetch_add(1, Ordering::Relaxed);
+                Outcome::ConnectFailed
+            }
+            Some(Err(err)) => {
+                tracing::debug!(cluster = %self.upstream.cluster.name, error = %err, "upstream reset");
+                Outcome::Reset
+            }
+        };
+        Some((outcome, endpoint))
+    }
+
+    /// An endpoint, avoiding those already tried when the policy says so.
+    fn pick(&self, tried: &[SocketAddr]) -> Option<Pick> {
+        let mut pick = self.upstream.balancer.pick()?;
+        if let Some(policy) = self.retry.filter(|r| r.other_hosts) {
+            for _ in 1..policy.host_selection_attempts {
+                if !tried.contains(&pick.endpoint().address) {
+                    break;
+                }
+                pick = self.upstream.balancer.pick()?;
+            }
+        }
+        Some(pick)
+    }
+
+    fn finish(self, outcome: Outcome) -> Response<Body> {
+        let stats = &self.upstream.stats;
+        match outcome {
+            Outcome::Answered(response, pick) => {
+                stats.response(response.status().as_u16());
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                // The pick lives until the body is done, so least-request sees it.
+                let body = body.map_frame(move |frame| {
+                    let _in_flight = &pick;
+                    frame
+                });
+                Response::from_parts(parts, body.boxed())
+            }
+            Outcome::TimedOut => timed_out(self.upstream),
+            Outcome::ConnectFailed | Outcome::Reset => {
+                stats.response(503);
+                local_reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream connect error or disconnect/reset before headers",
+                )
+            }
+        }
+    }
+}
+
+fn wants_retry(policy: &RetryPolicy, outcome: &Outcome) -> bool {
+    let on = &policy.on;
+    match outcome {
+        Outcome::Answered(response, _) => {
+            let grpc = response
+                .headers()
+                .get(&GRPC_STATUS)
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            policy.retries_status(response.status().as_u16(), grpc)
+        }
+        Outcome::ConnectFailed => {
+            on.connect_failure || on.reset || on.server_error || on.gateway_error
+        }
+        Outcome::Reset => on.reset || on.server_error || on.gateway_error,
+        // Envoy treats a per-try timeout like a 504 from upstream.
+        Outcome::TimedOut => on.server_error || on.gateway_error,
+    }
+}
+
+fn timed_out(upstream: &Upstream) -> Response<Body> {
+    upstream.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+    upstream.stats.response(504);
+    local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
+}
+
+/// A cluster chosen by weight.
+fn pick_weighted(clusters: &[(String, u32)]) -> &str {
+    if let [(only, _)] = clusters {
+        return only;
+    }
+    let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+    let mut ticket = fastrand::u64(..total.max(1));
+    for (name, weight) in clusters {
+        if ticket < u64::from(*weight) {
+            return name;
+        }
+        ticket -= u64::from(*weight);
+    }
+    &clusters[clusters.len() - 1].0
+}
+
+/// The path and query to send upstream, with the matched prefix replaced.
+fn rewrite_path(uri: &Uri, matched: &PathMatch, prefix_rewrite: Option<&str>) -> String {
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let matched_len = match matched {
+        PathMatch::Prefix(prefix) => prefix.len(),
+        PathMatch::Exact(exact) => exact.len(),
+        // Envoy does not allow prefix_rewrite with a regex match.
+        PathMatch::Regex(_) => return path_and_query.to_owned(),
+    };
+    match prefix_rewrite {
+        Some(replacement) if path_and_query.len() >= matched_len => {
+            format!("{replacement}{}", &path_and_query[matched_len..])
+        }
+        _ => path_and_query.to_owned(),
+    }
+}
+
+/// Removes hop-by-hop headers; `te: trailers` stays, as gRPC needs it.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    let keeps_trailers = headers
+        .get(header::TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !keeps_trailers {
+        headers.remove(header::TE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_choice_never_picks_a_zero_weight() {
+        let clusters = vec![("a".to_owned(), 0), ("b".to_owned(), 5)];
+        assert!((0..1000).all(|_| pick_weighted(&clusters) == "b"));
+    }
+
+    #[test]
+    fn prefix_rewrite_keeps_the_query() {
+        let uri: Uri = "/api/v1/x?q=1".parse().unwrap();
+        assert_eq!(
+            rewrite_path(&uri, &PathMatch::Prefix("/api/".into()), Some("/")),
+            "/v1/x?q=1"
+        );
+        assert_eq!(
+            rewrite_path(&uri, &PathMatch::Prefix("/api/".into()), None),
+            "/api/v1/x?q=1"
+        );
+    }
+
+    #[test]
+    fn te_trailers_survives_and_hop_headers_do_not() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        strip_hop_by_hop(&mut headers);
+        assert!(headers.contains_key(header::TE) && !headers.contains_key(header::CONNECTION));
+        headers.insert(header::TE, HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut headers);
+        assert!(!headers.contains_key(header::TE));
+    }
+}
