@@ -223,7 +223,10 @@ fn abort(a: &EnvoyAbort, at: &At) -> Result<FaultAbort, ConfigError> {
 }
 
 /// A `FractionalPercent` in parts per million; unset is 0, as in Envoy.
-fn per_million(percent: Option<&FractionalPercent>, at: &At) -> Result<u32, ConfigError> {
+pub(super) fn per_million(
+    percent: Option<&FractionalPercent>,
+    at: &At,
+) -> Result<u32, ConfigError> {
     let Some(percent) = percent else {
         return Ok(0);
     };

@@ -22,6 +22,9 @@ use super::{
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+/// Envoy waits forever by default; a bound protects against clients that
+/// never finish their headers.
+const DEFAULT_REQUEST_HEADERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 
 pub(super) fn compile(listener: &EnvoyListener) -> Result<Listener, ConfigError> {
@@ -109,10 +112,34 @@ fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, Con
         }
         _ => return Err(at.field("route_config").error("route_config is required")),
     };
+    let mut websocket = false;
+    for (i, upgrade) in hcm.upgrade_configs.iter().enumerate() {
+        let here = at.field("upgrade_configs").index(i);
+        if !upgrade.upgrade_type.eq_ignore_ascii_case("websocket") || !upgrade.filters.is_empty() {
+            return Err(here.unsupported(format_args!(
+                "upgrade {:?} with filters",
+                upgrade.upgrade_type
+            )));
+        }
+        websocket = upgrade.enabled.as_ref().is_none_or(|e| e.value);
+    }
+    let request_headers_timeout = match &hcm.request_headers_timeout {
+        Some(d) => {
+            Some(super::duration(d, &at.field("request_headers_timeout"))?).filter(|d| !d.is_zero())
+        }
+        None => None,
+    };
     Ok(HttpManager {
         stat_prefix: hcm.stat_prefix.clone(),
         routes,
         fault,
+        websocket,
+        request_headers_timeout: request_headers_timeout.unwrap_or(DEFAULT_REQUEST_HEADERS_TIMEOUT),
+        max_request_headers: hcm
+            .max_request_headers_kb
+            .as_ref()
+            .map_or(60, |kb| kb.value as usize)
+            * 1024,
     })
 }
 
@@ -144,6 +171,18 @@ pub(super) fn check_clusters(
         }
         ListenerKind::Tcp(_) => Ok(()),
         ListenerKind::Http(manager) => {
+            let mirrors = manager
+                .routes
+                .virtual_hosts
+                .iter()
+                .flat_map(|vh| &vh.routes)
+                .filter_map(|r| match &r.action {
+                    Action::Forward(forward) => Some(forward.mirrors.iter().map(|m| &m.cluster)),
+                    _ => None,
+                });
+            if let Some(name) = mirrors.flatten().find(|name| !clusters.contains_key(*name)) {
+                return Err(missing(name));
+            }
             let forwards = manager
                 .routes
                 .virtual_hosts

@@ -78,6 +78,12 @@ pub struct HttpManager {
     pub routes: RouteTable,
     /// The fault filter's own config; `None` without the filter.
     pub fault: Option<Fault>,
+    /// `upgrade_configs` allows `websocket`.
+    pub websocket: bool,
+    /// How long a client may take to send its request headers.
+    pub request_headers_timeout: Duration,
+    /// The most request header bytes accepted (`max_request_headers_kb`).
+    pub max_request_headers: usize,
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +167,17 @@ pub struct Forward {
     pub prefix_rewrite: Option<String>,
     pub host_rewrite: Option<String>,
     pub retry: Option<RetryPolicy>,
+    pub mirrors: Vec<Mirror>,
+}
+
+/// Send a copy of some requests to another cluster and ignore its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub cluster: String,
+    /// Share of requests mirrored, in millionths.
+    pub per_million: u32,
+    /// Append `-shadow` to the host, as Envoy does unless told not to.
+    pub shadow_suffix: bool,
 }
 
 #[derive(Debug)]

@@ -11,6 +11,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, s
 use http::{HeaderName, StatusCode};
 use regex::Regex;
 
+use super::Mirror;
 use super::fault;
 use super::retry;
 use super::{
@@ -251,12 +252,41 @@ fn forward(action: &RouteAction, at: &At) -> Result<Forward, ConfigError> {
         Some(policy) => Some(retry::compile(policy, &at.field("retry_policy"))?),
         None => None,
     };
+    let mirrors = action
+        .request_mirror_policies
+        .iter()
+        .enumerate()
+        .map(|(i, m)| mirror(m, &at.field("request_mirror_policies").index(i)))
+        .collect::<Result<_, _>>()?;
     Ok(Forward {
         clusters,
         timeout,
         prefix_rewrite: Some(action.prefix_rewrite.clone()).filter(|p| !p.is_empty()),
         host_rewrite,
         retry,
+        mirrors,
+    })
+}
+
+fn mirror(policy: &route_action::RequestMirrorPolicy, at: &At) -> Result<Mirror, ConfigError> {
+    if policy.cluster.is_empty() {
+        return Err(at.field("cluster").error("a cluster is required"));
+    }
+    if !policy.cluster_header.is_empty() || !policy.request_headers_mutations.is_empty() {
+        return Err(at.unsupported("cluster_header and header mutations in mirrors"));
+    }
+    // Without a fraction, Envoy mirrors every request.
+    let per_million = match policy.runtime_fraction.as_ref() {
+        None => 1_000_000,
+        Some(fraction) => super::fault::per_million(
+            fraction.default_value.as_ref(),
+            &at.field("runtime_fraction").field("default_value"),
+        )?,
+    };
+    Ok(Mirror {
+        cluster: policy.cluster.clone(),
+        per_million,
+        shadow_suffix: !policy.disable_shadow_host_suffix_append,
     })
 }
 

@@ -38,7 +38,7 @@ pub async fn inject(fault: Option<&Fault>, stats: &ListenerStats) -> Option<Resp
 }
 
 /// True for `per_million` out of a million calls, at random.
-fn chance(per_million: u32) -> bool {
+pub(crate) fn chance(per_million: u32) -> bool {
     per_million > 0 && fastrand::u32(..1_000_000) < per_million
 }
 

@@ -12,8 +12,8 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 
-use super::Body;
 use super::proxy::{HttpState, local_reply, original_authority};
+use super::{Body, mirror, upgrade};
 use crate::config::{Forward, PathMatch, RetryPolicy};
 use crate::lb::Pick;
 use crate::upstream::Upstream;
@@ -49,6 +49,7 @@ pub async fn forward(
     };
     let authority = original_authority(&parts);
     let path_and_query = rewrite_path(&parts.uri, matched, to.prefix_rewrite.as_deref());
+    let upgrade_to = upgrade_protocol(state, &parts.headers);
     strip_hop_by_hop(&mut parts.headers);
     if let Some(value) = to
         .host_rewrite
@@ -63,11 +64,24 @@ pub async fn forward(
     } else {
         Version::HTTP_11
     };
+    if let Some(protocol) = upgrade_to {
+        return upgrade::forward(upstream, parts, protocol, &path_and_query, body).await;
+    }
     let retry = to.retry.as_ref().filter(|r| r.num_retries > 0);
-    let body = match retry {
-        Some(_) => RequestBody::buffer(body).await,
-        None => RequestBody::Streamed(Some(body)),
+    let body = if retry.is_some() || !to.mirrors.is_empty() {
+        RequestBody::buffer(body).await
+    } else {
+        RequestBody::Streamed(Some(body))
     };
+    if let RequestBody::Buffered(bytes) = &body {
+        mirror::send_copies(
+            &state.upstreams,
+            &to.mirrors,
+            &parts,
+            &path_and_query,
+            bytes,
+        );
+    }
     let attempts = Attempts {
         upstream,
         parts,
@@ -270,6 +284,15 @@ fn timed_out(upstream: &Upstream) -> Response<Body> {
     upstream.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
     upstream.stats.response(504);
     local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
+}
+
+/// The protocol a WebSocket-style upgrade asks for, when the listener allows it.
+fn upgrade_protocol(state: &HttpState, headers: &HeaderMap) -> Option<HeaderValue> {
+    if state.manager.websocket && upgrade::is_upgrade(headers) {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
 }
 
 /// A cluster chosen by weight.

@@ -3,9 +3,11 @@
 
 pub mod fault;
 pub mod forward;
+pub mod mirror;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod upgrade;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;

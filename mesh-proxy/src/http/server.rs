@@ -5,22 +5,35 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
 use super::proxy::{self, HttpState};
 use crate::drain::Drain;
 
+/// hyper's smallest read buffer.
+const MIN_BUFFER: usize = 8192;
+
 /// Serves one accepted connection until it closes or the proxy drains.
 pub async fn serve_connection(state: Arc<HttpState>, stream: TcpStream, drain: Drain) {
     state.stats.cx_total.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
+    let (headers_timeout, max_headers) = (
+        state.manager.request_headers_timeout,
+        state.manager.max_request_headers,
+    );
     let service = service_fn(move |request| {
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(proxy::handle(state, request).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(headers_timeout)
+        // hyper answers 431 past this; it needs room for at least one read.
+        .max_buf_size(max_headers.max(MIN_BUFFER));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
