@@ -11,6 +11,7 @@ pub mod config;
 pub mod drain;
 pub mod http;
 pub mod lb;
+pub mod outlier;
 pub mod stats;
 pub mod tcp;
 pub mod upstream;

@@ -1,5 +1,13 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
-    mesh_proxy::run(mesh_proxy::Args::parse())
+fn main() -> ExitCode {
+    match mesh_proxy::run(mesh_proxy::Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! existing dashboards read them.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters of one cluster.
@@ -17,6 +18,8 @@ pub struct ClusterStats {
     pub rq_pending_overflow: AtomicU64,
     pub rq_retry: AtomicU64,
     pub rq_retry_overflow: AtomicU64,
+    /// Present when the cluster has outlier detection.
+    pub outlier: Option<Arc<OutlierStats>>,
 }
 
 impl ClusterStats {
@@ -51,6 +54,56 @@ impl ClusterStats {
                 out,
                 "envoy_cluster_{name}{{{label}}} {}",
                 counter.load(Ordering::Relaxed)
+            );
+        }
+        if let Some(outlier) = &self.outlier {
+            outlier.render(&label, out);
+        }
+    }
+}
+
+/// Outlier detection of one cluster: a gauge and counters.
+#[derive(Debug, Default)]
+pub struct OutlierStats {
+    /// Endpoints ejected now (a gauge).
+    pub ejections_active: AtomicU64,
+    pub ejections_enforced_total: AtomicU64,
+    pub ejections_enforced_consecutive_5xx: AtomicU64,
+    pub ejections_enforced_consecutive_gateway_failure: AtomicU64,
+    pub ejections_detected_consecutive_5xx: AtomicU64,
+    pub ejections_detected_consecutive_gateway_failure: AtomicU64,
+    /// Ejections refused by `max_ejection_percent`.
+    pub ejections_overflow: AtomicU64,
+}
+
+impl OutlierStats {
+    fn render(&self, label: &str, out: &mut String) {
+        let series = [
+            ("ejections_active", &self.ejections_active),
+            ("ejections_enforced_total", &self.ejections_enforced_total),
+            (
+                "ejections_enforced_consecutive_5xx",
+                &self.ejections_enforced_consecutive_5xx,
+            ),
+            (
+                "ejections_enforced_consecutive_gateway_failure",
+                &self.ejections_enforced_consecutive_gateway_failure,
+            ),
+            (
+                "ejections_detected_consecutive_5xx",
+                &self.ejections_detected_consecutive_5xx,
+            ),
+            (
+                "ejections_detected_consecutive_gateway_failure",
+                &self.ejections_detected_consecutive_gateway_failure,
+            ),
+            ("ejections_overflow", &self.ejections_overflow),
+        ];
+        for (name, value) in series {
+            let _ = writeln!(
+                out,
+                "envoy_cluster_outlier_detection_{name}{{{label}}} {}",
+                value.load(Ordering::Relaxed)
             );
         }
     }

@@ -25,9 +25,13 @@ pub async fn proxy_connection(upstream: Arc<Upstream>, mut client: TcpStream) {
                 .stats
                 .cx_connect_fail
                 .fetch_add(1, Ordering::Relaxed);
+            // Outlier detection counts a connect failure as a 503, and a
+            // connection as a success, as Envoy's tcp_proxy reports them.
+            pick.report(503);
             return;
         }
     };
+    pick.report(200);
     upstream.stats.cx_total.fetch_add(1, Ordering::Relaxed);
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);

@@ -55,11 +55,16 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .http2_only(cluster.http2)
             .build(connector);
+        let balancer = Arc::new(Balancer::new(&cluster));
+        balancer.start_outlier_sweeps();
         Upstream {
-            balancer: Arc::new(Balancer::new(&cluster)),
+            stats: ClusterStats {
+                outlier: balancer.outlier_stats(),
+                ..ClusterStats::default()
+            },
+            balancer,
             cluster,
             client,
-            stats: ClusterStats::default(),
             active_requests: AtomicU32::new(0),
             active_retries: AtomicU32::new(0),
         }

@@ -148,3 +148,46 @@ async fn http2_clients_reach_http1_upstreams() {
     assert_eq!(reply["server"], "h1");
     assert_eq!(reply["path"], "/h2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_are_added_and_removed_at_every_level() {
+    let echo = Echo::start("up").await;
+    let header = |key: &str, value: &str, action: &str| json!({"header": {"key": key, "value": value}, "append_action": action});
+    let vhosts = json!([{"name": "all", "domains": ["*"],
+        "request_headers_to_add": [header("x-vhost", "yes", "OVERWRITE_IF_EXISTS_OR_ADD")],
+        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "up"},
+            "request_headers_to_add": [header("x-route", "1", "APPEND_IF_EXISTS_OR_ADD"), header("x-kept", "new", "ADD_IF_ABSENT")],
+            "request_headers_to_remove": ["x-secret"],
+            "response_headers_to_add": [header("x-served-by", "mesh", "OVERWRITE_IF_EXISTS_OR_ADD")],
+            "response_headers_to_remove": ["content-length"]}]}]);
+    let mut listener = http_listener("http", vhosts);
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["response_headers_to_add"] =
+        json!([header("x-config", "global", "OVERWRITE_IF_EXISTS_OR_ADD")]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([listener]),
+        json!([cluster("up", &[echo.address])]),
+    ))
+    .await;
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let request = http::Request::get(format!("http://{}/h", proxy.listener("http")))
+        .header("x-secret", "token")
+        .header("x-kept", "old")
+        .header("x-route", "0")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.headers()["x-served-by"], "mesh");
+    assert_eq!(response.headers()["x-config"], "global");
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let reply: Value = serde_json::from_slice(&body).unwrap();
+    let seen = &reply["headers"];
+    assert_eq!(seen["x-vhost"], "yes");
+    assert_eq!(seen["x-route"], "0,1", "appended to the client's value");
+    assert_eq!(seen["x-kept"], "old");
+    assert!(seen.get("x-secret").is_none(), "{seen}");
+}

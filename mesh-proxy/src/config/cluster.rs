@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 use prost::Message;
 
-use super::{At, Cluster, ConfigError, Endpoint, LbPolicy, Limits, duration};
+use super::{At, Cluster, ConfigError, Endpoint, Limits, duration, lb_policy, outlier};
 
 /// Envoy's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -29,15 +29,10 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
                 .unsupported("discovery types other than STATIC"));
         }
     }
-    let lb = match cluster::LbPolicy::try_from(c.lb_policy) {
-        Ok(cluster::LbPolicy::RoundRobin) => LbPolicy::RoundRobin,
-        Ok(cluster::LbPolicy::LeastRequest) => LbPolicy::LeastRequest,
-        Ok(cluster::LbPolicy::Random) => LbPolicy::Random,
-        _ => {
-            return Err(at
-                .field("lb_policy")
-                .unsupported("this load-balancing policy"));
-        }
+    let lb = lb_policy::compile(c, &at)?;
+    let outlier = match &c.outlier_detection {
+        Some(o) => Some(outlier::compile(o, &at.field("outlier_detection"))?),
+        None => None,
     };
     if c.transport_socket.is_some() {
         return Err(at
@@ -82,6 +77,7 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
         endpoints,
         http2: http2(c, &at)?,
         limits: limits(c, &at)?,
+        outlier,
     })
 }
 

@@ -20,12 +20,24 @@
 //!   in `typed_per_filter_config`: `delay.fixed_delay`, `abort.http_status`,
 //!   `abort.grpc_status`, each with `percentage` (unset is 0%, as in Envoy).
 //! - Clusters: STATIC endpoints from `load_assignment` with weights;
-//!   `ROUND_ROBIN`, `LEAST_REQUEST` and `RANDOM`; `connect_timeout`.
+//!   `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `RING_HASH`
+//!   (`ring_hash_lb_config` sizes; `XX_HASH` only) and `MAGLEV`
+//!   (`maglev_lb_config.table_size`, a prime); `connect_timeout`.
+//! - Consistent hashing: a route's `hash_policy` (`header`, `cookie` with
+//!   `ttl`, `path` and `attributes`, `connection_properties.source_ip`,
+//!   `query_parameter`; `terminal`), used by `RING_HASH` and `MAGLEV`
+//!   clusters; see [`HashPolicy`].
+//! - Outlier detection: a cluster's `outlier_detection` by consecutive 5xx
+//!   and gateway failures; see [`OutlierDetection`] for the fields.
 
 mod bootstrap;
 mod cluster;
 mod fault;
+mod hash_policy;
+mod headers;
+mod lb_policy;
 mod listener;
+mod outlier;
 mod retry;
 mod route;
 
@@ -41,6 +53,10 @@ use regex::Regex;
 
 pub use bootstrap::{load_bootstrap, read_bootstrap};
 pub use fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
+pub use hash_policy::{CookieKey, HashKey, HashPolicy, HeaderSource};
+pub use headers::{AppendAction, HeaderAdd, HeaderMutations};
+pub use lb_policy::{Maglev, RingHash};
+pub use outlier::OutlierDetection;
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
 
 /// Everything the proxy runs, compiled and checked.
@@ -90,6 +106,7 @@ pub struct HttpManager {
 pub struct RouteTable {
     pub name: String,
     pub virtual_hosts: Vec<VirtualHost>,
+    pub headers: HeaderMutations,
 }
 
 #[derive(Debug)]
@@ -97,6 +114,7 @@ pub struct VirtualHost {
     pub name: String,
     pub domains: Vec<Domain>,
     pub routes: Vec<Route>,
+    pub headers: HeaderMutations,
 }
 
 /// A virtual host domain pattern, as Envoy ranks them.
@@ -117,6 +135,7 @@ pub struct Route {
     pub action: Action,
     /// Overrides the fault filter's config for this route.
     pub fault: Option<Fault>,
+    pub headers: HeaderMutations,
 }
 
 #[derive(Debug)]
@@ -124,6 +143,14 @@ pub struct RouteMatch {
     pub path: PathMatch,
     pub case_sensitive: bool,
     pub headers: Vec<HeaderMatch>,
+    pub query_parameters: Vec<QueryMatch>,
+}
+
+/// A query parameter that must be present, or match.
+#[derive(Debug)]
+pub struct QueryMatch {
+    pub name: String,
+    pub value: ValueMatch,
 }
 
 #[derive(Debug)]
@@ -135,9 +162,19 @@ pub enum PathMatch {
 
 #[derive(Debug)]
 pub struct HeaderMatch {
-    pub name: HeaderName,
+    pub name: HeaderKey,
     pub value: ValueMatch,
     pub invert: bool,
+}
+
+/// A header, or one of HTTP/2's pseudo-headers, which Envoy matches like headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderKey {
+    Method,
+    Path,
+    Authority,
+    Scheme,
+    Regular(HeaderName),
 }
 
 #[derive(Debug)]
@@ -168,6 +205,8 @@ pub struct Forward {
     pub host_rewrite: Option<String>,
     pub retry: Option<RetryPolicy>,
     pub mirrors: Vec<Mirror>,
+    /// What to hash for `RING_HASH` and `MAGLEV` clusters.
+    pub hash_policy: Vec<HashPolicy>,
 }
 
 /// Send a copy of some requests to another cluster and ignore its answer.
@@ -199,6 +238,7 @@ pub struct Cluster {
     /// Speak HTTP/2 to the endpoints (gRPC needs it).
     pub http2: bool,
     pub limits: Limits,
+    pub outlier: Option<OutlierDetection>,
 }
 
 /// Circuit breakers: beyond these, requests are refused with 503 at once.
@@ -227,6 +267,8 @@ pub enum LbPolicy {
     RoundRobin,
     LeastRequest,
     Random,
+    RingHash(RingHash),
+    Maglev(Maglev),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use envoy_types::pb::envoy::config::core::v3::data_source;
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, RedirectAction, Route as EnvoyRoute, RouteAction, RouteConfiguration,
     RouteMatch as EnvoyRouteMatch, VirtualHost as EnvoyVirtualHost, header_matcher,
-    redirect_action, route, route_action, route_match,
+    query_parameter_matcher, redirect_action, route, route_action, route_match,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use http::{HeaderName, StatusCode};
@@ -18,6 +18,7 @@ use super::{
     Action, At, ConfigError, Domain, Forward, HeaderMatch, PathMatch, Redirect, Route, RouteMatch,
     RouteTable, ValueMatch, VirtualHost, duration,
 };
+use super::{HeaderKey, QueryMatch, headers};
 
 pub(super) fn compile(config: &RouteConfiguration, at: &At) -> Result<RouteTable, ConfigError> {
     fault::refuse_per_filter_config(
@@ -30,9 +31,16 @@ pub(super) fn compile(config: &RouteConfiguration, at: &At) -> Result<RouteTable
         .enumerate()
         .map(|(i, vh)| virtual_host(vh, &at.field("virtual_hosts").index(i)))
         .collect::<Result<_, _>>()?;
+    let lists = headers::Lists {
+        request_add: &config.request_headers_to_add,
+        request_remove: &config.request_headers_to_remove,
+        response_add: &config.response_headers_to_add,
+        response_remove: &config.response_headers_to_remove,
+    };
     Ok(RouteTable {
         name: config.name.clone(),
         virtual_hosts,
+        headers: headers::compile(lists, at)?,
     })
 }
 
@@ -56,10 +64,17 @@ fn virtual_host(vh: &EnvoyVirtualHost, at: &At) -> Result<VirtualHost, ConfigErr
         .enumerate()
         .map(|(i, r)| compile_route(r, &at.field("routes").index(i)))
         .collect::<Result<_, _>>()?;
+    let lists = headers::Lists {
+        request_add: &vh.request_headers_to_add,
+        request_remove: &vh.request_headers_to_remove,
+        response_add: &vh.response_headers_to_add,
+        response_remove: &vh.response_headers_to_remove,
+    };
     Ok(VirtualHost {
         name: vh.name.clone(),
         domains,
         routes,
+        headers: headers::compile(lists, at)?,
     })
 }
 
@@ -116,17 +131,19 @@ fn compile_route(r: &EnvoyRoute, at: &At) -> Result<Route, ConfigError> {
         }
         _ => return Err(at.error("a route needs route, redirect or direct_response")),
     };
-    if !r.request_headers_to_add.is_empty() || !r.response_headers_to_add.is_empty() {
-        return Err(at
-            .field("request_headers_to_add")
-            .unsupported("header manipulation"));
-    }
     let fault = fault::per_route(&r.typed_per_filter_config, at)?;
+    let lists = headers::Lists {
+        request_add: &r.request_headers_to_add,
+        request_remove: &r.request_headers_to_remove,
+        response_add: &r.response_headers_to_add,
+        response_remove: &r.response_headers_to_remove,
+    };
     Ok(Route {
         name: r.name.clone(),
         matcher,
         action,
         fault,
+        headers: headers::compile(lists, at)?,
     })
 }
 
@@ -140,11 +157,27 @@ fn route_matcher(m: &EnvoyRouteMatch, at: &At) -> Result<RouteMatch, ConfigError
         Some(_) => return Err(at.unsupported("this path matcher")),
         None => return Err(at.error("one of prefix, path or safe_regex is required")),
     };
-    if !m.query_parameters.is_empty() {
-        return Err(at
-            .field("query_parameters")
-            .unsupported("query parameter matching"));
-    }
+    let query_parameters = m
+        .query_parameters
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let at = at.field("query_parameters").index(i);
+            let value = match &q.query_parameter_match_specifier {
+                Some(query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(sm)) => {
+                    string_matcher(sm, &at.field("string_match"))?
+                }
+                Some(query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(p)) => {
+                    ValueMatch::Present(*p)
+                }
+                None => ValueMatch::Present(true),
+            };
+            Ok(QueryMatch {
+                name: q.name.clone(),
+                value,
+            })
+        })
+        .collect::<Result<_, ConfigError>>()?;
     let headers = m
         .headers
         .iter()
@@ -155,14 +188,21 @@ fn route_matcher(m: &EnvoyRouteMatch, at: &At) -> Result<RouteMatch, ConfigError
         path,
         case_sensitive: m.case_sensitive.is_none_or(|c| c.value),
         headers,
+        query_parameters,
     })
 }
 
 fn header_matcher(h: &HeaderMatcher, at: &At) -> Result<HeaderMatch, ConfigError> {
-    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
-        at.field("name")
-            .error(format_args!("{:?} is not a header name", h.name))
-    })?;
+    let name = match h.name.as_str() {
+        ":method" => HeaderKey::Method,
+        ":path" => HeaderKey::Path,
+        ":authority" | "host" => HeaderKey::Authority,
+        ":scheme" => HeaderKey::Scheme,
+        other => HeaderKey::Regular(HeaderName::from_bytes(other.as_bytes()).map_err(|_| {
+            at.field("name")
+                .error(format_args!("{:?} is not a header name", h.name))
+        })?),
+    };
     use header_matcher::HeaderMatchSpecifier as S;
     // The deprecated forms are what existing Envoy configs still use.
     #[allow(deprecated)]
@@ -265,6 +305,7 @@ fn forward(action: &RouteAction, at: &At) -> Result<Forward, ConfigError> {
         host_rewrite,
         retry,
         mirrors,
+        hash_policy: super::hash_policy::compile(&action.hash_policy, &at.field("hash_policy"))?,
     })
 }
 

@@ -15,7 +15,7 @@ use hyper::body::{Body as _, Incoming};
 use super::proxy::{HttpState, local_reply, original_authority};
 use super::{Body, mirror, upgrade};
 use crate::config::{Forward, PathMatch, RetryPolicy};
-use crate::lb::Pick;
+use crate::lb::{Pick, RequestHash};
 use crate::upstream::Upstream;
 
 /// Bodies up to this size are buffered so that a retry can send them again.
@@ -48,6 +48,7 @@ pub async fn forward(
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "upstream overflow");
     };
     let authority = original_authority(&parts);
+    let hash = RequestHash::new(&to.hash_policy, &parts);
     let path_and_query = rewrite_path(&parts.uri, matched, to.prefix_rewrite.as_deref());
     let upgrade_to = upgrade_protocol(state, &parts.headers);
     strip_hop_by_hop(&mut parts.headers);
@@ -88,6 +89,7 @@ pub async fn forward(
         path_and_query,
         body,
         retry,
+        hash,
     };
     match to.timeout {
         Some(limit) => match tokio::time::timeout(limit, attempts.run()).await {
@@ -138,6 +140,7 @@ struct Attempts<'a> {
     path_and_query: String,
     body: RequestBody,
     retry: Option<&'a RetryPolicy>,
+    hash: RequestHash,
 }
 
 /// How one attempt ended.
@@ -203,6 +206,13 @@ impl Attempts<'_> {
             Some(limit) => tokio::time::timeout(limit, sent).await.ok(),
             None => Some(sent.await),
         };
+        // For outlier detection, as Envoy maps them: a failure to connect or
+        // a reset is a 503, a per-try timeout a 504.
+        pick.report(match &result {
+            None => 504,
+            Some(Ok(response)) => response.status().as_u16(),
+            Some(Err(_)) => 503,
+        });
         let outcome = match result {
             None => Outcome::TimedOut,
             Some(Ok(response)) => Outcome::Answered(response, pick),
@@ -223,13 +233,14 @@ impl Attempts<'_> {
 
     /// An endpoint, avoiding those already tried when the policy says so.
     fn pick(&self, tried: &[SocketAddr]) -> Option<Pick> {
-        let mut pick = self.upstream.balancer.pick()?;
+        let balancer = &self.upstream.balancer;
+        let mut pick = balancer.pick_hashed(self.hash.key, 0)?;
         if let Some(policy) = self.retry.filter(|r| r.other_hosts) {
-            for _ in 1..policy.host_selection_attempts {
+            for attempt in 1..policy.host_selection_attempts {
                 if !tried.contains(&pick.endpoint().address) {
                     break;
                 }
-                pick = self.upstream.balancer.pick()?;
+                pick = balancer.pick_hashed(self.hash.key, attempt)?;
             }
         }
         Some(pick)
@@ -242,6 +253,9 @@ impl Attempts<'_> {
                 stats.response(response.status().as_u16());
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                for cookie in &self.hash.set_cookies {
+                    parts.headers.append(header::SET_COOKIE, cookie.clone());
+                }
                 // The pick lives until the body is done, so least-request sees it.
                 let body = body.map_frame(move |frame| {
                     let _in_flight = &pick;

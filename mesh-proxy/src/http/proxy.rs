@@ -32,22 +32,35 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
     if !parts.headers.contains_key(&REQUEST_ID) {
         parts.headers.insert(REQUEST_ID.clone(), new_request_id());
     }
-    let route = route::select(&state.manager.routes, &parts);
-    let fault = fault::for_request(&state.manager, route);
+    let selected = route::select(&state.manager.routes, &parts);
+    let fault = fault::for_request(&state.manager, selected.map(|(_, route)| route));
     if let Some(aborted) = fault::inject(fault, &state.stats).await {
         return aborted;
     }
-    let Some(route) = route else {
+    let Some((vhost, route)) = selected else {
         state.stats.rq_no_route.fetch_add(1, Ordering::Relaxed);
         return local_reply(StatusCode::NOT_FOUND, "route not found");
     };
-    match &route.action {
+    // The most specific level first, as Envoy applies them by default.
+    let levels = [
+        &route.headers,
+        &vhost.headers,
+        &state.manager.routes.headers,
+    ];
+    for level in levels {
+        level.apply_request(&mut parts.headers);
+    }
+    let mut response = match &route.action {
         Action::DirectResponse { status, body } => reply(*status, body.clone()),
         Action::Redirect(redirect) => redirect_reply(redirect, &parts),
         Action::Forward(forward_to) => {
             forward::forward(&state, &route.matcher.path, forward_to, parts, body).await
         }
+    };
+    for level in levels {
+        level.apply_response(response.headers_mut());
     }
+    response
 }
 
 /// The authority the client asked for (HTTP/2 `:authority` or the Host header).

@@ -3,17 +3,19 @@
 use http::request::Parts;
 
 use crate::config::{
-    Domain, HeaderMatch, PathMatch, Route, RouteMatch, RouteTable, ValueMatch, VirtualHost,
+    Domain, HeaderKey, HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, RouteTable,
+    ValueMatch, VirtualHost,
 };
 
-/// The first route of the best virtual host that matches the request.
-pub fn select<'a>(table: &'a RouteTable, request: &Parts) -> Option<&'a Route> {
+/// The best virtual host for the request, and its first route that matches.
+pub fn select<'a>(table: &'a RouteTable, request: &Parts) -> Option<(&'a VirtualHost, &'a Route)> {
     let host = authority(request);
     let vhost = best_virtual_host(table, &host)?;
-    vhost
+    let route = vhost
         .routes
         .iter()
-        .find(|route| matches(&route.matcher, request))
+        .find(|route| matches(&route.matcher, request))?;
+    Some((vhost, route))
 }
 
 /// The request's authority without its port, lower-cased.
@@ -74,26 +76,66 @@ fn matches(m: &RouteMatch, request: &Parts) -> bool {
         PathMatch::Exact(exact) => path.eq_ignore_ascii_case(exact),
         PathMatch::Regex(re) => re.is_match(path),
     };
-    path_ok && m.headers.iter().all(|h| header_matches(h, request))
+    path_ok
+        && m.headers.iter().all(|h| header_matches(h, request))
+        && m.query_parameters
+            .iter()
+            .all(|q| query_matches(q, request.uri.query().unwrap_or_default()))
+}
+
+fn query_matches(m: &QueryMatch, query: &str) -> bool {
+    let value = query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (name == m.name).then_some(value)
+    });
+    match (&m.value, value) {
+        (ValueMatch::Present(present), value) => value.is_some() == *present,
+        (_, None) => false,
+        (expected, Some(value)) => value_matches(expected, value),
+    }
+}
+
+fn value_matches(expected: &ValueMatch, value: &str) -> bool {
+    match expected {
+        ValueMatch::Exact(v) => value == v,
+        ValueMatch::Prefix(v) => value.starts_with(v.as_str()),
+        ValueMatch::Suffix(v) => value.ends_with(v.as_str()),
+        ValueMatch::Contains(v) => value.contains(v.as_str()),
+        ValueMatch::Regex(re) => re.is_match(value),
+        ValueMatch::Present(present) => *present,
+    }
+}
+
+/// The values of a header, or of a pseudo-header.
+fn header_values<'a>(key: &HeaderKey, request: &'a Parts) -> Vec<&'a str> {
+    let single = |value: Option<&'a str>| value.into_iter().collect();
+    match key {
+        HeaderKey::Method => single(Some(request.method.as_str())),
+        HeaderKey::Path => single(request.uri.path_and_query().map(|p| p.as_str())),
+        HeaderKey::Scheme => single(request.uri.scheme_str()),
+        HeaderKey::Authority => single(
+            request
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| request.headers.get(http::header::HOST)?.to_str().ok()),
+        ),
+        HeaderKey::Regular(name) => request
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect(),
+    }
 }
 
 fn header_matches(m: &HeaderMatch, request: &Parts) -> bool {
-    let values: Vec<&str> = request
-        .headers
-        .get_all(&m.name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
+    let values = header_values(&m.name, request);
     // Envoy matches repeated headers on their values joined with commas.
-    let joined = values.join(",");
     let found = match &m.value {
         ValueMatch::Present(present) => values.is_empty() != *present,
         _ if values.is_empty() => false,
-        ValueMatch::Exact(v) => joined == *v,
-        ValueMatch::Prefix(v) => joined.starts_with(v.as_str()),
-        ValueMatch::Suffix(v) => joined.ends_with(v.as_str()),
-        ValueMatch::Contains(v) => joined.contains(v.as_str()),
-        ValueMatch::Regex(re) => re.is_match(&joined),
+        expected => value_matches(expected, &values.join(",")),
     };
     found != m.invert
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use super::proxy::{self, HttpState};
 use crate::drain::Drain;
+use crate::lb::Downstream;
 
 /// hyper's smallest read buffer.
 const MIN_BUFFER: usize = 8192;
@@ -23,7 +24,15 @@ pub async fn serve_connection(state: Arc<HttpState>, stream: TcpStream, drain: D
         state.manager.request_headers_timeout,
         state.manager.max_request_headers,
     );
-    let service = service_fn(move |request| {
+    // For hash policies on the client's address.
+    let downstream = match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(remote), Ok(local)) => Some(Downstream { remote, local }),
+        _ => None,
+    };
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        if let Some(downstream) = downstream {
+            request.extensions_mut().insert(downstream);
+        }
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(proxy::handle(state, request).await) }
     });

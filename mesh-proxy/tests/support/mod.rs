@@ -51,11 +51,18 @@ impl Echo {
 
 async fn echo(name: &str, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path().to_owned();
-    let headers: BTreeMap<String, String> = request
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
-        .collect();
+    // Repeated headers are joined with commas, as HTTP allows.
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in request.headers() {
+        let value = value.to_str().unwrap_or_default();
+        headers
+            .entry(name.to_string())
+            .and_modify(|joined| {
+                joined.push(',');
+                joined.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
     let method = request.method().to_string();
     let body = request
         .into_body()

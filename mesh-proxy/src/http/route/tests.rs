@@ -6,7 +6,7 @@ use crate::config::{Action, Config, ListenerKind, RouteTable};
 use crate::testing::{compile, http_bootstrap};
 
 fn table(virtual_hosts: serde_json::Value) -> Config {
-    compile(&http_bootstrap(virtual_hosts, &["a", "b", "c", "d"])).unwrap()
+    compile(&http_bootstrap(virtual_hosts, &["a", "b", "c", "d", "e"])).unwrap()
 }
 
 fn routes(config: &Config) -> &RouteTable {
@@ -27,7 +27,7 @@ fn chosen(config: &Config, host: &str, path: &str, headers: &[(&str, &str)]) -> 
         request = request.header(*name, *value);
     }
     let (parts, ()) = request.body(()).unwrap().into_parts();
-    match select(routes(config), &parts).map(|r| &r.action) {
+    match select(routes(config), &parts).map(|(_, r)| &r.action) {
         Some(Action::Forward(forward)) => forward.clusters[0].0.clone(),
         Some(_) => "local".into(),
         None => "-".into(),
@@ -100,4 +100,31 @@ fn header_matchers() {
     let absent = header(json!({"present_match": false}));
     assert_eq!(chosen(&absent, "h", "/", &[]), "a");
     assert_eq!(chosen(&absent, "h", "/", &[("x-v", "1")]), "-");
+}
+
+#[test]
+fn query_parameters_and_pseudo_headers() {
+    let table = table(json!([{"name": "all", "domains": ["*"], "routes": [
+        route("a", json!({"prefix": "/", "query_parameters": [{"name": "v", "string_match": {"exact": "2"}}]})),
+        route("b", json!({"prefix": "/", "query_parameters": [{"name": "debug", "present_match": true}]})),
+        route("c", json!({"prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": "DELETE"}}]})),
+        route("d", json!({"prefix": "/", "headers": [{"name": ":path", "string_match": {"prefix": "/x?"}}]})),
+        route("e", json!({"prefix": "/"}))
+    ]}]));
+    assert_eq!(chosen(&table, "h", "/p?v=2", &[]), "a");
+    assert_eq!(chosen(&table, "h", "/p?w=1&v=2", &[]), "a");
+    assert_eq!(chosen(&table, "h", "/p?v=22", &[]), "e");
+    assert_eq!(chosen(&table, "h", "/p?debug", &[]), "b");
+    assert_eq!(chosen(&table, "h", "/x?q", &[]), "d");
+    assert_eq!(chosen(&table, "h", "/x", &[]), "e");
+    let (parts, ()) = Request::delete("/p")
+        .header("host", "h")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let cluster = match select(routes(&table), &parts).map(|(_, r)| &r.action) {
+        Some(Action::Forward(forward)) => forward.clusters[0].0.clone(),
+        _ => String::new(),
+    };
+    assert_eq!(cluster, "c");
 }
