@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ListenerKind};
 use crate::drain::{self, Drain, Trigger};
+use crate::http::access_log::AccessLogger;
 use crate::http::proxy::HttpState;
 use crate::stats::ListenerStats;
 use crate::{tcp, upstream};
@@ -45,10 +46,22 @@ pub async fn start(bootstrap: Bootstrap) -> anyhow::Result<Running> {
         bound.push((listener.name.clone(), socket.local_addr()?));
         let handler = match &listener.kind {
             ListenerKind::Http(manager) => {
+                let access_logs = manager
+                    .access_logs
+                    .iter()
+                    .map(AccessLogger::open)
+                    .collect::<Result<Arc<[_]>, _>>()
+                    .map_err(|err| {
+                        anyhow::anyhow!(
+                            "listener {:?}: cannot open an access log: {err}",
+                            listener.name
+                        )
+                    })?;
                 let state = Arc::new(HttpState {
                     manager: Arc::clone(manager),
                     upstreams: Arc::clone(&upstreams),
                     stats: ListenerStats::default(),
+                    access_logs,
                 });
                 http_states.push(Arc::clone(&state));
                 Handler::Http(state)

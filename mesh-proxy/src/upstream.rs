@@ -18,6 +18,8 @@ use crate::stats::ClusterStats;
 #[derive(Debug)]
 pub struct Upstream {
     pub cluster: Arc<Cluster>,
+    /// The cluster's name, shared with every response's [`ResponseInfo`](crate::http::info::ResponseInfo).
+    pub name: Arc<str>,
     pub balancer: Arc<Balancer>,
     /// Pooled connections to the cluster's endpoints (HTTP/1.1, or HTTP/2 when asked).
     pub client: Client<HttpConnector, Body>,
@@ -58,6 +60,7 @@ impl Upstream {
         let balancer = Arc::new(Balancer::new(&cluster));
         balancer.start_outlier_sweeps();
         Upstream {
+            name: Arc::from(cluster.name.as_str()),
             stats: ClusterStats {
                 outlier: balancer.outlier_stats(),
                 ..ClusterStats::default()

@@ -134,6 +134,12 @@ fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, Con
         routes,
         fault,
         websocket,
+        access_logs: hcm
+            .access_log
+            .iter()
+            .enumerate()
+            .map(|(i, log)| super::access_log::compile(log, &at.field("access_log").index(i)))
+            .collect::<Result<_, _>>()?,
         request_headers_timeout: request_headers_timeout.unwrap_or(DEFAULT_REQUEST_HEADERS_TIMEOUT),
         max_request_headers: hcm
             .max_request_headers_kb

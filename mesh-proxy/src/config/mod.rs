@@ -30,6 +30,7 @@
 //! - Outlier detection: a cluster's `outlier_detection` by consecutive 5xx
 //!   and gateway failures; see [`OutlierDetection`] for the fields.
 
+mod access_log;
 mod bootstrap;
 mod cluster;
 mod fault;
@@ -51,6 +52,7 @@ use bytes::Bytes;
 use http::{HeaderName, StatusCode};
 use regex::Regex;
 
+pub use access_log::{AccessLogConfig, LogFormat, LogSink, Operator, Token};
 pub use bootstrap::{load_bootstrap, read_bootstrap};
 pub use fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use hash_policy::{CookieKey, HashKey, HashPolicy, HeaderSource};
@@ -96,6 +98,7 @@ pub struct HttpManager {
     pub fault: Option<Fault>,
     /// `upgrade_configs` allows `websocket`.
     pub websocket: bool,
+    pub access_logs: Vec<AccessLogConfig>,
     /// How long a client may take to send its request headers.
     pub request_headers_timeout: Duration,
     /// The most request header bytes accepted (`max_request_headers_kb`).

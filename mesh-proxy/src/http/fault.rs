@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::Body;
+use super::info::ResponseFlags;
 use crate::config::{AbortStatus, Fault, FaultAbort, HttpManager, Route};
 use crate::stats::ListenerStats;
 
@@ -22,19 +23,35 @@ pub fn for_request<'a>(manager: &'a HttpManager, route: Option<&'a Route>) -> Op
     Some(route.and_then(|r| r.fault.as_ref()).unwrap_or(filter))
 }
 
+/// What the fault filter did to one request.
+#[derive(Debug, Default)]
+pub struct Injected {
+    /// `DI` when a delay was waited out, `FI` with an abort.
+    pub flags: ResponseFlags,
+    /// The reply of an injected abort; `None` to carry on.
+    pub abort: Option<Response<Body>>,
+}
+
 /// Runs the fault filter for one request: waits out an injected delay, then
-/// returns the reply of an injected abort, or `None` to carry on.
-pub async fn inject(fault: Option<&Fault>, stats: &ListenerStats) -> Option<Response<Body>> {
-    let fault = fault?;
+/// decides on an abort.
+pub async fn inject(fault: Option<&Fault>, stats: &ListenerStats) -> Injected {
+    let mut injected = Injected::default();
+    let Some(fault) = fault else {
+        return injected;
+    };
     if let Some(delay) = &fault.delay
         && chance(delay.per_million)
     {
         stats.fault_delays_injected.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(delay.delay).await;
+        injected.flags = ResponseFlags::DI;
     }
-    let abort = fault.abort.as_ref().filter(|a| chance(a.per_million))?;
-    stats.fault_aborts_injected.fetch_add(1, Ordering::Relaxed);
-    Some(abort_reply(abort))
+    if let Some(abort) = fault.abort.as_ref().filter(|a| chance(a.per_million)) {
+        stats.fault_aborts_injected.fetch_add(1, Ordering::Relaxed);
+        injected.flags = injected.flags.with(ResponseFlags::FI);
+        injected.abort = Some(abort_reply(abort));
+    }
+    injected
 }
 
 /// True for `per_million` out of a million calls, at random.

@@ -3,6 +3,7 @@
 //! was small enough to buffer; a streamed body is never sent twice.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 
+use super::info::{ResponseFlags, ResponseInfo};
 use super::proxy::{HttpState, local_reply, original_authority};
 use super::{Body, mirror, upgrade};
 use crate::config::{Forward, PathMatch, RetryPolicy};
@@ -36,16 +38,40 @@ pub async fn forward(
     state: &HttpState,
     matched: &PathMatch,
     to: &Forward,
-    mut parts: Parts,
+    parts: Parts,
     body: Incoming,
 ) -> Response<Body> {
     let cluster = pick_weighted(&to.clusters);
     let Some(upstream) = state.upstreams.get(cluster) else {
-        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no cluster");
+        return local_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no cluster",
+            ResponseFlags::NC,
+        );
     };
+    let mut response = forward_to(state, upstream, matched, to, parts, body).await;
+    let info = response
+        .extensions_mut()
+        .get_or_insert_default::<ResponseInfo>();
+    info.cluster = Some(Arc::clone(&upstream.name));
+    response
+}
+
+async fn forward_to(
+    state: &HttpState,
+    upstream: &Upstream,
+    matched: &PathMatch,
+    to: &Forward,
+    mut parts: Parts,
+    body: Incoming,
+) -> Response<Body> {
     let Some(_admitted) = upstream.admit() else {
         upstream.stats.response(503);
-        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "upstream overflow");
+        return local_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream overflow",
+            ResponseFlags::UO,
+        );
     };
     let authority = original_authority(&parts);
     let hash = RequestHash::new(&to.hash_policy, &parts);
@@ -160,7 +186,11 @@ impl Attempts<'_> {
             let outcome = self.attempt(&tried).await;
             let Some((outcome, endpoint)) = outcome else {
                 self.upstream.stats.response(503);
-                return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+                return local_reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no healthy upstream",
+                    ResponseFlags::UH,
+                );
             };
             tried.push(endpoint);
             let retry_wanted = attempt < retries
@@ -252,6 +282,10 @@ impl Attempts<'_> {
             Outcome::Answered(response, pick) => {
                 stats.response(response.status().as_u16());
                 let (mut parts, body) = response.into_parts();
+                parts.extensions.insert(ResponseInfo {
+                    upstream_host: Some(pick.endpoint().address),
+                    ..ResponseInfo::default()
+                });
                 strip_hop_by_hop(&mut parts.headers);
                 for cookie in &self.hash.set_cookies {
                     parts.headers.append(header::SET_COOKIE, cookie.clone());
@@ -266,9 +300,14 @@ impl Attempts<'_> {
             Outcome::TimedOut => timed_out(self.upstream),
             Outcome::ConnectFailed | Outcome::Reset => {
                 stats.response(503);
+                let flag = match outcome {
+                    Outcome::ConnectFailed => ResponseFlags::UF,
+                    _ => ResponseFlags::UC,
+                };
                 local_reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "upstream connect error or disconnect/reset before headers",
+                    flag,
                 )
             }
         }
@@ -297,7 +336,11 @@ fn wants_retry(policy: &RetryPolicy, outcome: &Outcome) -> bool {
 fn timed_out(upstream: &Upstream) -> Response<Body> {
     upstream.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
     upstream.stats.response(504);
-    local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
+    local_reply(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream request timeout",
+        ResponseFlags::UT,
+    )
 }
 
 /// The protocol a WebSocket-style upgrade asks for, when the listener allows it.

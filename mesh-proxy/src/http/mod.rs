@@ -1,8 +1,10 @@
 //! The HTTP path: a connection manager per listener that routes each request
 //! and forwards it, or answers it locally.
 
+pub mod access_log;
 pub mod fault;
 pub mod forward;
+pub mod info;
 pub mod mirror;
 pub mod proxy;
 pub mod route;

@@ -7,12 +7,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{Body, fault, forward, route};
-use crate::config::{Action, HttpManager, Redirect};
+use super::info::{ResponseFlags, ResponseInfo};
+use super::{Body, access_log, fault, forward, route};
+use crate::config::{Action, HttpManager, Redirect, Route, VirtualHost};
 use crate::stats::ListenerStats;
 use crate::upstream::Upstreams;
 
@@ -22,6 +24,8 @@ pub struct HttpState {
     pub manager: Arc<HttpManager>,
     pub upstreams: Arc<Upstreams>,
     pub stats: ListenerStats,
+    /// Where finished requests are logged; usually none.
+    pub access_logs: Arc<[access_log::AccessLogger]>,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -32,14 +36,40 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
     if !parts.headers.contains_key(&REQUEST_ID) {
         parts.headers.insert(REQUEST_ID.clone(), new_request_id());
     }
+    if state.access_logs.is_empty() {
+        return respond(&state, parts, body).await;
+    }
+    let record = access_log::Record::start(&parts);
+    let response = respond(&state, parts, body).await;
+    access_log::log_when_done(record, response, Arc::clone(&state.access_logs))
+}
+
+async fn respond(state: &HttpState, parts: Parts, body: Incoming) -> Response<Body> {
     let selected = route::select(&state.manager.routes, &parts);
     let fault = fault::for_request(&state.manager, selected.map(|(_, route)| route));
-    if let Some(aborted) = fault::inject(fault, &state.stats).await {
-        return aborted;
+    let injected = fault::inject(fault, &state.stats).await;
+    let mut response = match injected.abort {
+        Some(aborted) => aborted,
+        None => routed(state, selected, parts, body).await,
+    };
+    if injected.flags != ResponseFlags::NONE {
+        let info = response
+            .extensions_mut()
+            .get_or_insert_default::<ResponseInfo>();
+        info.flags = info.flags.with(injected.flags);
     }
+    response
+}
+
+async fn routed(
+    state: &HttpState,
+    selected: Option<(&VirtualHost, &Route)>,
+    mut parts: Parts,
+    body: Incoming,
+) -> Response<Body> {
     let Some((vhost, route)) = selected else {
         state.stats.rq_no_route.fetch_add(1, Ordering::Relaxed);
-        return local_reply(StatusCode::NOT_FOUND, "route not found");
+        return local_reply(StatusCode::NOT_FOUND, "route not found", ResponseFlags::NR);
     };
     // The most specific level first, as Envoy applies them by default.
     let levels = [
@@ -54,7 +84,7 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
         Action::DirectResponse { status, body } => reply(*status, body.clone()),
         Action::Redirect(redirect) => redirect_reply(redirect, &parts),
         Action::Forward(forward_to) => {
-            forward::forward(&state, &route.matcher.path, forward_to, parts, body).await
+            forward::forward(state, &route.matcher.path, forward_to, parts, body).await
         }
     };
     for level in levels {
@@ -104,11 +134,15 @@ fn redirect_reply(redirect: &Redirect, parts: &http::request::Parts) -> Response
 }
 
 /// A response made by the proxy itself, with a short text body.
-pub fn local_reply(status: StatusCode, text: &'static str) -> Response<Body> {
+pub fn local_reply(status: StatusCode, text: &'static str, flags: ResponseFlags) -> Response<Body> {
     let mut response = reply(status, Bytes::from_static(text.as_bytes()));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response.extensions_mut().insert(ResponseInfo {
+        flags,
+        ..ResponseInfo::default()
+    });
     response
 }
 

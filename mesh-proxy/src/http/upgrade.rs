@@ -11,6 +11,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::Body;
+use super::info::ResponseFlags;
 use super::proxy::local_reply;
 use crate::upstream::Upstream;
 
@@ -37,15 +38,20 @@ pub async fn forward(
         return local_reply(
             StatusCode::BAD_REQUEST,
             "upgrade not possible on this connection",
+            ResponseFlags::NONE,
         );
     };
     let Some(pick) = upstream.balancer.pick() else {
         upstream.stats.response(503);
-        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+        return local_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no healthy upstream",
+            ResponseFlags::UH,
+        );
     };
     let Ok(uri) = format!("http://{}{path_and_query}", pick.endpoint().address).parse::<Uri>()
     else {
-        return local_reply(StatusCode::BAD_REQUEST, "invalid path");
+        return local_reply(StatusCode::BAD_REQUEST, "invalid path", ResponseFlags::NONE);
     };
     parts.uri = uri;
     parts.version = Version::HTTP_11;
@@ -64,6 +70,7 @@ pub async fn forward(
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream connect error or disconnect/reset before headers",
+                ResponseFlags::UF,
             );
         }
     };

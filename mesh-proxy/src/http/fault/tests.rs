@@ -124,9 +124,9 @@ async fn inject_counts_what_it_does() {
         abort: Some(abort(AbortStatus::Http(StatusCode::SERVICE_UNAVAILABLE), 0)),
     };
     let started = std::time::Instant::now();
-    assert!(inject(Some(&fault), &stats).await.is_none());
+    assert!(inject(Some(&fault), &stats).await.abort.is_none());
     assert!(started.elapsed() >= Duration::from_millis(20));
-    assert!(inject(None, &stats).await.is_none());
+    assert!(inject(None, &stats).await.abort.is_none());
 
     let fault = Fault {
         delay: None,
@@ -135,7 +135,7 @@ async fn inject_counts_what_it_does() {
             1_000_000,
         )),
     };
-    let response = inject(Some(&fault), &stats).await.expect("an abort");
+    let response = inject(Some(&fault), &stats).await.abort.expect("an abort");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(stats.fault_delays_injected.load(Ordering::Relaxed), 1);
     assert_eq!(stats.fault_aborts_injected.load(Ordering::Relaxed), 1);

@@ -1,0 +1,329 @@
+//! Writing access log lines when responses finish.
+//!
+//! Each logger owns a writer thread, so a slow disk never stalls the data
+//! path; the line is rendered when the response body ends (or is dropped,
+//! when the client goes away), so that `BYTES_SENT` and `DURATION` are final.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::{Arc, mpsc};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, StatusCode, Version};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+use super::Body;
+use super::info::ResponseInfo;
+use crate::config::{AccessLogConfig, LogFormat, LogSink, Operator, Token};
+use crate::lb::Downstream;
+
+/// One configured access log.
+#[derive(Debug)]
+pub struct AccessLogger {
+    format: LogFormat,
+    lines: mpsc::Sender<String>,
+}
+
+impl AccessLogger {
+    /// Opens the sink and starts its writer thread.
+    pub fn open(config: &AccessLogConfig) -> std::io::Result<AccessLogger> {
+        let mut out: Box<dyn Write + Send> = match &config.sink {
+            LogSink::Stdout => Box::new(std::io::stdout()),
+            LogSink::Stderr => Box::new(std::io::stderr()),
+            LogSink::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        let (lines, received) = mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut buffered = std::io::BufWriter::new(&mut out);
+                // Ends when every sender (the proxy's state) is gone.
+                while let Ok(line) = received.recv() {
+                    let _ = buffered.write_all(line.as_bytes());
+                    while let Ok(more) = received.try_recv() {
+                        let _ = buffered.write_all(more.as_bytes());
+                    }
+                    let _ = buffered.flush();
+                }
+            })?;
+        Ok(AccessLogger {
+            format: config.format.clone(),
+            lines,
+        })
+    }
+}
+
+/// What is known about a request when it arrives.
+#[derive(Debug)]
+pub struct Record {
+    start: SystemTime,
+    started: Instant,
+    method: Method,
+    path: String,
+    version: Version,
+    headers: HeaderMap,
+    downstream: Option<Downstream>,
+    bytes_received: u64,
+}
+
+impl Record {
+    pub fn start(parts: &Parts) -> Record {
+        let bytes_received = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        Record {
+            start: SystemTime::now(),
+            started: Instant::now(),
+            method: parts.method.clone(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".into(), |p| p.as_str().to_owned()),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            downstream: parts.extensions.get::<Downstream>().copied(),
+            bytes_received,
+        }
+    }
+}
+
+/// The response side, captured when the headers go out.
+#[derive(Debug)]
+struct Outcome {
+    status: StatusCode,
+    headers: HeaderMap,
+    info: ResponseInfo,
+}
+
+/// Returns `response` with a body that logs the request when it ends.
+pub fn log_when_done(
+    record: Record,
+    response: Response<Body>,
+    loggers: Arc<[AccessLogger]>,
+) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let outcome = Outcome {
+        status: parts.status,
+        headers: parts.headers.clone(),
+        info: parts
+            .extensions
+            .get::<ResponseInfo>()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let body = LoggedBody {
+        inner: body,
+        sent: 0,
+        pending: Some((record, outcome, loggers)),
+    };
+    Response::from_parts(parts, Body::new(body))
+}
+
+struct LoggedBody {
+    inner: Body,
+    sent: u64,
+    pending: Option<(Record, Outcome, Arc<[AccessLogger]>)>,
+}
+
+impl LoggedBody {
+    fn emit(&mut self) {
+        let Some((record, outcome, loggers)) = self.pending.take() else {
+            return;
+        };
+        for logger in loggers.iter() {
+            let line = render(&logger.format, &record, &outcome, self.sent);
+            let _ = logger.lines.send(line);
+        }
+    }
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.emit(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.emit();
+    }
+}
+
+fn render(format: &LogFormat, record: &Record, outcome: &Outcome, sent: u64) -> String {
+    match format {
+        LogFormat::Text(tokens) => tokens
+            .iter()
+            .map(|t| text(t, record, outcome, sent))
+            .collect(),
+        LogFormat::Json(fields) => {
+            let object: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|(key, tokens)| (key.clone(), json_value(tokens, record, outcome, sent)))
+                .collect();
+            let mut line = serde_json::Value::Object(object).to_string();
+            line.push('\n');
+            line
+        }
+    }
+}
+
+/// A lone numeric operator stays a number; a missing value is null.
+fn json_value(
+    tokens: &[Token],
+    record: &Record,
+    outcome: &Outcome,
+    sent: u64,
+) -> serde_json::Value {
+    let rendered: String = tokens
+        .iter()
+        .map(|t| text(t, record, outcome, sent))
+        .collect();
+    match tokens {
+        [
+            Token::Op(
+                Operator::ResponseCode
+                | Operator::BytesReceived
+                | Operator::BytesSent
+                | Operator::Duration,
+            ),
+        ] => rendered
+            .parse::<u64>()
+            .map_or(serde_json::Value::Null, serde_json::Value::from),
+        // Envoy prints "-" for no response flags, and null for other missing values.
+        [Token::Op(op)] if rendered == "-" && *op != Operator::ResponseFlags => {
+            serde_json::Value::Null
+        }
+        _ => serde_json::Value::String(rendered),
+    }
+}
+
+fn text(token: &Token, record: &Record, outcome: &Outcome, sent: u64) -> String {
+    let op = match token {
+        Token::Literal(text) => return text.clone(),
+        Token::Op(op) => op,
+    };
+    let or_dash = |value: Option<String>| {
+        value
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "-".into())
+    };
+    match op {
+        Operator::StartTime => rfc3339_millis(record.start),
+        Operator::Request(names) => {
+            or_dash(names.iter().find_map(|name| request_header(record, name)))
+        }
+        Operator::Response(name) => or_dash(
+            outcome
+                .headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ),
+        Operator::Protocol => format!("{:?}", record.version),
+        Operator::ResponseCode => outcome.status.as_u16().to_string(),
+        Operator::ResponseFlags => outcome.info.flags.to_string(),
+        Operator::BytesReceived => record.bytes_received.to_string(),
+        Operator::BytesSent => sent.to_string(),
+        Operator::Duration => record.started.elapsed().as_millis().to_string(),
+        Operator::UpstreamHost => or_dash(outcome.info.upstream_host.map(|h| h.to_string())),
+        Operator::UpstreamCluster => or_dash(outcome.info.cluster.as_deref().map(str::to_owned)),
+        Operator::DownstreamLocalAddress => or_dash(record.downstream.map(|d| d.local.to_string())),
+        Operator::DownstreamRemoteAddress => {
+            or_dash(record.downstream.map(|d| d.remote.to_string()))
+        }
+        Operator::Unknown => "-".into(),
+    }
+}
+
+fn request_header(record: &Record, name: &str) -> Option<String> {
+    match name {
+        ":method" => Some(record.method.to_string()),
+        ":path" => Some(record.path.clone()),
+        ":authority" => record
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        other => record
+            .headers
+            .get(other)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// `2026-11-23T23:45:01.123Z`, computed without a date library.
+fn rfc3339_millis(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+        let time = UNIX_EPOCH + std::time::Duration::from_millis(1_763_941_501_123);
+        assert_eq!(rfc3339_millis(time), "2025-11-23T23:45:01.123Z");
+    }
+}
