@@ -1,5 +1,8 @@
 //! The admin server (Envoy's port 15000): readiness, stats, config dump,
-//! listener addresses, and `/quitquitquit`.
+//! listener addresses, cluster endpoints (`/clusters`), the log level
+//! (`/logging`), and `/quitquitquit`.
+
+mod clusters;
 
 use std::convert::Infallible;
 use std::fmt::Write;
@@ -17,6 +20,8 @@ use tokio::net::TcpListener;
 
 use crate::drain::{Drain, Trigger};
 use crate::http::proxy::HttpState;
+use crate::logging::{self, LogControl};
+use crate::stats::ClusterStats;
 use crate::upstream::Upstreams;
 
 /// What the admin pages show.
@@ -27,6 +32,8 @@ pub struct AdminState {
     pub http: Vec<Arc<HttpState>>,
     pub upstreams: Arc<Upstreams>,
     pub trigger: Trigger,
+    /// Changes the log filter (`/logging`), when the process allows it.
+    pub log: Option<Arc<dyn LogControl>>,
 }
 
 /// Serves the admin pages until the drain starts.
@@ -65,17 +72,30 @@ fn page(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>
         }
         (&Method::GET, "/stats/prometheus") => text(StatusCode::OK, prometheus(state)),
         (&Method::GET, "/config_dump") => match mesh_api::envoy::to_json(&state.bootstrap) {
-            Ok(json) => {
-                let body = serde_json::to_string_pretty(&json).unwrap_or_default();
-                let mut response = text(StatusCode::OK, body);
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("application/json"),
-                );
-                response
-            }
+            Ok(json) => json_response(serde_json::to_string_pretty(&json).unwrap_or_default()),
             Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
         },
+        (&Method::GET, "/clusters") => {
+            let json = request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "format=json"));
+            if !json {
+                return text(StatusCode::OK, clusters::text(&state.upstreams));
+            }
+            match clusters::json(&state.upstreams) {
+                Ok(body) => json_response(body),
+                Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
+            }
+        }
+        (method @ (&Method::GET | &Method::POST), "/logging") => {
+            let (status, body) = logging::page(
+                state.log.as_deref(),
+                method == Method::POST,
+                request.uri().query(),
+            );
+            text(status, body)
+        }
         (&Method::POST, "/quitquitquit") => {
             state.trigger.start();
             text(StatusCode::OK, "OK\n".into())
@@ -88,11 +108,21 @@ fn prometheus(state: &AdminState) -> String {
     let mut out = String::new();
     for (name, upstream) in state.upstreams.iter() {
         upstream.stats.render(name, &mut out);
+        ClusterStats::render_membership(name, upstream.balancer.membership(), &mut out);
     }
     for http in &state.http {
         http.stats.render(&http.manager.stat_prefix, &mut out);
     }
     out
+}
+
+fn json_response(body: String) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::OK, body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

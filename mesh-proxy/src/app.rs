@@ -8,12 +8,10 @@ use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, ListenerKind};
+use crate::config::Config;
 use crate::drain::{self, Drain, Trigger};
-use crate::http::access_log::AccessLogger;
-use crate::http::proxy::HttpState;
-use crate::stats::ListenerStats;
-use crate::{tcp, upstream};
+use crate::logging::LogControl;
+use crate::{listener, upstream};
 
 /// A running proxy: the addresses it bound, and the means to stop it.
 #[derive(Debug)]
@@ -29,48 +27,44 @@ pub struct Running {
 
 /// Binds every listener and the admin server, and starts serving.
 pub async fn start(bootstrap: Bootstrap) -> anyhow::Result<Running> {
+    start_with_log(bootstrap, None).await
+}
+
+/// Like [`start`], with the admin server's `/logging` changing the log filter through `log`.
+pub async fn start_with_log(
+    bootstrap: Bootstrap,
+    log: Option<Arc<dyn LogControl>>,
+) -> anyhow::Result<Running> {
     let config = Config::from_bootstrap(&bootstrap)?;
     let upstreams = Arc::new(upstream::build(&config));
     let (trigger, drain) = drain::channel();
+    crate::health::start(&upstreams, &drain);
     let connections = Arc::new(());
-    let mut bound = Vec::new();
     let mut http_states = Vec::new();
-    for listener in &config.listeners {
-        let socket = TcpListener::bind(listener.address).await.map_err(|err| {
+    let runtimes = config
+        .listeners
+        .iter()
+        .map(|l| listener::Runtime::build(l, &upstreams, &mut http_states).map(Arc::new))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let handoffs = Arc::new(listener::Handoffs::new(&runtimes));
+    let mut bound = Vec::new();
+    for runtime in &runtimes {
+        if !runtime.bind_to_port {
+            bound.push((runtime.name.clone(), runtime.address));
+            continue;
+        }
+        let socket = TcpListener::bind(runtime.address).await.map_err(|err| {
             anyhow::anyhow!(
                 "listener {:?}: cannot bind {}: {err}",
-                listener.name,
-                listener.address
+                runtime.name,
+                runtime.address
             )
         })?;
-        bound.push((listener.name.clone(), socket.local_addr()?));
-        let handler = match &listener.kind {
-            ListenerKind::Http(manager) => {
-                let access_logs = manager
-                    .access_logs
-                    .iter()
-                    .map(AccessLogger::open)
-                    .collect::<Result<Arc<[_]>, _>>()
-                    .map_err(|err| {
-                        anyhow::anyhow!(
-                            "listener {:?}: cannot open an access log: {err}",
-                            listener.name
-                        )
-                    })?;
-                let state = Arc::new(HttpState {
-                    manager: Arc::clone(manager),
-                    upstreams: Arc::clone(&upstreams),
-                    stats: ListenerStats::default(),
-                    access_logs,
-                });
-                http_states.push(Arc::clone(&state));
-                Handler::Http(state)
-            }
-            ListenerKind::Tcp(tcp) => Handler::Tcp(Arc::clone(&upstreams[&tcp.cluster])),
-        };
-        tokio::spawn(accept_loop(
+        bound.push((runtime.name.clone(), socket.local_addr()?));
+        tokio::spawn(listener::accept_loop(
             socket,
-            handler,
+            Arc::clone(runtime),
+            Arc::clone(&handoffs),
             drain.clone(),
             Arc::clone(&connections),
         ));
@@ -87,6 +81,7 @@ pub async fn start(bootstrap: Bootstrap) -> anyhow::Result<Running> {
                 http: http_states,
                 upstreams,
                 trigger: trigger.clone(),
+                log,
             });
             tokio::spawn(admin::serve(socket, state, drain.clone()));
             Some(local)
@@ -100,46 +95,6 @@ pub async fn start(bootstrap: Bootstrap) -> anyhow::Result<Running> {
         drain,
         connections,
     })
-}
-
-enum Handler {
-    Http(Arc<HttpState>),
-    Tcp(Arc<upstream::Upstream>),
-}
-
-async fn accept_loop(socket: TcpListener, handler: Handler, drain: Drain, connections: Arc<()>) {
-    let mut drained = std::pin::pin!(drain.clone().started());
-    loop {
-        let stream = tokio::select! {
-            accepted = socket.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            () = drained.as_mut() => return,
-        };
-        let open = Arc::clone(&connections);
-        match &handler {
-            Handler::Http(state) => {
-                let (state, drain) = (Arc::clone(state), drain.clone());
-                tokio::spawn(async move {
-                    crate::http::server::serve_connection(state, stream, drain).await;
-                    drop(open);
-                });
-            }
-            Handler::Tcp(upstream) => {
-                let upstream = Arc::clone(upstream);
-                tokio::spawn(async move {
-                    tcp::proxy_connection(upstream, stream).await;
-                    drop(open);
-                });
-            }
-        }
-    }
 }
 
 impl Running {

@@ -1,12 +1,17 @@
 //! The command line: flags, logging, signals.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, reload};
 
 use crate::app;
 use crate::config::read_bootstrap;
+use crate::logging::{LogControl, ReloadableFilter};
 
 /// The mesh's proxy, configured like Envoy.
 #[derive(Debug, Parser)]
@@ -21,7 +26,8 @@ pub struct Args {
     /// How long in-flight requests may take to finish at shutdown.
     #[arg(long, default_value = "5s", value_parser = parse_duration, env = "MESH_PROXY_DRAIN_TIMEOUT")]
     pub drain_timeout: Duration,
-    /// Log filter, e.g. `info` or `mesh_proxy=debug`.
+    /// Log filter, e.g. `info` or `mesh_proxy=debug`; the admin server's
+    /// `/logging` changes it at run time.
     #[arg(long, default_value = "info", env = "MESH_PROXY_LOG")]
     pub log: String,
 }
@@ -34,17 +40,23 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs the proxy until SIGTERM, SIGINT or `/quitquitquit`, then drains.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log)?)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    // The filter sits in a reload layer, so that `/logging` can swap it.
+    let (filter, handle) = reload::Layer::new(EnvFilter::try_new(&args.log)?);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
+    let log: Arc<dyn LogControl> = Arc::new(ReloadableFilter::new(handle, &args.log));
     let bootstrap = read_bootstrap(&args.bootstrap)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let running = app::start(bootstrap).await?;
+        let running = app::start_with_log(bootstrap, Some(log)).await?;
         for (name, address) in &running.listeners {
             tracing::info!(listener = %name, %address, "listening");
         }

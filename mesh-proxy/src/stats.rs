@@ -20,6 +20,8 @@ pub struct ClusterStats {
     pub rq_retry_overflow: AtomicU64,
     /// Present when the cluster has outlier detection.
     pub outlier: Option<Arc<OutlierStats>>,
+    /// Present when the cluster has active health checking.
+    pub health: Option<Arc<crate::health::HealthStats>>,
 }
 
 impl ClusterStats {
@@ -58,6 +60,21 @@ impl ClusterStats {
         }
         if let Some(outlier) = &self.outlier {
             outlier.render(&label, out);
+        }
+        if let Some(health) = &self.health {
+            health.render(&label, out);
+        }
+    }
+
+    /// Envoy's `membership_*` gauges, counted from the endpoints' health now.
+    pub fn render_membership(cluster: &str, membership: crate::lb::Membership, out: &mut String) {
+        let label = format!("envoy_cluster_name=\"{cluster}\"");
+        for (name, value) in [
+            ("total", membership.total),
+            ("healthy", membership.healthy),
+            ("degraded", membership.degraded),
+        ] {
+            let _ = writeln!(out, "envoy_cluster_membership_{name}{{{label}}} {value}");
         }
     }
 }

@@ -63,6 +63,7 @@ impl Upstream {
             name: Arc::from(cluster.name.as_str()),
             stats: ClusterStats {
                 outlier: balancer.outlier_stats(),
+                health: cluster.health_check.as_ref().map(|_| Arc::default()),
                 ..ClusterStats::default()
             },
             balancer,

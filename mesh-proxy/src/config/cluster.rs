@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 use prost::Message;
 
-use super::{At, Cluster, ConfigError, Endpoint, Limits, duration, lb_policy, outlier};
+use super::{At, Cluster, ConfigError, Endpoint, Limits, duration, health, lb_policy, outlier};
 
 /// Envoy's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -47,6 +47,7 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
     if let Some(assignment) = &c.load_assignment {
         let at = at.field("load_assignment").field("endpoints");
         for (i, locality) in assignment.endpoints.iter().enumerate() {
+            let shared = std::sync::Arc::new(health::locality(locality.locality.as_ref()));
             let at = at.index(i).field("lb_endpoints");
             for (j, lb) in locality.lb_endpoints.iter().enumerate() {
                 let at = at.index(j);
@@ -66,7 +67,16 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
                         .field("load_balancing_weight")
                         .error("weights must be at least 1"));
                 }
-                endpoints.push(Endpoint { address, weight });
+                endpoints.push(Endpoint {
+                    address,
+                    weight,
+                    health_status: health::status(lb.health_status, &at.field("health_status"))?,
+                    locality: std::sync::Arc::clone(&shared),
+                    health_check: health::endpoint_check(
+                        endpoint.health_check_config.as_ref(),
+                        &at.field("endpoint").field("health_check_config"),
+                    )?,
+                });
             }
         }
     }
@@ -78,6 +88,8 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
         http2: http2(c, &at)?,
         limits: limits(c, &at)?,
         outlier,
+        health_check: health::compile(c, &at)?,
+        healthy_panic_threshold: health::panic_threshold(c, &at)?,
     })
 }
 

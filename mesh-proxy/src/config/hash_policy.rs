@@ -183,7 +183,7 @@ mod tests {
             &["a"],
         );
         let config = compile_bootstrap(&bootstrap)?;
-        let ListenerKind::Http(manager) = &config.listeners[0].kind else {
+        let ListenerKind::Http(manager) = &config.listeners[0].chains[0].kind else {
             panic!("an HTTP listener")
         };
         let Action::Forward(forward) = &manager.routes.virtual_hosts[0].routes[0].action else {

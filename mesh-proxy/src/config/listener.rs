@@ -5,7 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::{Address, address, socket_address};
-use envoy_types::pb::envoy::config::listener::v3::{Filter, Listener as EnvoyListener, filter};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain as EnvoyFilterChain, FilterChainMatch, Listener as EnvoyListener, filter,
+};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager, http_filter,
 };
@@ -16,7 +18,8 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
 use super::{
-    Action, At, Cluster, ConfigError, HttpManager, Listener, ListenerKind, TcpProxy, fault, route,
+    Action, At, ChainMatch, CidrRange, Cluster, ConfigError, FilterChain, HttpManager, Listener,
+    ListenerKind, TcpProxy, Transport, fault, route,
 };
 
 const HCM: &str =
@@ -27,6 +30,15 @@ const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 const DEFAULT_REQUEST_HEADERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 
+/// Listener filters that need no config here: original destinations are
+/// always recovered when `use_original_dst` is set, and the transport is
+/// sniffed whenever a chain matches on it.
+const LISTENER_FILTERS: &[&str] = &[
+    "envoy.filters.listener.original_dst",
+    "envoy.filters.listener.tls_inspector",
+    "envoy.filters.listener.http_inspector",
+];
+
 pub(super) fn compile(listener: &EnvoyListener) -> Result<Listener, ConfigError> {
     let at = At::resource("listener", &listener.name);
     let address = listener
@@ -34,33 +46,128 @@ pub(super) fn compile(listener: &EnvoyListener) -> Result<Listener, ConfigError>
         .as_ref()
         .ok_or_else(|| at.field("address").error("an address is required"))?;
     let address = socket_address(address, &at.field("address"))?;
-    let [chain] = listener.filter_chains.as_slice() else {
-        return Err(at.field("filter_chains").unsupported(format_args!(
-            "{} filter chains (exactly one)",
-            listener.filter_chains.len()
-        )));
-    };
-    let chain_at = at.field("filter_chains").index(0);
-    if chain.filter_chain_match.is_some() {
-        return Err(chain_at
-            .field("filter_chain_match")
-            .unsupported("filter_chain_match"));
+    for (i, filter) in listener.listener_filters.iter().enumerate() {
+        if !LISTENER_FILTERS.contains(&filter.name.as_str()) {
+            return Err(at
+                .field("listener_filters")
+                .index(i)
+                .unsupported(format_args!("listener filter {:?}", filter.name)));
+        }
     }
-    if chain.transport_socket.is_some() {
-        return Err(chain_at
-            .field("transport_socket")
-            .unsupported("TLS on listeners"));
-    }
-    let [filter] = chain.filters.as_slice() else {
-        return Err(chain_at
-            .field("filters")
-            .unsupported("anything but one http_connection_manager or tcp_proxy filter"));
+    let chains = listener
+        .filter_chains
+        .iter()
+        .enumerate()
+        .map(|(i, chain)| filter_chain(chain, &at.field("filter_chains").index(i)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let default_chain = match &listener.default_filter_chain {
+        Some(chain) => Some(filter_chain(chain, &at.field("default_filter_chain"))?),
+        None => None,
     };
-    let kind = network_filter(filter, &chain_at.field("filters").index(0))?;
+    if chains.is_empty() && default_chain.is_none() {
+        return Err(at
+            .field("filter_chains")
+            .error("at least one filter chain is required"));
+    }
     Ok(Listener {
         name: listener.name.clone(),
         address,
+        bind_to_port: listener.bind_to_port.as_ref().is_none_or(|b| b.value),
+        use_original_dst: listener.use_original_dst.as_ref().is_some_and(|b| b.value),
+        chains,
+        default_chain,
+    })
+}
+
+fn filter_chain(chain: &EnvoyFilterChain, at: &At) -> Result<FilterChain, ConfigError> {
+    if chain.transport_socket.is_some() {
+        return Err(at
+            .field("transport_socket")
+            .unsupported("TLS on listeners (yet)"));
+    }
+    let [filter] = chain.filters.as_slice() else {
+        return Err(at
+            .field("filters")
+            .unsupported("anything but one http_connection_manager or tcp_proxy filter"));
+    };
+    let kind = network_filter(filter, &at.field("filters").index(0))?;
+    let matcher = match &chain.filter_chain_match {
+        Some(m) => chain_match(m, &at.field("filter_chain_match"))?,
+        None => ChainMatch::default(),
+    };
+    Ok(FilterChain {
+        name: chain.name.clone(),
+        matcher,
         kind,
+    })
+}
+
+fn chain_match(m: &FilterChainMatch, at: &At) -> Result<ChainMatch, ConfigError> {
+    let refused = [
+        ("server_names", !m.server_names.is_empty()),
+        ("application_protocols", !m.application_protocols.is_empty()),
+        ("source_prefix_ranges", !m.source_prefix_ranges.is_empty()),
+        (
+            "direct_source_prefix_ranges",
+            !m.direct_source_prefix_ranges.is_empty(),
+        ),
+        ("source_ports", !m.source_ports.is_empty()),
+        ("source_type", m.source_type != 0),
+        ("address_suffix", !m.address_suffix.is_empty()),
+    ];
+    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+        return Err(at
+            .field(field)
+            .unsupported(format_args!("matching on {field} (yet)")));
+    }
+    let destination_port = match &m.destination_port {
+        Some(port) => Some(
+            u16::try_from(port.value)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    at.field("destination_port")
+                        .error(format_args!("{} is not a port", port.value))
+                })?,
+        ),
+        None => None,
+    };
+    let prefix_ranges = m
+        .prefix_ranges
+        .iter()
+        .enumerate()
+        .map(|(i, range)| {
+            let at = at.field("prefix_ranges").index(i);
+            let ip: IpAddr = range.address_prefix.parse().map_err(|_| {
+                at.field("address_prefix").error(format_args!(
+                    "{:?} is not an IP address",
+                    range.address_prefix
+                ))
+            })?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = range.prefix_len.as_ref().map_or(max, |l| l.value);
+            if len > max {
+                return Err(at
+                    .field("prefix_len")
+                    .error(format_args!("{len} is longer than {max} bits")));
+            }
+            Ok(CidrRange { ip, len: len as u8 })
+        })
+        .collect::<Result<_, _>>()?;
+    let transport = match m.transport_protocol.as_str() {
+        "" => None,
+        "raw_buffer" => Some(Transport::Raw),
+        "tls" => Some(Transport::Tls),
+        other => {
+            return Err(at
+                .field("transport_protocol")
+                .error(format_args!("unknown transport {other:?}")));
+        }
+    };
+    Ok(ChainMatch {
+        destination_port,
+        prefix_ranges,
+        transport,
     })
 }
 
@@ -170,25 +277,25 @@ pub(super) fn check_clusters(
     clusters: &BTreeMap<String, Arc<Cluster>>,
 ) -> Result<(), ConfigError> {
     let at = At::resource("listener", &listener.name);
-    let missing = |name: &str| at.error(format_args!("cluster {name:?} is not defined"));
-    match &listener.kind {
-        ListenerKind::Tcp(tcp) if !clusters.contains_key(&tcp.cluster) => {
-            Err(missing(&tcp.cluster))
-        }
-        ListenerKind::Tcp(_) => Ok(()),
+    let kinds = listener
+        .chains
+        .iter()
+        .chain(&listener.default_chain)
+        .map(|c| &c.kind);
+    match kinds
+        .flat_map(referenced_clusters)
+        .find(|name| !clusters.contains_key(*name))
+    {
+        Some(name) => Err(at.error(format_args!("cluster {name:?} is not defined"))),
+        None => Ok(()),
+    }
+}
+
+/// Every cluster a chain may send traffic to, mirrors included.
+fn referenced_clusters(kind: &ListenerKind) -> Vec<&str> {
+    match kind {
+        ListenerKind::Tcp(tcp) => vec![tcp.cluster.as_str()],
         ListenerKind::Http(manager) => {
-            let mirrors = manager
-                .routes
-                .virtual_hosts
-                .iter()
-                .flat_map(|vh| &vh.routes)
-                .filter_map(|r| match &r.action {
-                    Action::Forward(forward) => Some(forward.mirrors.iter().map(|m| &m.cluster)),
-                    _ => None,
-                });
-            if let Some(name) = mirrors.flatten().find(|name| !clusters.contains_key(*name)) {
-                return Err(missing(name));
-            }
             let forwards = manager
                 .routes
                 .virtual_hosts
@@ -198,16 +305,14 @@ pub(super) fn check_clusters(
                     Action::Forward(forward) => Some(forward),
                     _ => None,
                 });
-            for forward in forwards {
-                if let Some((name, _)) = forward
-                    .clusters
-                    .iter()
-                    .find(|(name, _)| !clusters.contains_key(name))
-                {
-                    return Err(missing(name));
-                }
-            }
-            Ok(())
+            forwards
+                .flat_map(|f| {
+                    f.clusters
+                        .iter()
+                        .map(|(name, _)| name.as_str())
+                        .chain(f.mirrors.iter().map(|m| m.cluster.as_str()))
+                })
+                .collect()
         }
     }
 }

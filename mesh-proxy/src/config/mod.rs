@@ -8,14 +8,26 @@
 //! # Supported subset
 //! - Bootstrap: `static_resources.listeners`, `static_resources.clusters`,
 //!   `admin.address`.
-//! - Listener: a socket address; one filter chain whose filters end in
-//!   `envoy.filters.network.http_connection_manager` (inline `route_config`)
-//!   or `envoy.filters.network.tcp_proxy` (a single `cluster`).
+//! - Listener: a socket address, `bind_to_port`, `use_original_dst` (the
+//!   connection goes to the listener bound to its original destination, by
+//!   address then by port, as Istio's `virtualOutbound` needs); filter chains
+//!   chosen by `destination_port`, `prefix_ranges` and `transport_protocol`
+//!   (TLS is sniffed), plus `default_filter_chain`; listener filters
+//!   `original_dst`, `tls_inspector`, `http_inspector`. Each chain holds one
+//!   `envoy.filters.network.http_connection_manager` (inline `route_config`,
+//!   `upgrade_configs` for WebSocket, `request_headers_timeout`,
+//!   `max_request_headers_kb`, `access_log` to a file, stdout or stderr in
+//!   Envoy's text or JSON formats) or `envoy.filters.network.tcp_proxy` (a
+//!   single `cluster`).
 //! - Routes: virtual hosts by domain (exact, `*.suffix`, `prefix*`, `*`);
 //!   matches on path prefix, exact path and safe regex, headers (exact,
 //!   prefix, suffix, contains, regex, present, with `invert_match`);
+//!   query parameters, pseudo-headers (`:method`, `:path`, `:authority`);
 //!   actions: `cluster`, `weighted_clusters`, `direct_response`, `redirect`;
-//!   `timeout`, `prefix_rewrite`, `host_rewrite_literal`.
+//!   `timeout`, `prefix_rewrite`, `host_rewrite_literal`, `retry_policy`
+//!   (see [`RetryPolicy`]), `request_mirror_policies`; request and response
+//!   header additions and removals at route, virtual host and route
+//!   configuration level (literal values only).
 //! - Faults: `envoy.filters.http.fault` before the router, overridden per route
 //!   in `typed_per_filter_config`: `delay.fixed_delay`, `abort.http_status`,
 //!   `abort.grpc_status`, each with `percentage` (unset is 0%, as in Envoy).
@@ -29,6 +41,15 @@
 //!   clusters; see [`HashPolicy`].
 //! - Outlier detection: a cluster's `outlier_detection` by consecutive 5xx
 //!   and gateway failures; see [`OutlierDetection`] for the fields.
+//! - Endpoint health: `health_status` (`UNHEALTHY`, `DRAINING` and `TIMEOUT`
+//!   are not used, `DEGRADED` only when no healthy endpoint is left),
+//!   `locality` (kept, not yet used), `health_check_config` (`port_value`,
+//!   `hostname`, `disable_active_health_check`);
+//!   `common_lb_config.healthy_panic_threshold` (default 50%).
+//! - Active health checking: one of a cluster's `health_checks`, HTTP or
+//!   connect-only TCP; see [`HealthCheck`]. Unlike Envoy, start-up does not
+//!   wait for the first round of checks: endpoints count as healthy until
+//!   their first check says otherwise.
 
 mod access_log;
 mod bootstrap;
@@ -36,6 +57,7 @@ mod cluster;
 mod fault;
 mod hash_policy;
 mod headers;
+mod health;
 mod lb_policy;
 mod listener;
 mod outlier;
@@ -57,6 +79,10 @@ pub use bootstrap::{load_bootstrap, read_bootstrap};
 pub use fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use hash_policy::{CookieKey, HashKey, HashPolicy, HeaderSource};
 pub use headers::{AppendAction, HeaderAdd, HeaderMutations};
+pub use health::{
+    DEFAULT_PANIC_THRESHOLD, EndpointHealthCheck, HealthCheck, HealthCheckKind, HealthStatus,
+    HttpHealthCheck, Locality,
+};
 pub use lb_policy::{Maglev, RingHash};
 pub use outlier::OutlierDetection;
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
@@ -73,7 +99,43 @@ pub struct Config {
 pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
+    /// False for listeners that only receive connections handed over by a
+    /// `use_original_dst` listener (Istio's per-port outbound listeners).
+    pub bind_to_port: bool,
+    /// Hand each connection to the listener of its original destination
+    /// (before an iptables redirect), if there is one.
+    pub use_original_dst: bool,
+    pub chains: Vec<FilterChain>,
+    pub default_chain: Option<FilterChain>,
+}
+
+/// What a listener does with the connections its match selects.
+#[derive(Debug)]
+pub struct FilterChain {
+    pub name: String,
+    pub matcher: ChainMatch,
     pub kind: ListenerKind,
+}
+
+/// Which connections a filter chain takes; unset fields match anything.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChainMatch {
+    pub destination_port: Option<u16>,
+    pub prefix_ranges: Vec<CidrRange>,
+    pub transport: Option<Transport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CidrRange {
+    pub ip: std::net::IpAddr,
+    pub len: u8,
+}
+
+/// What the first bytes of a connection look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Raw,
+    Tls,
 }
 
 #[derive(Debug)]
@@ -242,6 +304,10 @@ pub struct Cluster {
     pub http2: bool,
     pub limits: Limits,
     pub outlier: Option<OutlierDetection>,
+    /// Active health checking (`health_checks`).
+    pub health_check: Option<HealthCheck>,
+    /// Below this percentage of usable endpoints, all are used (0: never).
+    pub healthy_panic_threshold: f64,
 }
 
 /// Circuit breakers: beyond these, requests are refused with 503 at once.
@@ -274,10 +340,15 @@ pub enum LbPolicy {
     Maglev(Maglev),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub address: SocketAddr,
     pub weight: u32,
+    /// As the control plane reports it.
+    pub health_status: HealthStatus,
+    /// Shared by the endpoints of one locality.
+    pub locality: Arc<Locality>,
+    pub health_check: EndpointHealthCheck,
 }
 
 /// Config the proxy refuses: which resource, which field, and why.

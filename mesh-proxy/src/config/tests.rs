@@ -21,7 +21,7 @@ fn compiles_routes_clusters_and_weights() {
     );
     bootstrap["static_resources"]["clusters"][1]["lb_policy"] = json!("RANDOM");
     let config = compile(&bootstrap).unwrap();
-    let ListenerKind::Http(manager) = &config.listeners[0].kind else {
+    let ListenerKind::Http(manager) = &config.listeners[0].chains[0].kind else {
         panic!()
     };
     let Action::Forward(forward) = &manager.routes.virtual_hosts[0].routes[0].action else {

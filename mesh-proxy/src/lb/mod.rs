@@ -1,12 +1,17 @@
 //! Picking an endpoint of a cluster: by weight (round robin, random, least
 //! request) or by the request's hash key (ring hash, Maglev), among the
-//! endpoints outlier detection has not ejected.
+//! usable endpoints: not ejected by outlier detection, not failing active
+//! health checks, and not reported unhealthy, draining or timed out by the
+//! control plane. Degraded endpoints are used only when no healthy one is.
 //!
 //! Every policy sees the same view of the endpoints in service, rebuilt when
-//! an ejection starts or ends. When every endpoint is ejected, the view holds
-//! them all (Envoy's panic mode): the cluster keeps serving.
+//! an ejection or a health check changes an endpoint. When fewer than
+//! `healthy_panic_threshold` percent of the endpoints are usable, the view
+//! holds them all (Envoy's panic mode): the cluster keeps serving. See
+//! [`in_service`] for the rules.
 
 mod hash;
+mod health;
 mod request;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,9 +20,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use tokio::time::{Instant, MissedTickBehavior};
 
+pub use health::{Condition, HostStatus, Membership, in_service};
 pub use request::{Downstream, RequestHash};
 
 use crate::config::{Cluster, Endpoint, LbPolicy};
+use crate::health::HostHealth;
 use crate::outlier::Detector;
 use crate::stats::OutlierStats;
 
@@ -29,7 +36,13 @@ pub struct Balancer {
     next: AtomicUsize,
     /// Requests in flight per endpoint, for least-request.
     active: Vec<AtomicUsize>,
+    /// Requests per endpoint, for the admin pages.
+    requests: Vec<health::Requests>,
     outlier: Option<Detector>,
+    /// Active health check results.
+    health: Arc<HostHealth>,
+    /// Below this percentage of usable endpoints, all are used.
+    panic_threshold: f64,
     /// Ring points per unit of weight, from all the endpoints (ring hash).
     ring_scale: f64,
     /// The endpoints in service, as of the detector's generation.
@@ -60,13 +73,14 @@ pub struct Pick {
 }
 
 impl Pick {
-    pub fn endpoint(&self) -> Endpoint {
-        self.balancer.endpoints[self.index]
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.balancer.endpoints[self.index]
     }
 
     /// Tells outlier detection how the request went: the response status, or
     /// 503 for a connect failure or a reset and 504 for a timeout.
     pub fn report(&self, status: u16) {
+        self.balancer.requests[self.index].report(status);
         if let Some(detector) = &self.balancer.outlier {
             detector.report(self.index, status, Instant::now());
         }
@@ -100,6 +114,13 @@ impl Balancer {
                 .iter()
                 .map(|_| AtomicUsize::new(0))
                 .collect(),
+            requests: cluster
+                .endpoints
+                .iter()
+                .map(|_| health::Requests::default())
+                .collect(),
+            health: Arc::new(HostHealth::new(cluster)),
+            panic_threshold: cluster.healthy_panic_threshold,
             outlier: cluster
                 .outlier
                 .map(|config| Detector::new(config, cluster.endpoints.len(), Instant::now())),
@@ -123,13 +144,17 @@ impl Balancer {
 
     /// Picks an endpoint for a request with this hash key; policies that do
     /// not hash ignore it. A retry that wants another host than the last pick
-    /// passes `attempt` > 0, which moves a hash elsewhere.
+    /// passes `attempt` > 0, which moves a hash elsewhere. `None` when the
+    /// cluster has no endpoint, or none usable and panic mode is off.
     pub fn pick_hashed(self: &Arc<Self>, key: Option<u64>, attempt: u32) -> Option<Pick> {
         if self.endpoints.is_empty() {
             return None;
         }
         let view = self.view();
         let schedule = &view.schedule;
+        if schedule.is_empty() {
+            return None;
+        }
         let index = match (self.policy, &view.table, key) {
             (LbPolicy::RoundRobin, _, _) => {
                 schedule[self.next.fetch_add(1, Ordering::Relaxed) % schedule.len()]
@@ -141,6 +166,7 @@ impl Balancer {
             _ => schedule[fastrand::usize(..schedule.len())],
         };
         self.active[index].fetch_add(1, Ordering::Relaxed);
+        self.requests[index].picked();
         Some(Pick {
             balancer: Arc::clone(self),
             index,
@@ -176,12 +202,20 @@ impl Balancer {
         });
     }
 
-    /// The current view, rebuilt first if an ejection started or ended.
+    /// The active health check flags, which the health checker sets.
+    pub fn health(&self) -> &Arc<HostHealth> {
+        &self.health
+    }
+
+    /// The current view, rebuilt first if an ejection or a health check
+    /// changed an endpoint.
     fn view(&self) -> Arc<View> {
+        // Both only go up, so their sum moves whenever either does.
         let generation = self
             .outlier
             .as_ref()
-            .map_or(0, |d| d.refresh(Instant::now()));
+            .map_or(0, |d| d.refresh(Instant::now()))
+            + self.health.generation();
         let view = self.view.load_full();
         if view.generation >= generation {
             return view;
@@ -199,16 +233,12 @@ impl Balancer {
         view
     }
 
-    /// The view of the endpoints not ejected, or of all when all are.
+    /// The view of the usable endpoints, or of all in panic mode.
     fn build(&self, generation: u64) -> View {
-        let all = 0..self.endpoints.len();
-        let mut in_service: Vec<usize> = match &self.outlier {
-            Some(detector) => all.clone().filter(|i| !detector.is_ejected(*i)).collect(),
-            None => all.clone().collect(),
-        };
-        if in_service.is_empty() {
-            in_service = all.collect();
-        }
+        let conditions: Vec<Condition> = (0..self.endpoints.len())
+            .map(|i| self.condition(i))
+            .collect();
+        let in_service = in_service(&conditions, self.panic_threshold);
         let total: u64 = in_service
             .iter()
             .map(|i| u64::from(self.endpoints[*i].weight))
@@ -420,6 +450,9 @@ mod tests {
             .map(|(i, w)| Endpoint {
                 address: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
                 weight: *w,
+                health_status: crate::config::HealthStatus::Unknown,
+                locality: Arc::default(),
+                health_check: crate::config::EndpointHealthCheck::default(),
             })
             .collect();
         let cluster = Cluster {
@@ -430,8 +463,87 @@ mod tests {
             http2: false,
             limits: crate::config::Limits::default(),
             outlier,
+            health_check: None,
+            healthy_panic_threshold: crate::config::DEFAULT_PANIC_THRESHOLD,
         };
         Arc::new(Balancer::new(&cluster))
+    }
+
+    #[test]
+    fn every_policy_skips_endpoints_failing_health_checks_until_they_pass() {
+        for policy in ALL {
+            let balancer = cluster(policy, &[1, 1, 1]);
+            assert!(balancer.health().set_failed(1, true));
+            for n in 0..300u64 {
+                let key = Some(hash::hash(&n.to_be_bytes()));
+                assert_ne!(port_of(&balancer, key), 9001, "{policy:?}");
+            }
+            let statuses = balancer.host_statuses();
+            assert_eq!(statuses[1].health_flags(), "/failed_active_hc");
+            assert_eq!(statuses[0].health_flags(), "healthy");
+            assert_eq!(
+                balancer.membership(),
+                Membership {
+                    total: 3,
+                    healthy: 2,
+                    degraded: 0
+                }
+            );
+            balancer.health().set_failed(1, false);
+            let seen: BTreeSet<u16> = (0..300).map(|_| port_of(&balancer, None)).collect();
+            assert!(seen.contains(&9001), "{policy:?}: back in service");
+        }
+    }
+
+    #[test]
+    fn reported_health_status_and_the_panic_threshold() {
+        use crate::config::HealthStatus;
+        let with_statuses = |statuses: &[HealthStatus], threshold: f64| {
+            let endpoints = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, status)| Endpoint {
+                    address: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                    weight: 1,
+                    health_status: *status,
+                    locality: Arc::default(),
+                    health_check: crate::config::EndpointHealthCheck::default(),
+                })
+                .collect();
+            Arc::new(Balancer::new(&Cluster {
+                name: "c".into(),
+                connect_timeout: Duration::from_secs(1),
+                lb: LbPolicy::RoundRobin,
+                endpoints,
+                http2: false,
+                limits: crate::config::Limits::default(),
+                outlier: None,
+                health_check: None,
+                healthy_panic_threshold: threshold,
+            }))
+        };
+        let seen = |balancer: &Arc<Balancer>| -> BTreeSet<u16> {
+            (0..30).map(|_| port_of(balancer, None)).collect()
+        };
+        use HealthStatus::{Degraded, Draining, Healthy, Unhealthy, Unknown};
+        let balancer = with_statuses(&[Healthy, Unhealthy, Unknown, Degraded], 50.0);
+        assert_eq!(seen(&balancer), BTreeSet::from([9000, 9002]));
+        assert_eq!(
+            balancer.host_statuses()[1].health_flags(),
+            "/failed_eds_health"
+        );
+        assert_eq!(
+            balancer.host_statuses()[3].health_flags(),
+            "/degraded_eds_health"
+        );
+        let balancer = with_statuses(&[Degraded, Draining], 50.0);
+        assert_eq!(seen(&balancer), BTreeSet::from([9000]), "degraded, last");
+        let balancer = with_statuses(&[Healthy, Unhealthy, Unhealthy], 50.0);
+        assert_eq!(seen(&balancer), BTreeSet::from([9000, 9001, 9002]), "panic");
+        let balancer = with_statuses(&[Healthy, Unhealthy, Unhealthy], 30.0);
+        assert_eq!(seen(&balancer), BTreeSet::from([9000]));
+        let balancer = with_statuses(&[Unhealthy, Unhealthy], 0.0);
+        assert!(balancer.pick().is_none(), "no panic mode, nothing usable");
     }
 
     fn counts(balancer: &Arc<Balancer>, n: usize) -> BTreeMap<u16, usize> {

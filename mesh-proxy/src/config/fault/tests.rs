@@ -48,7 +48,7 @@ fn with_filter(config: Value, per_route: Value) -> Value {
 }
 
 fn manager(config: &Config) -> &HttpManager {
-    let ListenerKind::Http(manager) = &config.listeners[0].kind else {
+    let ListenerKind::Http(manager) = &config.listeners[0].chains[0].kind else {
         panic!("an HTTP listener")
     };
     manager

@@ -77,7 +77,7 @@ fn the_route_override_wins() {
     let without_filter = hcm["http_filters"].clone();
     hcm["http_filters"] = with_filter;
     let config = compile(&bootstrap).unwrap();
-    let ListenerKind::Http(manager) = &config.listeners[0].kind else {
+    let ListenerKind::Http(manager) = &config.listeners[0].chains[0].kind else {
         panic!()
     };
     let routes = &manager.routes.virtual_hosts[0].routes;
@@ -102,7 +102,7 @@ fn the_route_override_wins() {
     bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
         ["http_filters"] = without_filter;
     let config = compile(&bootstrap).unwrap();
-    let ListenerKind::Http(manager) = &config.listeners[0].kind else {
+    let ListenerKind::Http(manager) = &config.listeners[0].chains[0].kind else {
         panic!()
     };
     let routes = &manager.routes.virtual_hosts[0].routes;

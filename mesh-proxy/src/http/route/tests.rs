@@ -10,7 +10,7 @@ fn table(virtual_hosts: serde_json::Value) -> Config {
 }
 
 fn routes(config: &Config) -> &RouteTable {
-    let ListenerKind::Http(manager) = &config.listeners[0].kind else {
+    let ListenerKind::Http(manager) = &config.listeners[0].chains[0].kind else {
         panic!("an HTTP listener")
     };
     &manager.routes

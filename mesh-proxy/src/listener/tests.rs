@@ -1,0 +1,128 @@
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::testing::compile;
+
+fn tcp_chain(cluster: &str, matcher: Value) -> Value {
+    json!({"filter_chain_match": matcher, "filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        "stat_prefix": cluster, "cluster": cluster}}]})
+}
+
+fn bootstrap(listeners: Value, clusters: &[&str]) -> Value {
+    json!({"static_resources": {
+        "listeners": listeners,
+        "clusters": clusters.iter().map(|name| json!({"name": name})).collect::<Vec<_>>()
+    }})
+}
+
+fn runtimes(bootstrap: &Value) -> Vec<Arc<Runtime>> {
+    let config = compile(bootstrap).unwrap();
+    let upstreams = Arc::new(crate::upstream::build(&config));
+    let mut http = Vec::new();
+    config
+        .listeners
+        .iter()
+        .map(|l| Arc::new(Runtime::build(l, &upstreams, &mut http).unwrap()))
+        .collect()
+}
+
+/// The cluster of the chain chosen for `destination` and `transport`.
+fn chosen(runtime: &Runtime, destination: &str, transport: Option<Transport>) -> String {
+    match runtime
+        .select(destination.parse().unwrap(), transport)
+        .map(|c| &c.handler)
+    {
+        Some(Handler::Tcp(upstream)) => upstream.cluster.name.clone(),
+        Some(Handler::Http(_)) => "http".into(),
+        None => "-".into(),
+    }
+}
+
+#[tokio::test]
+async fn chains_are_chosen_like_envoy() {
+    let listener = json!({
+        "name": "virtualInbound",
+        "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
+        "listener_filters": [{"name": "envoy.filters.listener.original_dst"}, {"name": "envoy.filters.listener.tls_inspector"}],
+        "filter_chains": [
+            tcp_chain("any", json!({})),
+            tcp_chain("port-9080", json!({"destination_port": 9080})),
+            tcp_chain("port-9080-tls", json!({"destination_port": 9080, "transport_protocol": "tls"})),
+            tcp_chain("net-10", json!({"prefix_ranges": [{"address_prefix": "10.0.0.0", "prefix_len": 8}]})),
+            tcp_chain("net-10-1", json!({"prefix_ranges": [{"address_prefix": "10.1.0.0", "prefix_len": 16}]}))
+        ]
+    });
+    let all = runtimes(&bootstrap(
+        json!([listener]),
+        &["any", "port-9080", "port-9080-tls", "net-10", "net-10-1"],
+    ));
+    let inbound = &all[0];
+    assert!(inbound.sniffs);
+    assert_eq!(
+        chosen(inbound, "10.1.2.3:9080", Some(Transport::Raw)),
+        "port-9080",
+        "the port beats the prefix"
+    );
+    assert_eq!(
+        chosen(inbound, "10.1.2.3:9080", Some(Transport::Tls)),
+        "port-9080-tls"
+    );
+    assert_eq!(
+        chosen(inbound, "10.1.2.3:80", Some(Transport::Raw)),
+        "net-10-1",
+        "the longest prefix wins"
+    );
+    assert_eq!(
+        chosen(inbound, "10.9.2.3:80", Some(Transport::Raw)),
+        "net-10"
+    );
+    assert_eq!(
+        chosen(inbound, "192.168.0.1:80", Some(Transport::Raw)),
+        "any"
+    );
+}
+
+#[tokio::test]
+async fn unbound_listeners_receive_handoffs_by_address_then_port() {
+    let unbound = |name: &str, address: &str, port: u16| {
+        json!({
+            "name": name, "bind_to_port": false,
+            "address": {"socket_address": {"address": address, "port_value": port}},
+            "filter_chains": [tcp_chain(name, json!({}))]
+        })
+    };
+    let listeners = json!([
+        {"name": "virtualOutbound", "use_original_dst": true,
+         "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
+         "filter_chains": [tcp_chain("passthrough", json!({}))]},
+        unbound("wildcard", "0.0.0.0", 9080),
+        unbound("vip", "10.96.0.10", 9080)
+    ]);
+    let all = runtimes(&bootstrap(listeners, &["passthrough", "wildcard", "vip"]));
+    let handoffs = Handoffs::new(&all);
+    let find = |d: &str| handoffs.find(d.parse().unwrap()).map(|l| l.name.clone());
+    assert_eq!(find("10.96.0.10:9080").as_deref(), Some("vip"));
+    assert_eq!(find("10.96.0.11:9080").as_deref(), Some("wildcard"));
+    assert_eq!(
+        find("10.96.0.10:80"),
+        None,
+        "no listener: the outbound listener's own chains serve it"
+    );
+    assert!(all[0].use_original_dst && all[0].bind_to_port && !all[1].bind_to_port);
+}
+
+#[test]
+fn matches_refused_until_supported_name_the_field() {
+    let listener = json!({"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 1}},
+        "filter_chains": [tcp_chain("c", json!({"server_names": ["a.example.com"]}))]});
+    let err = compile(&bootstrap(json!([listener]), &["c"]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "listener \"l\": filter_chains[0].filter_chain_match.server_names: matching on server_names (yet) is not supported by this proxy"
+    );
+}
