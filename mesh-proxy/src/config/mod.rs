@@ -24,7 +24,7 @@
 //!   prefix, suffix, contains, regex, present, with `invert_match`);
 //!   query parameters, pseudo-headers (`:method`, `:path`, `:authority`);
 //!   actions: `cluster`, `weighted_clusters`, `direct_response`, `redirect`;
-//!   `timeout`, `prefix_rewrite`, `host_rewrite_literal`, `retry_policy`
+//!   `timeout`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`, `retry_policy`
 //!   (see [`RetryPolicy`]), `request_mirror_policies`; request and response
 //!   header additions and removals at route, virtual host and route
 //!   configuration level (literal values only).
@@ -267,11 +267,21 @@ pub struct Forward {
     pub clusters: Vec<(String, u32)>,
     pub timeout: Option<Duration>,
     pub prefix_rewrite: Option<String>,
+    /// `regex_rewrite`: the path's matches of the regex are replaced.
+    pub regex_rewrite: Option<RegexRewrite>,
     pub host_rewrite: Option<String>,
     pub retry: Option<RetryPolicy>,
     pub mirrors: Vec<Mirror>,
     /// What to hash for `RING_HASH` and `MAGLEV` clusters.
     pub hash_policy: Vec<HashPolicy>,
+}
+
+/// A path rewrite by regex; the substitution is in the `regex` crate's
+/// syntax (`${1}`), translated from Envoy's (`\1`).
+#[derive(Debug)]
+pub struct RegexRewrite {
+    pub pattern: Regex,
+    pub substitution: String,
 }
 
 /// Send a copy of some requests to another cluster and ignore its answer.

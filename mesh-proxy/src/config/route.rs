@@ -18,7 +18,7 @@ use super::{
     Action, At, ConfigError, Domain, Forward, HeaderMatch, PathMatch, Redirect, Route, RouteMatch,
     RouteTable, ValueMatch, VirtualHost, duration,
 };
-use super::{HeaderKey, QueryMatch, headers};
+use super::{HeaderKey, QueryMatch, RegexRewrite, headers};
 
 pub(super) fn compile(config: &RouteConfiguration, at: &At) -> Result<RouteTable, ConfigError> {
     fault::refuse_per_filter_config(
@@ -302,11 +302,53 @@ fn forward(action: &RouteAction, at: &At) -> Result<Forward, ConfigError> {
         clusters,
         timeout,
         prefix_rewrite: Some(action.prefix_rewrite.clone()).filter(|p| !p.is_empty()),
+        regex_rewrite: match &action.regex_rewrite {
+            Some(rewrite) => Some(regex_rewrite(rewrite, &at.field("regex_rewrite"))?),
+            None => None,
+        },
         host_rewrite,
         retry,
         mirrors,
         hash_policy: super::hash_policy::compile(&action.hash_policy, &at.field("hash_policy"))?,
     })
+}
+
+fn regex_rewrite(
+    rewrite: &envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute,
+    at: &At,
+) -> Result<RegexRewrite, ConfigError> {
+    let pattern = rewrite
+        .pattern
+        .as_ref()
+        .ok_or_else(|| at.field("pattern").error("a pattern is required"))?;
+    let pattern = Regex::new(&pattern.regex).map_err(|err| {
+        at.field("pattern").field("regex").error(format_args!(
+            "{:?} is not a valid RE2 regex: {err}",
+            pattern.regex
+        ))
+    })?;
+    Ok(RegexRewrite {
+        pattern,
+        substitution: envoy_substitution(&rewrite.substitution),
+    })
+}
+
+/// Envoy writes capture groups as `\1`; the `regex` crate as `${1}`, and a
+/// literal `$` as `$$`.
+fn envoy_substitution(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                let digit = chars.next().expect("peeked");
+                out.push_str(&format!("${{{digit}}}"));
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn mirror(policy: &route_action::RequestMirrorPolicy, at: &At) -> Result<Mirror, ConfigError> {
@@ -368,4 +410,15 @@ fn compile_redirect(r: &RedirectAction, at: &At) -> Result<Redirect, ConfigError
         path,
         prefix_rewrite,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::envoy_substitution;
+
+    #[test]
+    fn translates_envoy_capture_groups() {
+        assert_eq!(envoy_substitution("\\2/instance/\\1"), "${2}/instance/${1}");
+        assert_eq!(envoy_substitution("/cost$"), "/cost$$");
+    }
 }

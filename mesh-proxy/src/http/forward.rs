@@ -16,7 +16,7 @@ use hyper::body::{Body as _, Incoming};
 use super::info::{ResponseFlags, ResponseInfo};
 use super::proxy::{HttpState, local_reply, original_authority};
 use super::{Body, mirror, upgrade};
-use crate::config::{Forward, PathMatch, RetryPolicy};
+use crate::config::{Forward, PathMatch, RegexRewrite, RetryPolicy};
 use crate::lb::{Pick, RequestHash};
 use crate::upstream::Upstream;
 
@@ -75,7 +75,10 @@ async fn forward_to(
     };
     let authority = original_authority(&parts);
     let hash = RequestHash::new(&to.hash_policy, &parts);
-    let path_and_query = rewrite_path(&parts.uri, matched, to.prefix_rewrite.as_deref());
+    let path_and_query = match &to.regex_rewrite {
+        Some(rewrite) => regex_rewrite_path(&parts.uri, rewrite),
+        None => rewrite_path(&parts.uri, matched, to.prefix_rewrite.as_deref()),
+    };
     let upgrade_to = upgrade_protocol(state, &parts.headers);
     strip_hop_by_hop(&mut parts.headers);
     if let Some(value) = to
@@ -385,6 +388,17 @@ fn rewrite_path(uri: &Uri, matched: &PathMatch, prefix_rewrite: Option<&str>) ->
     }
 }
 
+/// The path with every match of the rewrite's regex replaced; the query stays.
+fn regex_rewrite_path(uri: &Uri, rewrite: &RegexRewrite) -> String {
+    let path = rewrite
+        .pattern
+        .replace_all(uri.path(), rewrite.substitution.as_str());
+    match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.into_owned(),
+    }
+}
+
 /// Removes hop-by-hop headers; `te: trailers` stays, as gRPC needs it.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
@@ -406,6 +420,19 @@ mod tests {
     fn weighted_choice_never_picks_a_zero_weight() {
         let clusters = vec![("a".to_owned(), 0), ("b".to_owned(), 5)];
         assert!((0..1000).all(|_| pick_weighted(&clusters) == "b"));
+    }
+
+    #[test]
+    fn regex_rewrite_replaces_every_match_and_keeps_the_query() {
+        let rewrite = RegexRewrite {
+            pattern: regex::Regex::new("^/service/([^/]+)(/.*)$").unwrap(),
+            substitution: "${2}/instance/${1}".into(),
+        };
+        let uri: Uri = "/service/foo/v1/api?x=1".parse().unwrap();
+        assert_eq!(
+            regex_rewrite_path(&uri, &rewrite),
+            "/v1/api/instance/foo?x=1"
+        );
     }
 
     #[test]
