@@ -191,3 +191,89 @@ async fn headers_are_added_and_removed_at_every_level() {
     assert_eq!(seen["x-kept"], "old");
     assert!(seen.get("x-secret").is_none(), "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_are_answered_and_responses_decorated() {
+    let echo = Echo::start("up").await;
+    let policy = json!({"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": [{"exact": "https://shop.example.com"}, {"suffix": ".trusted.example"}],
+        "allow_methods": "GET,POST", "allow_headers": "x-custom", "expose_headers": "x-served-by",
+        "max_age": "86400", "allow_credentials": true});
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "up"},
+        "typed_per_filter_config": {"envoy.filters.http.cors": policy}}]}]);
+    let mut listener = http_listener("http", vhosts);
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = json!([
+        {"name": "envoy.filters.http.cors", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
+        {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([listener]),
+        json!([cluster("up", &[echo.address])]),
+    ))
+    .await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let send = |method: &str, origin: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}/items", proxy.listener("http")))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+
+    let preflight = client
+        .request(send("OPTIONS", "https://shop.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    let headers = preflight.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    assert_eq!(headers["access-control-allow-methods"], "GET,POST");
+    assert_eq!(headers["access-control-max-age"], "86400");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    let body = http_body_util::BodyExt::collect(preflight.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(body.is_empty(), "answered by the proxy, not the upstream");
+
+    let simple = client
+        .request(send("GET", "https://api.trusted.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        simple.headers()["access-control-allow-origin"],
+        "https://api.trusted.example"
+    );
+    assert_eq!(
+        simple.headers()["access-control-expose-headers"],
+        "x-served-by"
+    );
+
+    let stranger = client
+        .request(send("GET", "https://evil.example"))
+        .await
+        .unwrap();
+    assert!(
+        !stranger
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    let stranger_preflight = client
+        .request(send("OPTIONS", "https://evil.example"))
+        .await
+        .unwrap();
+    let body = http_body_util::BodyExt::collect(stranger_preflight.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        server_of(std::str::from_utf8(&body).unwrap()),
+        "up",
+        "forwarded, as Envoy does by default"
+    );
+}

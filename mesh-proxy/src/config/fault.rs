@@ -104,6 +104,10 @@ pub(super) fn per_route(
     let mut fault = None;
     for key in keys {
         let at = at.field(&format!("typed_per_filter_config[{key:?}]"));
+        if key == super::cors::FILTER_NAME {
+            // Read by the CORS filter's own config.
+            continue;
+        }
         if key != FILTER_NAME {
             return Err(at.unsupported(format_args!(
                 "per-route config for {key:?} (only {FILTER_NAME:?})"

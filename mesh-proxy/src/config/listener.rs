@@ -19,7 +19,7 @@ use prost::Message;
 
 use super::{
     Action, At, ChainMatch, CidrRange, Cluster, ConfigError, FilterChain, HttpManager, Listener,
-    ListenerKind, TcpProxy, Transport, fault, route,
+    ListenerKind, TcpProxy, Transport, cors, fault, route,
 };
 
 const HCM: &str =
@@ -187,7 +187,7 @@ fn network_filter(filter: &Filter, at: &At) -> Result<ListenerKind, ConfigError>
 }
 
 fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, ConfigError> {
-    let (mut fault, mut routed) = (None, false);
+    let (mut fault, mut routed, mut cors_filter) = (None, false, false);
     for (i, http_filter) in hcm.http_filters.iter().enumerate() {
         let here = at.field("http_filters").index(i);
         if let Some(config) = fault::http_filter(http_filter, &here)? {
@@ -205,6 +205,12 @@ fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, Con
                 routed = true;
             }
             None if http_filter.name == "envoy.filters.http.router" => routed = true,
+            Some(http_filter::ConfigType::TypedConfig(any))
+                if type_name(any) == cors::FILTER_TYPE && !routed =>
+            {
+                cors_filter = true;
+            }
+            None if http_filter.name == cors::FILTER_NAME && !routed => cors_filter = true,
             _ => return Err(here.unsupported(format_args!("HTTP filter {:?}", http_filter.name))),
         }
     }
@@ -241,6 +247,7 @@ fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, Con
         routes,
         fault,
         websocket,
+        cors: cors_filter,
         access_logs: hcm
             .access_log
             .iter()

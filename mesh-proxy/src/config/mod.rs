@@ -28,6 +28,10 @@
 //!   (see [`RetryPolicy`]), `request_mirror_policies`; request and response
 //!   header additions and removals at route, virtual host and route
 //!   configuration level (literal values only).
+//! - CORS: `envoy.filters.http.cors` before the router, with each route's
+//!   `CorsPolicy` in `typed_per_filter_config` (origins by string match,
+//!   methods, headers, exposed headers, max age, credentials,
+//!   `forward_not_matching_preflights`).
 //! - Faults: `envoy.filters.http.fault` before the router, overridden per route
 //!   in `typed_per_filter_config`: `delay.fixed_delay`, `abort.http_status`,
 //!   `abort.grpc_status`, each with `percentage` (unset is 0%, as in Envoy).
@@ -54,6 +58,7 @@
 mod access_log;
 mod bootstrap;
 mod cluster;
+mod cors;
 mod fault;
 mod hash_policy;
 mod headers;
@@ -76,6 +81,7 @@ use regex::Regex;
 
 pub use access_log::{AccessLogConfig, LogFormat, LogSink, Operator, Token};
 pub use bootstrap::{load_bootstrap, read_bootstrap};
+pub use cors::CorsPolicy;
 pub use fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use hash_policy::{CookieKey, HashKey, HashPolicy, HeaderSource};
 pub use headers::{AppendAction, HeaderAdd, HeaderMutations};
@@ -160,6 +166,8 @@ pub struct HttpManager {
     pub fault: Option<Fault>,
     /// `upgrade_configs` allows `websocket`.
     pub websocket: bool,
+    /// The CORS filter is in the filter list, so routes' CORS policies apply.
+    pub cors: bool,
     pub access_logs: Vec<AccessLogConfig>,
     /// How long a client may take to send its request headers.
     pub request_headers_timeout: Duration,
@@ -200,6 +208,7 @@ pub struct Route {
     pub action: Action,
     /// Overrides the fault filter's config for this route.
     pub fault: Option<Fault>,
+    pub cors: Option<CorsPolicy>,
     pub headers: HeaderMutations,
 }
 

@@ -18,7 +18,7 @@ use super::{
     Action, At, ConfigError, Domain, Forward, HeaderMatch, PathMatch, Redirect, Route, RouteMatch,
     RouteTable, ValueMatch, VirtualHost, duration,
 };
-use super::{HeaderKey, QueryMatch, RegexRewrite, headers};
+use super::{HeaderKey, QueryMatch, RegexRewrite, cors, headers};
 
 pub(super) fn compile(config: &RouteConfiguration, at: &At) -> Result<RouteTable, ConfigError> {
     fault::refuse_per_filter_config(
@@ -132,6 +132,13 @@ fn compile_route(r: &EnvoyRoute, at: &At) -> Result<Route, ConfigError> {
         _ => return Err(at.error("a route needs route, redirect or direct_response")),
     };
     let fault = fault::per_route(&r.typed_per_filter_config, at)?;
+    let cors = match r.typed_per_filter_config.get(cors::FILTER_NAME) {
+        Some(any) => Some(cors::per_route(
+            any,
+            &at.field(&format!("typed_per_filter_config[{:?}]", cors::FILTER_NAME)),
+        )?),
+        None => None,
+    };
     let lists = headers::Lists {
         request_add: &r.request_headers_to_add,
         request_remove: &r.request_headers_to_remove,
@@ -143,6 +150,7 @@ fn compile_route(r: &EnvoyRoute, at: &At) -> Result<Route, ConfigError> {
         matcher,
         action,
         fault,
+        cors,
         headers: headers::compile(lists, at)?,
     })
 }
@@ -224,7 +232,7 @@ fn header_matcher(h: &HeaderMatcher, at: &At) -> Result<HeaderMatch, ConfigError
     })
 }
 
-fn string_matcher(m: &StringMatcher, at: &At) -> Result<ValueMatch, ConfigError> {
+pub(super) fn string_matcher(m: &StringMatcher, at: &At) -> Result<ValueMatch, ConfigError> {
     if m.ignore_case {
         return Err(at.field("ignore_case").unsupported("ignore_case"));
     }

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::info::{ResponseFlags, ResponseInfo};
-use super::{Body, access_log, fault, forward, route};
+use super::{Body, access_log, cors, fault, forward, route};
 use crate::config::{Action, HttpManager, Redirect, Route, VirtualHost};
 use crate::stats::ListenerStats;
 use crate::upstream::Upstreams;
@@ -80,6 +80,21 @@ async fn routed(
     for level in levels {
         level.apply_request(&mut parts.headers);
     }
+    let cors = route.cors.as_ref().filter(|_| state.manager.cors);
+    let origin = cors.and_then(|policy| cors::allowed_origin(policy, &parts));
+    if let (Some(policy), Some(origin)) = (cors, &origin)
+        && cors::is_preflight(&parts)
+    {
+        return cors::preflight_reply(policy, origin.clone(), reply(StatusCode::OK, Bytes::new()));
+    }
+    if let Some(policy) = cors
+        && origin.is_none()
+        && !policy.forward_not_matching_preflights
+        && cors::is_preflight(&parts)
+    {
+        // Answered here, without CORS headers: the browser refuses the call.
+        return reply(StatusCode::OK, Bytes::new());
+    }
     let mut response = match &route.action {
         Action::DirectResponse { status, body } => reply(*status, body.clone()),
         Action::Redirect(redirect) => redirect_reply(redirect, &parts),
@@ -89,6 +104,9 @@ async fn routed(
     };
     for level in levels {
         level.apply_response(response.headers_mut());
+    }
+    if let (Some(policy), Some(origin)) = (cors, origin) {
+        cors::decorate(policy, origin, response.headers_mut());
     }
     response
 }

@@ -95,7 +95,7 @@ fn query_matches(m: &QueryMatch, query: &str) -> bool {
     }
 }
 
-fn value_matches(expected: &ValueMatch, value: &str) -> bool {
+pub(crate) fn value_matches(expected: &ValueMatch, value: &str) -> bool {
     match expected {
         ValueMatch::Exact(v) => value == v,
         ValueMatch::Prefix(v) => value.starts_with(v.as_str()),
