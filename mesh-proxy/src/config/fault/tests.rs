@@ -251,10 +251,10 @@ fn per_filter_config_is_only_for_the_fault_filter_on_routes() {
     assert_eq!(
         error(with_filter(
             json!({}),
-            json!({"envoy.filters.http.cors": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"}})
+            json!({"envoy.filters.http.ext_authz": {"@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"}})
         )),
         format!(
-            "{routes}.typed_per_filter_config[\"envoy.filters.http.cors\"]: per-route config for \"envoy.filters.http.cors\" (only \"envoy.filters.http.fault\") is not supported by this proxy"
+            "{routes}.typed_per_filter_config[\"envoy.filters.http.ext_authz\"]: per-route config for \"envoy.filters.http.ext_authz\" (only \"envoy.filters.http.fault\") is not supported by this proxy"
         )
     );
     assert_eq!(
