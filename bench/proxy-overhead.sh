@@ -1,0 +1,393 @@
+#!/usr/bin/env bash
+# Data-path overhead of a pair of mesh-proxy sidecars, next to a pair of nginx
+# proxies and no proxy at all, on loopback.
+#
+#   load -> [client-side proxy] -> [server-side proxy] -> echo upstream
+#
+# The request is always the same: POST with a 1 KiB body, which the echo
+# upstream sends back (1 KiB each way). Rows:
+#   direct          load -> echo
+#   nginx pair      load -> nginx -> nginx -> echo   (HTTP/1.1, keepalive pools)
+#   mesh-proxy pair load -> mesh-proxy -> mesh-proxy -> echo (HTTP/1.1)
+#   direct h2c      h2c prior knowledge -> echo
+#   mesh-proxy h2c  h2c -> mesh-proxy -h2c-> mesh-proxy -h2c-> echo
+# (nginx cannot speak h2c to an upstream, so there is no nginx h2c row.)
+#
+# Per row: latency at a fixed 1000 rps over 16 connections with oha's
+# latency correction, then the maximum rate; for h2c the maximum rate comes
+# from h2load (-c 16 -m 10). Per proxy process: CPU seconds per 1000 requests
+# (utime+stime from /proc/<pid>/stat) and peak RSS (VmHWM); per run, the share
+# of the machine's CPU time stolen by the hypervisor (a noisy VM skews rows).
+#
+# Knobs (environment): RATE (1000), CONNS (16), RATE_SECS (15), MAX_SECS (10),
+# H2_SECS (10), H2_STREAMS (10), KEEP=1 keeps the temp dir with configs/logs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RATE=${RATE:-1000}
+CONNS=${CONNS:-16}
+RATE_SECS=${RATE_SECS:-15}
+MAX_SECS=${MAX_SECS:-10}
+H2_SECS=${H2_SECS:-10}
+H2_STREAMS=${H2_STREAMS:-10}
+WARMUP_SECS=1
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'proxy-overhead: %s\n' "$*" >&2; exit 1; }
+
+# --- tools -------------------------------------------------------------------
+export PATH="$PATH:/usr/sbin:/sbin:$HOME/.cargo/bin"
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v oha >/dev/null; then
+    log "installing oha"
+    cargo install --locked oha
+fi
+command -v python3 >/dev/null || die "python3 is needed"
+
+# --- processes, cleanup ------------------------------------------------------
+T=$(mktemp -d -t proxy-overhead.XXXXXX)
+R="$T/results"
+mkdir -p "$R"
+PIDS=()
+GROUPS_STARTED=()
+
+cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    for pid in "${GROUPS_STARTED[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for i in $(seq 20); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ "${KEEP:-0}" == 1 || $rc -ne 0 ]]; then
+        printf 'proxy-overhead: configs, logs and raw results kept in %s\n' "$T" >&2
+    else
+        rm -rf "$T"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- build -------------------------------------------------------------------
+log "building mesh-proxy and the echo upstream (release)"
+# In the background, in its own process group, and waited for: a signal then
+# stops cargo and its rustc children too.
+(cd "$ROOT" && exec setsid cargo build --release -p mesh-proxy --bin mesh-proxy --example echo_server) &
+GROUPS_STARTED+=("$!")
+wait "$!"
+TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+MESH_PROXY="$TARGET_DIR/release/mesh-proxy"
+ECHO_SERVER="$TARGET_DIR/release/examples/echo_server"
+
+# A free loopback port, from the kernel (only for nginx, which cannot report port 0).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_for_file PATH PID: until PATH exists, while PID lives (10 s at most).
+wait_for_file() {
+    local i
+    for i in $(seq 200); do
+        [[ -s "$1" ]] && return 0
+        kill -0 "$2" 2>/dev/null || die "process $2 exited before writing $1 (logs in $T)"
+        sleep 0.05
+    done
+    die "timed out waiting for $1"
+}
+
+# wait_for_port HOST:PORT PID
+wait_for_port() {
+    local i
+    for i in $(seq 200); do
+        if python3 -c 'import socket,sys; h,p=sys.argv[1].rsplit(":",1); socket.create_connection((h,int(p)),0.2).close()' "$1" 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$2" 2>/dev/null || die "process $2 exited before listening on $1 (logs in $T)"
+        sleep 0.05
+    done
+    die "timed out waiting for $1"
+}
+
+LOAD_AT_START=$(cut -d" " -f1-3 /proc/loadavg)
+
+# --- the request ---------------------------------------------------------------
+BODY="$T/body-1k"
+python3 -c 'import sys; sys.stdout.write("a" * 1024)' >"$BODY"
+
+# --- echo upstream -------------------------------------------------------------
+log "starting the echo upstream"
+"$ECHO_SERVER" --listen 127.0.0.1:0 --address-file "$T/echo.addr" 2>"$T/echo.log" &
+ECHO_PID=$!
+PIDS+=("$ECHO_PID")
+wait_for_file "$T/echo.addr" "$ECHO_PID"
+ECHO=$(<"$T/echo.addr")
+
+# --- nginx pair ----------------------------------------------------------------
+# nginx_conf DIR LISTEN_PORT NEXT_HOP
+nginx_conf() {
+    mkdir -p "$1"
+    cat >"$1/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $1/body;
+    proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi;
+    uwsgi_temp_path $1/uwsgi;
+    scgi_temp_path $1/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream next_hop {
+        server $3;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$2;
+        location / {
+            proxy_pass http://next_hop;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+}
+
+# start_nginx DIR PORT: sets NGINX_PIDS (master,worker).
+start_nginx() {
+    nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log" 2>>"$1/stderr.log" &
+    local master=$! worker="" i
+    PIDS+=("$master")
+    wait_for_port "127.0.0.1:$2" "$master"
+    for i in $(seq 100); do
+        worker=$(pgrep -P "$master" | head -n1 || true)
+        [[ -n "$worker" ]] && break
+        sleep 0.05
+    done
+    [[ -n "$worker" ]] || die "no nginx worker under $master"
+    PIDS+=("$worker")
+    NGINX_PIDS="$master,$worker"
+}
+
+log "starting the nginx pair"
+NGINX_SERVER_PORT=$(free_port)
+nginx_conf "$T/nginx-server" "$NGINX_SERVER_PORT" "$ECHO"
+start_nginx "$T/nginx-server" "$NGINX_SERVER_PORT"
+NGINX_SERVER_PIDS=$NGINX_PIDS
+NGINX_CLIENT_PORT=$(free_port)
+nginx_conf "$T/nginx-client" "$NGINX_CLIENT_PORT" "127.0.0.1:$NGINX_SERVER_PORT"
+start_nginx "$T/nginx-client" "$NGINX_CLIENT_PORT"
+NGINX_CLIENT_PIDS=$NGINX_PIDS
+
+# --- mesh-proxy pair -------------------------------------------------------------
+# mesh_bootstrap FILE LISTENER=NEXT_HOP=h1|h2 ...: one HTTP listener per spec,
+# each routing everything to a one-endpoint cluster on loopback port 0.
+mesh_bootstrap() {
+    python3 - "$@" <<'EOF'
+import json, sys
+out, specs = sys.argv[1], sys.argv[2:]
+listeners, clusters = [], []
+for spec in specs:
+    name, hop, proto = spec.split("=")
+    host, port = hop.rsplit(":", 1)
+    cluster = {
+        "name": f"{name}_next",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": f"{name}_next", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}]}]},
+    }
+    if proto == "h2":
+        key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        cluster["typed_extension_protocol_options"] = {key: {
+            "@type": "type.googleapis.com/" + key,
+            "explicit_http_config": {"http2_protocol_options": {}}}}
+    clusters.append(cluster)
+    listeners.append({
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": {"name": name, "virtual_hosts": [{
+                    "name": "all", "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": f"{name}_next"}}]}]},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+            },
+        }]}],
+    })
+json.dump({
+    "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+    "static_resources": {"listeners": listeners, "clusters": clusters},
+}, open(out, "w"), indent=2)
+EOF
+}
+
+# start_mesh DIR: sets MESH_PID and writes DIR/listeners (name::ip:port lines).
+start_mesh() {
+    "$MESH_PROXY" --bootstrap "$1/bootstrap.json" --admin-address-path "$1/admin" \
+        --drain-timeout 1s --log warn >"$1/stdout.log" 2>"$1/stderr.log" &
+    MESH_PID=$!
+    PIDS+=("$MESH_PID")
+    wait_for_file "$1/admin" "$MESH_PID"
+    curl -sS --fail --max-time 5 "http://$(<"$1/admin")/listeners" >"$1/listeners"
+}
+
+# listener DIR NAME: the bound address of a mesh-proxy listener.
+listener() {
+    local line
+    line=$(grep -m1 "^$2::" "$1/listeners") || die "no listener $2 in $1/listeners"
+    printf '%s\n' "${line#*::}"
+}
+
+log "starting the mesh-proxy pair"
+mkdir -p "$T/mesh-server" "$T/mesh-client"
+mesh_bootstrap "$T/mesh-server/bootstrap.json" "inbound=$ECHO=h1" "inbound_h2=$ECHO=h2"
+start_mesh "$T/mesh-server"
+MESH_SERVER_PIDS=$MESH_PID
+mesh_bootstrap "$T/mesh-client/bootstrap.json" \
+    "outbound=$(listener "$T/mesh-server" inbound)=h1" \
+    "outbound_h2=$(listener "$T/mesh-server" inbound_h2)=h2"
+start_mesh "$T/mesh-client"
+MESH_CLIENT_PIDS=$MESH_PID
+
+# --- rows ------------------------------------------------------------------------
+# id | label | protocol | URL | roles (role=pid,pid ...)
+ROWS=(
+    "direct|direct (no proxy)|h1|http://$ECHO/echo|"
+    "nginx|nginx pair|h1|http://127.0.0.1:$NGINX_CLIENT_PORT/echo|client=$NGINX_CLIENT_PIDS server=$NGINX_SERVER_PIDS"
+    "mesh|mesh-proxy pair|h1|http://$(listener "$T/mesh-client" outbound)/echo|client=$MESH_CLIENT_PIDS server=$MESH_SERVER_PIDS"
+    "direct-h2|direct h2c|h2|http://$ECHO/echo|"
+    "mesh-h2|mesh-proxy pair h2c|h2|http://$(listener "$T/mesh-client" outbound_h2)/echo|client=$MESH_CLIENT_PIDS server=$MESH_SERVER_PIDS"
+)
+: >"$R/rows.txt"
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r id label proto url roles <<<"$row"
+    printf '%s\t%s\t%s\t%s\n' "$id" "$label" "$proto" "$roles" >>"$R/rows.txt"
+done
+
+# Sanity: every path echoes the 1 KiB body back intact.
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r id label proto url roles <<<"$row"
+    flags=(--http1.1)
+    [[ $proto == h2 ]] && flags=(--http2-prior-knowledge)
+    curl -sS --fail --max-time 5 "${flags[@]}" -X POST --data-binary "@$BODY" \
+        -H 'content-type: application/octet-stream' -o "$T/check.$id" "$url" ||
+        die "$label: request failed"
+    cmp -s "$BODY" "$T/check.$id" || die "$label: the body did not come back intact"
+done
+
+# cpu_ticks PID,PID...: utime+stime of all the processes' threads, in clock ticks.
+cpu_ticks() {
+    local total=0 pid stat rest
+    for pid in ${1//,/ }; do
+        stat=$(<"/proc/$pid/stat")
+        rest=${stat##*) }  # fields from 3 (state) on; comm may hold spaces
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# hwm_kib PID,PID...: summed peak RSS (VmHWM) in KiB.
+hwm_kib() {
+    local total=0 pid kib
+    for pid in ${1//,/ }; do
+        kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
+        total=$((total + kib))
+    done
+    echo "$total"
+}
+
+# snapshot ROW_ID ROLES PHASE WHEN: append "phase role when ticks" lines, and
+# the machine's CPU line from /proc/stat (for the steal time of a noisy VM).
+snapshot() {
+    local role
+    for role in $2; do
+        printf '%s\t%s\t%s\t%s\n' "$3" "${role%%=*}" "$4" "$(cpu_ticks "${role#*=}")" >>"$R/$1.cpu"
+    done
+    printf '%s\t%s\t%s\n' "$3" "$4" "$(head -n1 /proc/stat)" >>"$R/$1.stat"
+}
+
+# measure ROW_ID ROLES PHASE COMMAND...: run the load with CPU snapshots around it.
+measure() {
+    local id=$1 roles=$2 phase=$3
+    shift 3
+    snapshot "$id" "$roles" "$phase" before
+    bg_wait "$@"
+    snapshot "$id" "$roles" "$phase" after
+}
+
+# Every load run is bounded: per-request timeout, and a hard stop well past its duration.
+OHA=(oha --no-tui -t 5s -m POST -D "$BODY" -T application/octet-stream -c "$CONNS")
+
+# bg_wait [bounded SECONDS] COMMAND...: runs COMMAND in the background and
+# waits for it, so that on a signal the traps (and the cleanup that stops it)
+# run at once; "bounded" stops it 30 s past its expected duration.
+bg_wait() {
+    if [[ $1 == bounded ]]; then
+        set -- timeout -k 5 "$(($2 + 30))" "${@:3}"
+    fi
+    "$@" &
+    local pid=$!
+    PIDS+=("$pid")
+    wait "$pid"
+}
+
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r id label proto url roles <<<"$row"
+    : >"$R/$id.cpu"
+    : >"$R/$id.stat"
+    if [[ $proto == h1 ]]; then
+        log "$label: warm-up, ${RATE} rps for ${RATE_SECS}s, max for ${MAX_SECS}s"
+        bg_wait bounded "$WARMUP_SECS" "${OHA[@]}" -z "${WARMUP_SECS}s" --output-format quiet "$url"
+        measure "$id" "$roles" rate bounded "$RATE_SECS" "${OHA[@]}" -q "$RATE" --latency-correction -z "${RATE_SECS}s" \
+            --output-format json -o "$R/$id.rate.json" "$url"
+        measure "$id" "$roles" max bounded "$MAX_SECS" "${OHA[@]}" -z "${MAX_SECS}s" \
+            --output-format json -o "$R/$id.max.json" "$url"
+    else
+        log "$label: warm-up, ${RATE} rps for ${H2_SECS}s (oha), max for ${H2_SECS}s (h2load)"
+        bg_wait bounded "$WARMUP_SECS" "${OHA[@]}" --http2 -p "$H2_STREAMS" -z "${WARMUP_SECS}s" --output-format quiet "$url"
+        measure "$id" "$roles" rate bounded "$H2_SECS" "${OHA[@]}" --http2 -p "$H2_STREAMS" -q "$RATE" --latency-correction \
+            -z "${H2_SECS}s" --output-format json -o "$R/$id.rate.json" "$url"
+        measure "$id" "$roles" max bounded "$H2_SECS" h2load -c "$CONNS" -m "$H2_STREAMS" -D "$H2_SECS" \
+            -d "$BODY" -H 'content-type: application/octet-stream' "$url" >"$R/$id.h2load.txt"
+    fi
+    : >"$R/$id.rss"
+    for role in $roles; do
+        printf '%s\t%s\n' "${role%%=*}" "$(hwm_kib "${role#*=}")" >>"$R/$id.rss"
+    done
+done
+
+{
+    echo "# $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)); load generator, echo upstream and proxies share them"
+    echo "# load average before the run: $LOAD_AT_START (other work on the machine skews every row)"
+    echo "# request: POST /echo with a 1 KiB body, echoed back (1 KiB response); loopback 127.0.0.1"
+    echo "# $(oha --version | head -n1), $(h2load --version | head -n1), $(nginx -v 2>&1 | head -n1)"
+} >"$R/context.txt"
+python3 "$ROOT/bench/summarize.py" "$R" --clk-tck "$(getconf CLK_TCK)" --rate "$RATE" --conns "$CONNS" \
+    --h2-streams "$H2_STREAMS"
