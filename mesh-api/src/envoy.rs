@@ -6,7 +6,7 @@
 //! Field names may be written `snake_case` or `lowerCamelCase`, as Envoy
 //! accepts; unknown fields are errors that name the field.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use prost::Message;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
@@ -14,10 +14,33 @@ use serde_json::Value;
 
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
 
-/// Every Envoy message, decoded once on first use.
-static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(DESCRIPTORS).expect("the embedded descriptor set is valid")
-});
+/// The decoded pool, while anyone holds it: a proxy needs it only while it
+/// reads config, so it is not kept for good. Callers that convert often hold
+/// a [`Descriptors`] to keep it decoded.
+static POOL: Mutex<Weak<DescriptorPool>> = Mutex::new(Weak::new());
+
+/// Keeps the descriptor pool decoded while it lives.
+#[derive(Debug, Clone)]
+pub struct Descriptors(Arc<DescriptorPool>);
+
+impl Descriptors {
+    /// The pool of every Envoy message, decoded now unless someone holds it.
+    pub fn get() -> Descriptors {
+        let mut cached = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pool) = cached.upgrade() {
+            return Descriptors(pool);
+        }
+        let pool = Arc::new(
+            DescriptorPool::decode(DESCRIPTORS).expect("the embedded descriptor set is valid"),
+        );
+        *cached = Arc::downgrade(&pool);
+        Descriptors(pool)
+    }
+
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.0
+    }
+}
 
 /// Why Envoy JSON could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +51,6 @@ pub enum EnvoyJsonError {
     Json(#[from] serde_json::Error),
     #[error("{0}")]
     Decode(#[from] prost::DecodeError),
-}
-
-/// The descriptor pool of every Envoy message (for callers that need reflection).
-pub fn descriptors() -> &'static DescriptorPool {
-    &POOL
 }
 
 /// Reads `value` (protobuf JSON) as the Envoy message `M`.
@@ -58,7 +76,9 @@ fn dynamic_from_json(type_name: &str, value: &Value) -> Result<DynamicMessage, E
 }
 
 fn message_descriptor(type_name: &str) -> Result<prost_reflect::MessageDescriptor, EnvoyJsonError> {
-    POOL.get_message_by_name(type_name)
+    Descriptors::get()
+        .pool()
+        .get_message_by_name(type_name)
         .ok_or_else(|| EnvoyJsonError::UnknownType(type_name.to_owned()))
 }
 

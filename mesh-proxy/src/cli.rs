@@ -51,7 +51,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .init();
     let log: Arc<dyn LogControl> = Arc::new(ReloadableFilter::new(handle, &args.log));
-    let bootstrap = read_bootstrap(&args.bootstrap)?;
+    // Reading Envoy JSON decodes a large descriptor pool; doing it on its own
+    // thread keeps that memory in the thread's arena, which is returned to
+    // the system when the thread ends, instead of pinning the main heap.
+    let bootstrap =
+        std::thread::scope(|scope| scope.spawn(|| read_bootstrap(&args.bootstrap)).join())
+            .map_err(|_| anyhow::anyhow!("reading the bootstrap panicked"))??;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
