@@ -98,14 +98,9 @@ pub async fn start_with_log(
 }
 
 impl Running {
-    /// Resolves when a drain was asked for (by `/quitquitquit` or [`Running::trigger`]).
+    /// Resolves when a drain was asked for (by `/quitquitquit`).
     pub async fn drain_requested(&self) {
         self.drain.clone().started().await;
-    }
-
-    /// Starts draining: listeners stop accepting, connections finish their requests.
-    pub fn trigger(&self) {
-        self.trigger.start();
     }
 
     /// Drains, then waits until every connection has closed or `limit` passes.

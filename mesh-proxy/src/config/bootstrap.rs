@@ -1,7 +1,6 @@
 //! Envoy bootstrap files (`static_resources`, `admin`), YAML or JSON.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,12 +24,6 @@ pub fn read_bootstrap(path: &Path) -> anyhow::Result<Bootstrap> {
     };
     mesh_api::envoy::from_json(&document.value)
         .map_err(|err| anyhow::anyhow!("{}: bootstrap: {err}", path.display()))
-}
-
-/// Reads and compiles a bootstrap file.
-pub fn load_bootstrap(path: &Path) -> anyhow::Result<Config> {
-    let bootstrap = read_bootstrap(path)?;
-    Ok(Config::from_bootstrap(&bootstrap)?)
 }
 
 impl Config {
@@ -66,10 +59,5 @@ impl Config {
             clusters,
             admin,
         })
-    }
-
-    /// The address of the admin server, if the bootstrap asks for one.
-    pub fn admin_address(&self) -> Option<SocketAddr> {
-        self.admin
     }
 }

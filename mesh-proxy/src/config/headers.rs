@@ -120,13 +120,6 @@ fn header_name(name: &str, at: &At) -> Result<HeaderName, ConfigError> {
 }
 
 impl HeaderMutations {
-    pub fn is_empty(&self) -> bool {
-        self.request_add.is_empty()
-            && self.request_remove.is_empty()
-            && self.response_add.is_empty()
-            && self.response_remove.is_empty()
-    }
-
     pub fn apply_request(&self, headers: &mut HeaderMap) {
         apply(&self.request_remove, &self.request_add, headers);
     }

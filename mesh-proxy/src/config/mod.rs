@@ -80,7 +80,7 @@ use http::{HeaderName, StatusCode};
 use regex::Regex;
 
 pub use access_log::{AccessLogConfig, LogFormat, LogSink, Operator, Token};
-pub use bootstrap::{load_bootstrap, read_bootstrap};
+pub use bootstrap::read_bootstrap;
 pub use cors::CorsPolicy;
 pub use fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use hash_policy::{CookieKey, HashKey, HashPolicy, HeaderSource};
