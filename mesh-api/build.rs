@@ -1,7 +1,8 @@
 //! Compiles the Envoy `.proto` files that the `envoy-types` crate ships into
 //! one descriptor set, so that Envoy config written as JSON or YAML (bootstrap
 //! files, config dumps, golden files) can be read with `Any` resolved by its
-//! `@type` (see `src/envoy.rs`).
+//! `@type` (see `src/envoy.rs`). Istio's own extension configs, which
+//! envoy-types lacks, come from `proto/` in this crate.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -33,7 +34,10 @@ const MAX_REWRITES: usize = 2000;
 
 fn main() {
     let proto_root = envoy_types_proto_dir();
-    let includes: Vec<PathBuf> = INCLUDE_ROOTS.iter().map(|r| proto_root.join(r)).collect();
+    let mut includes: Vec<PathBuf> = INCLUDE_ROOTS.iter().map(|r| proto_root.join(r)).collect();
+    // Istio's extension configs that envoy-types does not ship (see proto/README.md).
+    let own = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("proto");
+    includes.push(own);
     let mut files = Vec::new();
     for root in &includes {
         collect_protos(root, root, &mut files);
@@ -66,6 +70,7 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("envoy_descriptors.bin");
     std::fs::write(&out, bytes).expect("write descriptor set");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=../Cargo.lock");
 }
 

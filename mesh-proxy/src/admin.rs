@@ -31,6 +31,8 @@ pub struct AdminState {
     pub listeners: Vec<(String, SocketAddr)>,
     pub http: Vec<Arc<HttpState>>,
     pub upstreams: Arc<Upstreams>,
+    /// Istio's standard metrics.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub trigger: Trigger,
     /// Changes the log filter (`/logging`), when the process allows it.
     pub log: Option<Arc<dyn LogControl>>,
@@ -113,6 +115,7 @@ fn prometheus(state: &AdminState) -> String {
     for http in &state.http {
         http.stats.render(&http.manager.stat_prefix, &mut out);
     }
+    state.telemetry.metrics.render(&mut out);
     out
 }
 

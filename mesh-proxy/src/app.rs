@@ -11,6 +11,7 @@ use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::drain::{self, Drain, Trigger};
 use crate::logging::LogControl;
+use crate::telemetry::Telemetry;
 use crate::{listener, upstream};
 
 /// A running proxy: the addresses it bound, and the means to stop it.
@@ -40,11 +41,14 @@ pub async fn start_with_log(
     let (trigger, drain) = drain::channel();
     crate::health::start(&upstreams, &drain);
     let connections = Arc::new(());
+    let telemetry = Arc::new(Telemetry::new(&config.node));
     let mut http_states = Vec::new();
     let runtimes = config
         .listeners
         .iter()
-        .map(|l| listener::Runtime::build(l, &upstreams, &mut http_states).map(Arc::new))
+        .map(|l| {
+            listener::Runtime::build(l, &upstreams, &telemetry, &mut http_states).map(Arc::new)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let handoffs = Arc::new(listener::Handoffs::new(&runtimes));
     let mut bound = Vec::new();
@@ -80,6 +84,7 @@ pub async fn start_with_log(
                 listeners: bound.clone(),
                 http: http_states,
                 upstreams,
+                telemetry,
                 trigger: trigger.clone(),
                 log,
             });

@@ -15,6 +15,7 @@ use crate::drain::Drain;
 use crate::http::access_log::AccessLogger;
 use crate::http::proxy::HttpState;
 use crate::stats::ListenerStats;
+use crate::telemetry::{HttpTelemetry, TcpTelemetry, Telemetry};
 use crate::upstream::{Upstream, Upstreams};
 use crate::{http, tcp};
 
@@ -46,7 +47,7 @@ struct Chain {
 #[derive(Debug)]
 enum Handler {
     Http(Arc<HttpState>),
-    Tcp(Arc<Upstream>),
+    Tcp(Arc<Upstream>, Option<Arc<TcpTelemetry>>),
 }
 
 /// Listeners that do not bind, found by the original destination of a
@@ -84,6 +85,7 @@ impl Runtime {
     pub fn build(
         listener: &Listener,
         upstreams: &Arc<Upstreams>,
+        telemetry: &Arc<Telemetry>,
         http: &mut Vec<Arc<HttpState>>,
     ) -> anyhow::Result<Runtime> {
         let mut build_chain = |chain: &FilterChain| -> anyhow::Result<Chain> {
@@ -105,11 +107,17 @@ impl Runtime {
                         upstreams: Arc::clone(upstreams),
                         stats: ListenerStats::default(),
                         access_logs,
+                        telemetry: HttpTelemetry::new(telemetry, manager, listener.direction),
                     });
                     http.push(Arc::clone(&state));
                     Handler::Http(state)
                 }
-                ListenerKind::Tcp(tcp) => Handler::Tcp(Arc::clone(&upstreams[&tcp.cluster])),
+                ListenerKind::Tcp(tcp) => Handler::Tcp(
+                    Arc::clone(&upstreams[&tcp.cluster]),
+                    tcp.stats.as_ref().map(|stats| {
+                        Arc::new(TcpTelemetry::new(telemetry, stats, listener.direction))
+                    }),
+                ),
             };
             Ok(Chain {
                 matcher: chain.matcher.clone(),
@@ -248,7 +256,9 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs, 
         Handler::Http(state) => {
             http::server::serve_connection(Arc::clone(state), stream, drain).await
         }
-        Handler::Tcp(upstream) => tcp::proxy_connection(Arc::clone(upstream), stream).await,
+        Handler::Tcp(upstream, telemetry) => {
+            tcp::proxy_connection(Arc::clone(upstream), telemetry.clone(), stream).await
+        }
     }
 }
 

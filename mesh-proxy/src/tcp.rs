@@ -1,14 +1,24 @@
 //! `tcp_proxy`: bytes both ways between the client and an endpoint.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::telemetry::TcpTelemetry;
+use crate::telemetry::metrics::TcpSeries;
 use crate::upstream::Upstream;
 
 /// Proxies one accepted connection; half-closes are passed on.
-pub async fn proxy_connection(upstream: Arc<Upstream>, mut client: TcpStream) {
+pub async fn proxy_connection(
+    upstream: Arc<Upstream>,
+    telemetry: Option<Arc<TcpTelemetry>>,
+    client: TcpStream,
+) {
     let Some(pick) = upstream.balancer.pick() else {
         tracing::debug!(cluster = %upstream.cluster.name, "no endpoint; closing the connection");
         return;
@@ -35,7 +45,66 @@ pub async fn proxy_connection(upstream: Arc<Upstream>, mut client: TcpStream) {
     upstream.stats.cx_total.fetch_add(1, Ordering::Relaxed);
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
+    let series = telemetry.map(|t| t.open(upstream.service.as_ref()));
+    let mut client = Counted {
+        inner: client,
+        series: series.clone(),
+    };
     if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
         tracing::debug!(%address, error = %err, "tcp proxy connection ended with an error");
+    }
+    if let Some(series) = series {
+        series.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The client's side of a connection, counting bytes into the Istio TCP
+/// metrics as they pass, so that long connections show in them at once.
+struct Counted {
+    inner: TcpStream,
+    series: Option<Arc<TcpSeries>>,
+}
+
+impl Counted {
+    fn count(&self, pick: impl Fn(&TcpSeries) -> &AtomicU64, bytes: usize) {
+        if let Some(series) = &self.series {
+            pick(series).fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.count(|s| &s.received, read);
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = &polled {
+            self.count(|s| &s.sent, *written);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

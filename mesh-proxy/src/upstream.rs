@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{Cluster, Config};
+use crate::config::{Cluster, Config, ServiceRef};
 use crate::http::Body;
 use crate::lb::Balancer;
 use crate::stats::ClusterStats;
@@ -24,6 +24,8 @@ pub struct Upstream {
     /// Pooled connections to the cluster's endpoints (HTTP/1.1, or HTTP/2 when asked).
     pub client: Client<HttpConnector, Body>,
     pub stats: ClusterStats,
+    /// The service the cluster stands for, for Istio's metrics.
+    pub service: Option<Arc<ServiceRef>>,
     active_requests: AtomicU32,
     active_retries: AtomicU32,
 }
@@ -67,6 +69,7 @@ impl Upstream {
                 ..ClusterStats::default()
             },
             balancer,
+            service: cluster.services.first().cloned().map(Arc::new),
             cluster,
             client,
             active_requests: AtomicU32::new(0),

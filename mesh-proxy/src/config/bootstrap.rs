@@ -58,6 +58,7 @@ impl Config {
             listeners,
             clusters,
             admin,
+            node: Arc::new(super::istio::node(bootstrap.node.as_ref())),
         })
     }
 }

@@ -90,6 +90,7 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
         outlier,
         health_check: health::compile(c, &at)?,
         healthy_panic_threshold: health::panic_threshold(c, &at)?,
+        services: super::istio::services(c.metadata.as_ref()),
     })
 }
 

@@ -19,7 +19,7 @@ use prost::Message;
 
 use super::{
     Action, At, ChainMatch, CidrRange, Cluster, ConfigError, FilterChain, HttpManager, Listener,
-    ListenerKind, TcpProxy, Transport, cors, fault, route,
+    ListenerKind, TcpProxy, TrafficDirection, Transport, cors, fault, istio, route,
 };
 
 const HCM: &str =
@@ -74,6 +74,11 @@ pub(super) fn compile(listener: &EnvoyListener) -> Result<Listener, ConfigError>
         address,
         bind_to_port: listener.bind_to_port.as_ref().is_none_or(|b| b.value),
         use_original_dst: listener.use_original_dst.as_ref().is_some_and(|b| b.value),
+        direction: match listener.traffic_direction {
+            1 => TrafficDirection::Inbound,
+            2 => TrafficDirection::Outbound,
+            _ => TrafficDirection::Unspecified,
+        },
         chains,
         default_chain,
     })
@@ -85,12 +90,33 @@ fn filter_chain(chain: &EnvoyFilterChain, at: &At) -> Result<FilterChain, Config
             .field("transport_socket")
             .unsupported("TLS on listeners (yet)"));
     }
-    let [filter] = chain.filters.as_slice() else {
-        return Err(at
-            .field("filters")
-            .unsupported("anything but one http_connection_manager or tcp_proxy filter"));
+    // Istio puts its stats filter in front of tcp_proxy.
+    let (stats, terminal) = match chain.filters.as_slice() {
+        [filter] => (None, filter),
+        [stats, filter] if network_stats(stats).is_some() => {
+            let any = network_stats(stats).expect("checked");
+            let at = at.field("filters").index(0).field("typed_config");
+            (Some(istio::stats(any, &at)?), filter)
+        }
+        _ => {
+            return Err(at.field("filters").unsupported(
+                "anything but one http_connection_manager or tcp_proxy filter, \
+                 optionally after istio.stats",
+            ));
+        }
     };
-    let kind = network_filter(filter, &at.field("filters").index(0))?;
+    let at_terminal = at.field("filters").index(chain.filters.len() - 1);
+    let mut kind = network_filter(terminal, &at_terminal)?;
+    match (&mut kind, stats) {
+        (ListenerKind::Tcp(tcp), stats) => tcp.stats = stats,
+        (ListenerKind::Http(_), Some(_)) => {
+            return Err(at
+                .field("filters")
+                .index(0)
+                .error("istio.stats goes among the HTTP filters of an http_connection_manager"));
+        }
+        (ListenerKind::Http(_), None) => {}
+    }
     let matcher = match &chain.filter_chain_match {
         Some(m) => chain_match(m, &at.field("filter_chain_match"))?,
         None => ChainMatch::default(),
@@ -171,6 +197,16 @@ fn chain_match(m: &FilterChainMatch, at: &At) -> Result<ChainMatch, ConfigError>
     })
 }
 
+/// The config of a network filter that is `istio.stats`.
+fn network_stats(filter: &Filter) -> Option<&Any> {
+    match &filter.config_type {
+        Some(filter::ConfigType::TypedConfig(any)) if type_name(any) == istio::STATS_CONFIG => {
+            Some(any)
+        }
+        _ => None,
+    }
+}
+
 fn network_filter(filter: &Filter, at: &At) -> Result<ListenerKind, ConfigError> {
     let Some(filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
         return Err(at.field("typed_config").error("typed_config is required"));
@@ -188,6 +224,7 @@ fn network_filter(filter: &Filter, at: &At) -> Result<ListenerKind, ConfigError>
 
 fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, ConfigError> {
     let (mut fault, mut routed, mut cors_filter) = (None, false, false);
+    let (mut stats, mut peer_exchange) = (None, istio::PeerExchange::default());
     for (i, http_filter) in hcm.http_filters.iter().enumerate() {
         let here = at.field("http_filters").index(i);
         if let Some(config) = fault::http_filter(http_filter, &here)? {
@@ -211,6 +248,16 @@ fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, Con
                 cors_filter = true;
             }
             None if http_filter.name == cors::FILTER_NAME && !routed => cors_filter = true,
+            Some(http_filter::ConfigType::TypedConfig(any))
+                if type_name(any) == istio::STATS_CONFIG && !routed =>
+            {
+                stats = Some(istio::stats(any, &here.field("typed_config"))?);
+            }
+            Some(http_filter::ConfigType::TypedConfig(any))
+                if istio::is_peer_exchange(any) && !routed =>
+            {
+                peer_exchange = istio::peer_exchange(any, &here.field("typed_config"))?;
+            }
             _ => return Err(here.unsupported(format_args!("HTTP filter {:?}", http_filter.name))),
         }
     }
@@ -248,6 +295,8 @@ fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, Con
         fault,
         websocket,
         cors: cors_filter,
+        stats,
+        peer_exchange,
         access_logs: hcm
             .access_log
             .iter()
@@ -269,6 +318,7 @@ fn tcp_proxy(proxy: &EnvoyTcpProxy, at: &At) -> Result<TcpProxy, ConfigError> {
             Ok(TcpProxy {
                 stat_prefix: proxy.stat_prefix.clone(),
                 cluster: cluster.clone(),
+                stats: None,
             })
         }
         Some(tcp_proxy::ClusterSpecifier::WeightedClusters(_)) => Err(at

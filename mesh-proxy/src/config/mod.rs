@@ -63,6 +63,7 @@ mod fault;
 mod hash_policy;
 mod headers;
 mod health;
+mod istio;
 mod lb_policy;
 mod listener;
 mod outlier;
@@ -89,6 +90,7 @@ pub use health::{
     DEFAULT_PANIC_THRESHOLD, EndpointHealthCheck, HealthCheck, HealthCheckKind, HealthStatus,
     HttpHealthCheck, Locality,
 };
+pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig};
 pub use lb_policy::{Maglev, RingHash};
 pub use outlier::OutlierDetection;
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
@@ -99,6 +101,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     pub admin: Option<SocketAddr>,
+    /// The local workload, as Istio's node metadata describes it.
+    pub node: Arc<NodeInfo>,
 }
 
 #[derive(Debug)]
@@ -111,8 +115,18 @@ pub struct Listener {
     /// Hand each connection to the listener of its original destination
     /// (before an iptables redirect), if there is one.
     pub use_original_dst: bool,
+    /// Istio marks sidecar listeners inbound or outbound; metrics follow it.
+    pub direction: TrafficDirection,
     pub chains: Vec<FilterChain>,
     pub default_chain: Option<FilterChain>,
+}
+
+/// A listener's `traffic_direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrafficDirection {
+    Unspecified,
+    Inbound,
+    Outbound,
 }
 
 /// What a listener does with the connections its match selects.
@@ -155,6 +169,8 @@ pub enum ListenerKind {
 pub struct TcpProxy {
     pub stat_prefix: String,
     pub cluster: String,
+    /// Istio's standard TCP metrics (`istio.stats` before `tcp_proxy`).
+    pub stats: Option<StatsConfig>,
 }
 
 /// What `envoy.filters.network.http_connection_manager` does.
@@ -168,6 +184,10 @@ pub struct HttpManager {
     pub websocket: bool,
     /// The CORS filter is in the filter list, so routes' CORS policies apply.
     pub cors: bool,
+    /// Istio's standard metrics (`istio.stats`).
+    pub stats: Option<StatsConfig>,
+    /// Peer metadata headers (`istio.metadata_exchange`).
+    pub peer_exchange: PeerExchange,
     pub access_logs: Vec<AccessLogConfig>,
     /// How long a client may take to send its request headers.
     pub request_headers_timeout: Duration,
@@ -327,6 +347,8 @@ pub struct Cluster {
     pub health_check: Option<HealthCheck>,
     /// Below this percentage of usable endpoints, all are used (0: never).
     pub healthy_panic_threshold: f64,
+    /// The services the cluster stands for (`metadata.filter_metadata.istio`).
+    pub services: Vec<ServiceRef>,
 }
 
 /// Circuit breakers: beyond these, requests are refused with 503 at once.

@@ -5,18 +5,14 @@
 //! when the client goes away), so that `BYTES_SENT` and `DURATION` are final.
 
 use std::io::Write;
-use std::pin::Pin;
 use std::sync::{Arc, mpsc};
-use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode, Version};
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
-use super::Body;
 use super::info::ResponseInfo;
+use super::{Body, observe};
 use crate::config::{AccessLogConfig, LogFormat, LogSink, Operator, Token};
 use crate::lb::Downstream;
 
@@ -111,76 +107,22 @@ pub fn log_when_done(
     response: Response<Body>,
     loggers: Arc<[AccessLogger]>,
 ) -> Response<Body> {
-    let (parts, body) = response.into_parts();
     let outcome = Outcome {
-        status: parts.status,
-        headers: parts.headers.clone(),
-        info: parts
-            .extensions
+        status: response.status(),
+        headers: response.headers().clone(),
+        info: response
+            .extensions()
             .get::<ResponseInfo>()
             .cloned()
             .unwrap_or_default(),
     };
-    let body = LoggedBody {
-        inner: body,
-        sent: 0,
-        pending: Some((record, outcome, loggers)),
-    };
-    Response::from_parts(parts, Body::new(body))
-}
-
-struct LoggedBody {
-    inner: Body,
-    sent: u64,
-    pending: Option<(Record, Outcome, Arc<[AccessLogger]>)>,
-}
-
-impl LoggedBody {
-    fn emit(&mut self) {
-        let Some((record, outcome, loggers)) = self.pending.take() else {
-            return;
-        };
+    let hook = move |done: observe::Done| {
         for logger in loggers.iter() {
-            let line = render(&logger.format, &record, &outcome, self.sent);
+            let line = render(&logger.format, &record, &outcome, done.body_bytes);
             let _ = logger.lines.send(line);
         }
-    }
-}
-
-impl HttpBody for LoggedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.sent += data.len() as u64;
-                }
-            }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.emit(),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for LoggedBody {
-    fn drop(&mut self) {
-        self.emit();
-    }
+    };
+    observe::when_done(response, hook)
 }
 
 fn render(format: &LogFormat, record: &Record, outcome: &Outcome, sent: u64) -> String {

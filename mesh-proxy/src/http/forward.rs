@@ -18,6 +18,7 @@ use super::proxy::{HttpState, local_reply, original_authority};
 use super::{Body, mirror, upgrade};
 use crate::config::{Forward, PathMatch, RegexRewrite, RetryPolicy};
 use crate::lb::{Pick, RequestHash};
+use crate::telemetry::HttpTelemetry;
 use crate::upstream::Upstream;
 
 /// Bodies up to this size are buffered so that a retry can send them again.
@@ -54,6 +55,7 @@ pub async fn forward(
         .extensions_mut()
         .get_or_insert_default::<ResponseInfo>();
     info.cluster = Some(Arc::clone(&upstream.name));
+    info.service.clone_from(&upstream.service);
     response
 }
 
@@ -89,6 +91,9 @@ async fn forward_to(
     {
         parts.headers.insert(header::HOST, value);
     }
+    if let Some(telemetry) = &state.telemetry {
+        telemetry.upstream_request(&mut parts.headers);
+    }
     parts.version = if upstream.cluster.http2 {
         Version::HTTP_2
     } else {
@@ -119,6 +124,7 @@ async fn forward_to(
         body,
         retry,
         hash,
+        telemetry: state.telemetry.as_ref(),
     };
     match to.timeout {
         Some(limit) => match tokio::time::timeout(limit, attempts.run()).await {
@@ -170,6 +176,7 @@ struct Attempts<'a> {
     body: RequestBody,
     retry: Option<&'a RetryPolicy>,
     hash: RequestHash,
+    telemetry: Option<&'a HttpTelemetry>,
 }
 
 /// How one attempt ended.
@@ -285,8 +292,12 @@ impl Attempts<'_> {
             Outcome::Answered(response, pick) => {
                 stats.response(response.status().as_u16());
                 let (mut parts, body) = response.into_parts();
+                let upstream_peer = self
+                    .telemetry
+                    .and_then(|t| t.upstream_response(&mut parts.headers));
                 parts.extensions.insert(ResponseInfo {
                     upstream_host: Some(pick.endpoint().address),
+                    upstream_peer,
                     ..ResponseInfo::default()
                 });
                 strip_hop_by_hop(&mut parts.headers);

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Envoy's response flags, as its access logs print them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct ResponseFlags(u16);
 
 impl ResponseFlags {
@@ -75,6 +75,10 @@ pub struct ResponseInfo {
     pub flags: ResponseFlags,
     pub cluster: Option<Arc<str>>,
     pub upstream_host: Option<SocketAddr>,
+    /// The service the cluster stands for, from its Istio metadata.
+    pub service: Option<Arc<crate::config::ServiceRef>>,
+    /// The upstream workload, from its peer metadata headers.
+    pub upstream_peer: Option<Arc<crate::telemetry::peer::Workload>>,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod fault;
 pub mod forward;
 pub mod info;
 pub mod mirror;
+pub mod observe;
 pub mod proxy;
 pub mod route;
 pub mod server;

@@ -16,6 +16,7 @@ use super::info::{ResponseFlags, ResponseInfo};
 use super::{Body, access_log, cors, fault, forward, route};
 use crate::config::{Action, HttpManager, Redirect, Route, VirtualHost};
 use crate::stats::ListenerStats;
+use crate::telemetry::HttpTelemetry;
 use crate::upstream::Upstreams;
 
 /// What a listener's HTTP requests need.
@@ -26,6 +27,8 @@ pub struct HttpState {
     pub stats: ListenerStats,
     /// Where finished requests are logged; usually none.
     pub access_logs: Arc<[access_log::AccessLogger]>,
+    /// Istio's peer metadata exchange and standard metrics, when configured.
+    pub telemetry: Option<HttpTelemetry>,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -36,12 +39,19 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
     if !parts.headers.contains_key(&REQUEST_ID) {
         parts.headers.insert(REQUEST_ID.clone(), new_request_id());
     }
-    if state.access_logs.is_empty() {
-        return respond(&state, parts, body).await;
+    let telemetry = state
+        .telemetry
+        .as_ref()
+        .map(|telemetry| (telemetry, telemetry.request(&mut parts)));
+    let record = (!state.access_logs.is_empty()).then(|| access_log::Record::start(&parts));
+    let mut response = respond(&state, parts, body).await;
+    if let Some((telemetry, start)) = telemetry {
+        response = telemetry.response(start, response);
     }
-    let record = access_log::Record::start(&parts);
-    let response = respond(&state, parts, body).await;
-    access_log::log_when_done(record, response, Arc::clone(&state.access_logs))
+    match record {
+        Some(record) => access_log::log_when_done(record, response, Arc::clone(&state.access_logs)),
+        None => response,
+    }
 }
 
 async fn respond(state: &HttpState, parts: Parts, body: Incoming) -> Response<Body> {
@@ -112,7 +122,7 @@ async fn routed(
 }
 
 /// The authority the client asked for (HTTP/2 `:authority` or the Host header).
-pub(super) fn original_authority(parts: &http::request::Parts) -> Option<String> {
+pub(crate) fn original_authority(parts: &http::request::Parts) -> Option<String> {
     parts
         .uri
         .authority()

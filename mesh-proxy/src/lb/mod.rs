@@ -465,6 +465,7 @@ mod tests {
             outlier,
             health_check: None,
             healthy_panic_threshold: crate::config::DEFAULT_PANIC_THRESHOLD,
+            services: Vec::new(),
         };
         Arc::new(Balancer::new(&cluster))
     }
@@ -520,6 +521,7 @@ mod tests {
                 outlier: None,
                 health_check: None,
                 healthy_panic_threshold: threshold,
+                services: Vec::new(),
             }))
         };
         let seen = |balancer: &Arc<Balancer>| -> BTreeSet<u16> {

@@ -21,11 +21,12 @@ fn bootstrap(listeners: Value, clusters: &[&str]) -> Value {
 fn runtimes(bootstrap: &Value) -> Vec<Arc<Runtime>> {
     let config = compile(bootstrap).unwrap();
     let upstreams = Arc::new(crate::upstream::build(&config));
+    let telemetry = Arc::new(crate::telemetry::Telemetry::new(&config.node));
     let mut http = Vec::new();
     config
         .listeners
         .iter()
-        .map(|l| Arc::new(Runtime::build(l, &upstreams, &mut http).unwrap()))
+        .map(|l| Arc::new(Runtime::build(l, &upstreams, &telemetry, &mut http).unwrap()))
         .collect()
 }
 
@@ -35,7 +36,7 @@ fn chosen(runtime: &Runtime, destination: &str, transport: Option<Transport>) ->
         .select(destination.parse().unwrap(), transport)
         .map(|c| &c.handler)
     {
-        Some(Handler::Tcp(upstream)) => upstream.cluster.name.clone(),
+        Some(Handler::Tcp(upstream, _)) => upstream.cluster.name.clone(),
         Some(Handler::Http(_)) => "http".into(),
         None => "-".into(),
     }
