@@ -50,6 +50,18 @@
 //!   `locality` (kept, not yet used), `health_check_config` (`port_value`,
 //!   `hostname`, `disable_active_health_check`);
 //!   `common_lb_config.healthy_panic_threshold` (default 50%).
+//! - Istio telemetry (see [`crate::telemetry`]): the bootstrap `node` (id and
+//!   Istio's metadata: `NAME`, `NAMESPACE`, `WORKLOAD_NAME`, `CLUSTER_ID`,
+//!   `SERVICE_ACCOUNT`, `LABELS`); a listener's `traffic_direction`; a
+//!   cluster's `metadata.filter_metadata.istio.services`; the HTTP filters
+//!   `istio.metadata_exchange` (a `TypedStruct` of
+//!   `io.istio.http.peer_metadata.Config`: `istio_headers` discovery and
+//!   propagation, downstream and upstream; `workload_discovery` finds
+//!   nothing, as outside ambient mode) and `istio.stats`
+//!   (`stats.PluginConfig`: `reporter`, `disable_host_header_fallback`,
+//!   `metrics` overrides that drop metrics or remove labels; CEL
+//!   `dimensions` and custom `definitions` are refused), also as a network
+//!   filter in front of `tcp_proxy`.
 //! - Active health checking: one of a cluster's `health_checks`, HTTP or
 //!   connect-only TCP; see [`HealthCheck`]. Unlike Envoy, start-up does not
 //!   wait for the first round of checks: endpoints count as healthy until
