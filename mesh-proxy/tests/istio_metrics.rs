@@ -151,7 +151,10 @@ async fn both_sidecars_report_requests_with_each_others_workload() {
     ];
     // The config dump prints Istio's filter configs back.
     let (_, dump) = get(client.admin, "/config_dump", &[]).await;
-    assert!(dump.contains("type.googleapis.com/stats.PluginConfig"), "{dump}");
+    assert!(
+        dump.contains("type.googleapis.com/stats.PluginConfig"),
+        "{dump}"
+    );
     assert!(dump.contains("upstream_propagation"), "{dump}");
 
     let client_text = metrics(&client).await;
