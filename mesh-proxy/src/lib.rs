@@ -17,6 +17,7 @@ pub mod logging;
 pub mod outlier;
 pub mod stats;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 
 mod cli;

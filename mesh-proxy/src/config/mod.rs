@@ -68,6 +68,7 @@ mod listener;
 mod outlier;
 mod retry;
 mod route;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,6 +93,7 @@ pub use health::{
 pub use lb_policy::{Maglev, RingHash};
 pub use outlier::OutlierDetection;
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
+pub use tls::TransportSocketMatch;
 
 /// Everything the proxy runs, compiled and checked.
 #[derive(Debug)]
@@ -121,6 +123,8 @@ pub struct FilterChain {
     pub name: String,
     pub matcher: ChainMatch,
     pub kind: ListenerKind,
+    /// The chain terminates TLS (`transport_socket`).
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// Which connections a filter chain takes; unset fields match anything.
@@ -128,7 +132,11 @@ pub struct FilterChain {
 pub struct ChainMatch {
     pub destination_port: Option<u16>,
     pub prefix_ranges: Vec<CidrRange>,
+    /// SNI names, lowercased: exact, or `*.suffix` for any subdomain.
+    pub server_names: Vec<String>,
     pub transport: Option<Transport>,
+    /// Any of the client's ALPN protocols must be one of these.
+    pub application_protocols: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +335,9 @@ pub struct Cluster {
     pub health_check: Option<HealthCheck>,
     /// Below this percentage of usable endpoints, all are used (0: never).
     pub healthy_panic_threshold: f64,
+    /// TLS to the endpoints (`transport_socket`), unless a match says otherwise.
+    pub tls: Option<Arc<crate::tls::ClientTls>>,
+    pub transport_socket_matches: Vec<TransportSocketMatch>,
 }
 
 /// Circuit breakers: beyond these, requests are refused with 503 at once.
@@ -368,6 +379,8 @@ pub struct Endpoint {
     /// Shared by the endpoints of one locality.
     pub locality: Arc<Locality>,
     pub health_check: EndpointHealthCheck,
+    /// The `envoy.transport_socket_match` metadata, for `transport_socket_matches`.
+    pub transport_socket_match: BTreeMap<String, serde_json::Value>,
 }
 
 /// Config the proxy refuses: which resource, which field, and why.

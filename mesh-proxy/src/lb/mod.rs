@@ -453,6 +453,7 @@ mod tests {
                 health_status: crate::config::HealthStatus::Unknown,
                 locality: Arc::default(),
                 health_check: crate::config::EndpointHealthCheck::default(),
+                transport_socket_match: Default::default(),
             })
             .collect();
         let cluster = Cluster {
@@ -465,6 +466,8 @@ mod tests {
             outlier,
             health_check: None,
             healthy_panic_threshold: crate::config::DEFAULT_PANIC_THRESHOLD,
+            tls: None,
+            transport_socket_matches: Vec::new(),
         };
         Arc::new(Balancer::new(&cluster))
     }
@@ -508,6 +511,7 @@ mod tests {
                     health_status: *status,
                     locality: Arc::default(),
                     health_check: crate::config::EndpointHealthCheck::default(),
+                    transport_socket_match: Default::default(),
                 })
                 .collect();
             Arc::new(Balancer::new(&Cluster {
@@ -520,6 +524,8 @@ mod tests {
                 outlier: None,
                 health_check: None,
                 healthy_panic_threshold: threshold,
+                tls: None,
+                transport_socket_matches: Vec::new(),
             }))
         };
         let seen = |balancer: &Arc<Balancer>| -> BTreeSet<u16> {
