@@ -75,6 +75,8 @@ pub struct ResponseInfo {
     pub flags: ResponseFlags,
     pub cluster: Option<Arc<str>>,
     pub upstream_host: Option<SocketAddr>,
+    /// Why the TLS handshake with the upstream failed.
+    pub transport_failure: Option<Arc<str>>,
 }
 
 #[cfg(test)]
