@@ -558,3 +558,6 @@ fn protocols(params: Option<&TlsParameters>, at: &At) -> Result<Protocols, Confi
         cipher_suites: params.cipher_suites.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests;
