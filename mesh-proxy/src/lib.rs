@@ -18,6 +18,7 @@ pub mod outlier;
 pub mod stats;
 pub mod tcp;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 mod cli;

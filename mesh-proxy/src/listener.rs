@@ -9,18 +9,30 @@ use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ChainMatch, FilterChain, Listener, ListenerKind, Transport};
 use crate::drain::Drain;
 use crate::http::access_log::AccessLogger;
 use crate::http::proxy::HttpState;
+use crate::lb::Downstream;
 use crate::stats::ListenerStats;
 use crate::telemetry::{HttpTelemetry, TcpTelemetry, Telemetry};
+use crate::tls::DownstreamTls;
+use crate::tls::client_hello::{self, ClientHello, Parsed};
 use crate::upstream::{Upstream, Upstreams};
 use crate::{http, tcp};
 
-/// How long to wait for a client's first bytes when a chain matches on the transport.
+/// How long to wait for a client's first bytes when a chain matches on
+/// what they hold (transport, server name, application protocol).
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the rest of a ClientHello may take once its first byte came;
+/// past it the connection is closed, as Envoy's listener filter timeout does.
+const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a client may take to complete a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -34,7 +46,8 @@ pub struct Runtime {
     use_original_dst: bool,
     chains: Vec<Chain>,
     default_chain: Option<Chain>,
-    /// Some chain matches on the transport, so the first bytes must be read.
+    /// Some chain matches on the transport, server name or application
+    /// protocol, so the first bytes must be read.
     sniffs: bool,
 }
 
@@ -42,6 +55,15 @@ pub struct Runtime {
 struct Chain {
     matcher: ChainMatch,
     handler: Handler,
+    /// Terminates TLS before the handler sees the bytes.
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// What the first bytes of a connection told.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Sniffed {
+    transport: Option<Transport>,
+    hello: ClientHello,
 }
 
 #[derive(Debug)]
@@ -122,6 +144,7 @@ impl Runtime {
             Ok(Chain {
                 matcher: chain.matcher.clone(),
                 handler,
+                tls: chain.tls.as_ref().map(|tls| Arc::clone(&tls.config)),
             })
         };
         let chains = listener
@@ -134,7 +157,12 @@ impl Runtime {
             .as_ref()
             .map(&mut build_chain)
             .transpose()?;
-        let sniffs = chains.iter().any(|c| c.matcher.transport.is_some());
+        let sniffs = chains.iter().any(|c| {
+            let m = &c.matcher;
+            m.transport.is_some()
+                || !m.server_names.is_empty()
+                || !m.application_protocols.is_empty()
+        });
         Ok(Runtime {
             name: listener.name.clone(),
             address: listener.address,
@@ -148,8 +176,10 @@ impl Runtime {
 
     /// The chain for a connection to `destination`, as Envoy ranks them:
     /// destination port, then the longest destination prefix, then the
-    /// transport; unset criteria match anything but lose to set ones.
-    fn select(&self, destination: SocketAddr, transport: Option<Transport>) -> Option<&Chain> {
+    /// server name (exact, then the longest wildcard), then the transport,
+    /// then the application protocols; unset criteria match anything but
+    /// lose to set ones.
+    fn select(&self, destination: SocketAddr, sniffed: &Sniffed) -> Option<&Chain> {
         let mut candidates: Vec<&Chain> = self.chains.iter().collect();
         narrow(&mut candidates, |m| match m.destination_port {
             Some(port) if port == destination.port() => Some(1),
@@ -166,12 +196,45 @@ impl Runtime {
                 .map(|r| u32::from(r.len) + 1)
                 .max()
         });
-        narrow(&mut candidates, |m| match (m.transport, transport) {
-            (None, _) => Some(0),
-            (Some(wanted), Some(seen)) if wanted == seen => Some(1),
-            _ => None,
+        let server_name = sniffed.hello.server_name.as_deref();
+        narrow(&mut candidates, |m| {
+            if m.server_names.is_empty() {
+                return Some(0);
+            }
+            let name = server_name?;
+            m.server_names
+                .iter()
+                .filter_map(|pattern| server_name_rank(pattern, name))
+                .max()
+        });
+        narrow(&mut candidates, |m| {
+            match (m.transport, sniffed.transport) {
+                (None, _) => Some(0),
+                (Some(wanted), Some(seen)) if wanted == seen => Some(1),
+                _ => None,
+            }
+        });
+        narrow(&mut candidates, |m| {
+            if m.application_protocols.is_empty() {
+                return Some(0);
+            }
+            let offered = &sniffed.hello.alpn;
+            m.application_protocols
+                .iter()
+                .any(|p| offered.contains(p))
+                .then_some(1)
         });
         candidates.first().copied().or(self.default_chain.as_ref())
+    }
+}
+
+/// How well `pattern` matches a server name: exact beats any wildcard, and
+/// a longer wildcard suffix beats a shorter one.
+fn server_name_rank(pattern: &str, name: &str) -> Option<u32> {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => (name.len() > suffix.len() && name.ends_with(suffix))
+            .then(|| u32::try_from(suffix.len()).unwrap_or(u32::MAX - 1)),
+        None => (pattern == name).then_some(u32::MAX),
     }
 }
 
@@ -243,23 +306,80 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs, 
         true => handoffs.find(destination).unwrap_or(listener),
         false => listener,
     };
-    let transport = if target.sniffs {
-        Some(sniff(&stream).await)
+    let sniffed = if target.sniffs {
+        match sniff(&stream).await {
+            Some(sniffed) => sniffed,
+            None => {
+                tracing::debug!(listener = %target.name, "unreadable ClientHello; closing");
+                return;
+            }
+        }
     } else {
-        None
+        Sniffed::default()
     };
-    let Some(chain) = target.select(destination, transport) else {
+    let Some(chain) = target.select(destination, &sniffed) else {
         tracing::debug!(listener = %target.name, %destination, "no filter chain matches; closing");
         return;
     };
-    match &chain.handler {
+    let _ = stream.set_nodelay(true);
+    let downstream = match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(remote), Ok(local)) => Some(Downstream { remote, local }),
+        _ => None,
+    };
+    let Some(config) = &chain.tls else {
+        return handle(&chain.handler, stream, downstream, None, false, drain).await;
+    };
+    let acceptor = TlsAcceptor::from(Arc::clone(config));
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::debug!(listener = %target.name, error = %err, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(listener = %target.name, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (info, h2) = handshake_info(stream.get_ref().1);
+    handle(&chain.handler, stream, downstream, Some(info), h2, drain).await;
+}
+
+/// Hands a connection, maybe decrypted, to its chain's filter.
+async fn handle<S>(
+    handler: &Handler,
+    stream: S,
+    downstream: Option<Downstream>,
+    tls: Option<DownstreamTls>,
+    http2: bool,
+    drain: Drain,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match handler {
         Handler::Http(state) => {
-            http::server::serve_connection(Arc::clone(state), stream, drain).await
+            let state = Arc::clone(state);
+            http::server::serve_connection(state, stream, downstream, tls, http2, drain).await
         }
         Handler::Tcp(upstream, telemetry) => {
             tcp::proxy_connection(Arc::clone(upstream), telemetry.clone(), stream).await
         }
     }
+}
+
+/// What a finished handshake tells the HTTP layer, and whether ALPN chose HTTP/2.
+fn handshake_info(session: &rustls::ServerConnection) -> (DownstreamTls, bool) {
+    let peer_uri_san = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| crate::tls::uri_sans(leaf).into_iter().next())
+        .map(Arc::from);
+    let info = DownstreamTls {
+        server_name: session.server_name().map(Arc::from),
+        peer_uri_san,
+    };
+    (info, session.alpn_protocol() == Some(b"h2"))
 }
 
 /// Where the client meant to connect before an iptables REDIRECT (SO_ORIGINAL_DST).
@@ -274,13 +394,53 @@ fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
     address.ok()?.as_socket()
 }
 
-/// TLS when the first byte starts a handshake record; raw otherwise, or when
-/// the client says nothing for a while (server-first protocols).
-async fn sniff(stream: &TcpStream) -> Transport {
+/// The TLS inspector: TLS with the ClientHello's SNI and ALPN when the
+/// client starts with one; raw when it starts with anything else, or says
+/// nothing for a while (server-first protocols). The bytes are peeked, not
+/// read. `None` when a ClientHello is too large or too slow to arrive.
+async fn sniff(stream: &TcpStream) -> Option<Sniffed> {
+    let raw = Sniffed {
+        transport: Some(Transport::Raw),
+        hello: ClientHello::default(),
+    };
     let mut first = [0u8; 1];
     match tokio::time::timeout(SNIFF_TIMEOUT, stream.peek(&mut first)).await {
-        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => Transport::Tls,
-        _ => Transport::Raw,
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
+        _ => return Some(raw),
+    }
+    let hello = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, peek_client_hello(stream))
+        .await
+        .ok()??;
+    Some(match hello {
+        Some(hello) => Sniffed {
+            transport: Some(Transport::Tls),
+            hello,
+        },
+        None => raw,
+    })
+}
+
+/// Peeks until the ClientHello is complete: `Some(None)` for bytes that are
+/// not one, `None` for one past the size limit or a closed connection.
+async fn peek_client_hello(stream: &TcpStream) -> Option<Option<ClientHello>> {
+    // Room for the largest hello accepted, split into several records.
+    let mut buffer = vec![0u8; client_hello::MAX_CLIENT_HELLO + 64 * 5];
+    let mut seen = 0;
+    loop {
+        let n = stream.peek(&mut buffer).await.ok()?;
+        match client_hello::parse(&buffer[..n]) {
+            Parsed::Hello(hello) => return Some(Some(hello)),
+            Parsed::NotTls => return Some(None),
+            Parsed::TooLarge => return None,
+            Parsed::Incomplete if n == 0 || n == buffer.len() => return None,
+            Parsed::Incomplete => {}
+        }
+        // A peek returns at once while unread bytes wait, so pause before
+        // looking again unless more have come.
+        if n == seen {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen = n;
     }
 }
 

@@ -22,6 +22,8 @@ pub struct ClusterStats {
     pub outlier: Option<Arc<OutlierStats>>,
     /// Present when the cluster has active health checking.
     pub health: Option<Arc<crate::health::HealthStats>>,
+    /// Present when some endpoint is reached over TLS.
+    pub tls: Option<Arc<crate::tls::TlsStats>>,
 }
 
 impl ClusterStats {
@@ -63,6 +65,9 @@ impl ClusterStats {
         }
         if let Some(health) = &self.health {
             health.render(&label, out);
+        }
+        if let Some(tls) = &self.tls {
+            tls.render(&label, out);
         }
     }
 

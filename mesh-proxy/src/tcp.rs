@@ -1,6 +1,8 @@
-//! `tcp_proxy`: bytes both ways between the client and an endpoint.
+//! `tcp_proxy`: bytes both ways between the client and an endpoint, over
+//! TLS to the endpoints whose transport socket says so.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,40 +13,34 @@ use tokio::net::TcpStream;
 
 use crate::telemetry::TcpTelemetry;
 use crate::telemetry::metrics::TcpSeries;
+use crate::tls::{self, UpstreamIo};
 use crate::upstream::Upstream;
 
 /// Proxies one accepted connection; half-closes are passed on.
-pub async fn proxy_connection(
+pub async fn proxy_connection<S>(
     upstream: Arc<Upstream>,
     telemetry: Option<Arc<TcpTelemetry>>,
-    client: TcpStream,
-) {
+    client: S,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let Some(pick) = upstream.balancer.pick() else {
         tracing::debug!(cluster = %upstream.cluster.name, "no endpoint; closing the connection");
         return;
     };
     let address = pick.endpoint().address;
-    let connect = tokio::time::timeout(
-        upstream.cluster.connect_timeout,
-        TcpStream::connect(address),
-    );
-    let mut server = match connect.await {
-        Ok(Ok(server)) => server,
-        _ => {
-            upstream
-                .stats
-                .cx_connect_fail
-                .fetch_add(1, Ordering::Relaxed);
-            // Outlier detection counts a connect failure as a 503, and a
-            // connection as a success, as Envoy's tcp_proxy reports them.
-            pick.report(503);
-            return;
-        }
+    let Some(mut server) = connect(&upstream, address).await else {
+        upstream
+            .stats
+            .cx_connect_fail
+            .fetch_add(1, Ordering::Relaxed);
+        // Outlier detection counts a connect failure as a 503, and a
+        // connection as a success, as Envoy's tcp_proxy reports them.
+        pick.report(503);
+        return;
     };
     pick.report(200);
     upstream.stats.cx_total.fetch_add(1, Ordering::Relaxed);
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
     let series = telemetry.map(|t| t.open(upstream.service.as_ref()));
     let mut client = Counted {
         inner: client,
@@ -60,12 +56,12 @@ pub async fn proxy_connection(
 
 /// The client's side of a connection, counting bytes into the Istio TCP
 /// metrics as they pass, so that long connections show in them at once.
-struct Counted {
-    inner: TcpStream,
+struct Counted<S> {
+    inner: S,
     series: Option<Arc<TcpSeries>>,
 }
 
-impl Counted {
+impl<S> Counted<S> {
     fn count(&self, pick: impl Fn(&TcpSeries) -> &AtomicU64, bytes: usize) {
         if let Some(series) = &self.series {
             pick(series).fetch_add(bytes as u64, Ordering::Relaxed);
@@ -73,7 +69,7 @@ impl Counted {
     }
 }
 
-impl AsyncRead for Counted {
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -87,7 +83,7 @@ impl AsyncRead for Counted {
     }
 }
 
-impl AsyncWrite for Counted {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -107,4 +103,19 @@ impl AsyncWrite for Counted {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// A connection to the endpoint, with the TLS handshake done if it has TLS;
+/// both within the cluster's connect timeout.
+async fn connect(upstream: &Upstream, address: SocketAddr) -> Option<UpstreamIo> {
+    let limit = upstream.cluster.connect_timeout;
+    let tcp = tokio::time::timeout(limit, TcpStream::connect(address))
+        .await
+        .ok()?
+        .ok()?;
+    let _ = tcp.set_nodelay(true);
+    let (Some(tls), Some(stats)) = (upstream.tls.get(&address), &upstream.stats.tls) else {
+        return Some(UpstreamIo::Plain(tcp));
+    };
+    tls::connect(tls, address, tcp, limit, stats).await.ok()
 }

@@ -1,7 +1,8 @@
 //! The clusters as the data path uses them: endpoints to pick, a connection
 //! pool, and counters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,6 +15,7 @@ use crate::config::{Cluster, Config, ServiceRef};
 use crate::http::Body;
 use crate::lb::Balancer;
 use crate::stats::ClusterStats;
+use crate::tls::{ClientTls, Connector, TlsStats};
 
 #[derive(Debug)]
 pub struct Upstream {
@@ -22,7 +24,9 @@ pub struct Upstream {
     pub name: Arc<str>,
     pub balancer: Arc<Balancer>,
     /// Pooled connections to the cluster's endpoints (HTTP/1.1, or HTTP/2 when asked).
-    pub client: Client<HttpConnector, Body>,
+    pub client: Client<Connector, Body>,
+    /// The endpoints reached over TLS, by address.
+    pub tls: Arc<HashMap<SocketAddr, Arc<ClientTls>>>,
     pub stats: ClusterStats,
     /// The service the cluster stands for, for Istio's metrics.
     pub service: Option<Arc<ServiceRef>>,
@@ -56,6 +60,20 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cluster.connect_timeout));
         connector.set_nodelay(true);
+        let tls: Arc<HashMap<_, _>> = Arc::new(
+            cluster
+                .endpoints
+                .iter()
+                .filter_map(|e| Some((e.address, Arc::clone(cluster.tls_for(e)?))))
+                .collect(),
+        );
+        let tls_stats = Arc::new(TlsStats::default());
+        let connector = Connector::new(
+            connector,
+            Arc::clone(&tls),
+            cluster.connect_timeout,
+            Arc::clone(&tls_stats),
+        );
         let client = Client::builder(TokioExecutor::new())
             .http2_only(cluster.http2)
             .build(connector);
@@ -66,12 +84,14 @@ impl Upstream {
             stats: ClusterStats {
                 outlier: balancer.outlier_stats(),
                 health: cluster.health_check.as_ref().map(|_| Arc::default()),
+                tls: (!tls.is_empty()).then_some(tls_stats),
                 ..ClusterStats::default()
             },
             balancer,
             service: cluster.services.first().cloned().map(Arc::new),
             cluster,
             client,
+            tls,
             active_requests: AtomicU32::new(0),
             active_retries: AtomicU32::new(0),
         }

@@ -65,11 +65,12 @@ async fn the_transport_picks_the_chain() {
     assert_eq!(server_of(&body), "http");
 
     let mut stream = TcpStream::connect(front).await.unwrap();
-    // The start of a TLS record: content type handshake, version 3.1.
-    stream
-        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05])
-        .await
-        .unwrap();
+    // A minimal ClientHello (no extensions): the inspector waits for a
+    // whole one, as Envoy's does, before choosing the chain.
+    let mut hello = vec![0x16, 0x03, 0x01, 0x00, 45, 0x01, 0x00, 0x00, 41, 0x03, 0x03];
+    hello.extend_from_slice(&[0; 32]); // random
+    hello.extend_from_slice(&[0, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+    stream.write_all(&hello).await.unwrap();
     let mut reply = String::new();
     tokio::time::timeout(
         std::time::Duration::from_secs(20),

@@ -67,6 +67,12 @@ pub enum Operator {
     UpstreamCluster,
     DownstreamLocalAddress,
     DownstreamRemoteAddress,
+    /// The first URI SAN of the client's TLS certificate.
+    DownstreamPeerUriSan,
+    /// The SNI of a TLS connection the listener terminated.
+    RequestedServerName,
+    /// Why the TLS handshake with the upstream failed.
+    UpstreamTransportFailureReason,
     /// Known to Envoy, not tracked here: printed as `-`.
     Unknown,
 }
@@ -75,9 +81,7 @@ pub enum Operator {
 const NOT_TRACKED: &[&str] = &[
     "RESPONSE_CODE_DETAILS",
     "CONNECTION_TERMINATION_DETAILS",
-    "UPSTREAM_TRANSPORT_FAILURE_REASON",
     "UPSTREAM_LOCAL_ADDRESS",
-    "REQUESTED_SERVER_NAME",
     "ROUTE_NAME",
     "UPSTREAM_SERVICE_TIME",
 ];
@@ -253,6 +257,9 @@ fn operator(command: &str, at: &At) -> Result<Operator, ConfigError> {
         "UPSTREAM_CLUSTER" | "UPSTREAM_CLUSTER_RAW" => Operator::UpstreamCluster,
         "DOWNSTREAM_LOCAL_ADDRESS" => Operator::DownstreamLocalAddress,
         "DOWNSTREAM_REMOTE_ADDRESS" => Operator::DownstreamRemoteAddress,
+        "DOWNSTREAM_PEER_URI_SAN" => Operator::DownstreamPeerUriSan,
+        "REQUESTED_SERVER_NAME" => Operator::RequestedServerName,
+        "UPSTREAM_TRANSPORT_FAILURE_REASON" => Operator::UpstreamTransportFailureReason,
         known if NOT_TRACKED.contains(&known) => Operator::Unknown,
         other => return Err(at.unsupported(format_args!("access log operator %{other}%"))),
     })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 
+use super::tls::Secrets;
 use super::{At, Config, ConfigError, cluster, listener};
 
 /// Reads a bootstrap file; errors name the file and, where known, the line.
@@ -30,9 +31,10 @@ impl Config {
     /// Compiles the static resources of a bootstrap.
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Config, ConfigError> {
         let resources = bootstrap.static_resources.clone().unwrap_or_default();
+        let secrets = Secrets::compile(&resources.secrets)?;
         let mut clusters = BTreeMap::new();
         for cluster in &resources.clusters {
-            let compiled = cluster::compile(cluster)?;
+            let compiled = cluster::compile(cluster, &secrets)?;
             let at = At::resource("cluster", &cluster.name);
             if clusters
                 .insert(compiled.name.clone(), Arc::new(compiled))
@@ -43,7 +45,7 @@ impl Config {
         }
         let mut listeners = Vec::with_capacity(resources.listeners.len());
         for listener in &resources.listeners {
-            let compiled = listener::compile(listener)?;
+            let compiled = listener::compile(listener, &secrets)?;
             listener::check_clusters(&compiled, &clusters)?;
             listeners.push(compiled);
         }

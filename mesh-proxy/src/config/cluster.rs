@@ -9,12 +9,13 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 use prost::Message;
 
+use super::tls::{self, Secrets};
 use super::{At, Cluster, ConfigError, Endpoint, Limits, duration, health, lb_policy, outlier};
 
 /// Envoy's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
+pub(super) fn compile(c: &EnvoyCluster, secrets: &Secrets) -> Result<Cluster, ConfigError> {
     let at = At::resource("cluster", &c.name);
     if c.name.is_empty() {
         return Err(at.field("name").error("a cluster needs a name"));
@@ -34,11 +35,6 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
         Some(o) => Some(outlier::compile(o, &at.field("outlier_detection"))?),
         None => None,
     };
-    if c.transport_socket.is_some() {
-        return Err(at
-            .field("transport_socket")
-            .unsupported("upstream TLS (yet)"));
-    }
     let connect_timeout = match &c.connect_timeout {
         Some(d) => duration(d, &at.field("connect_timeout"))?,
         None => DEFAULT_CONNECT_TIMEOUT,
@@ -76,6 +72,7 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
                         endpoint.health_check_config.as_ref(),
                         &at.field("endpoint").field("health_check_config"),
                     )?,
+                    transport_socket_match: tls::endpoint_match(lb.metadata.as_ref()),
                 });
             }
         }
@@ -91,6 +88,8 @@ pub(super) fn compile(c: &EnvoyCluster) -> Result<Cluster, ConfigError> {
         health_check: health::compile(c, &at)?,
         healthy_panic_threshold: health::panic_threshold(c, &at)?,
         services: super::istio::services(c.metadata.as_ref()),
+        tls: tls::cluster_transport(c, secrets, &at)?,
+        transport_socket_matches: tls::socket_matches(c, secrets, &at)?,
     })
 }
 

@@ -17,9 +17,10 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
+use super::tls::Secrets;
 use super::{
     Action, At, ChainMatch, CidrRange, Cluster, ConfigError, FilterChain, HttpManager, Listener,
-    ListenerKind, TcpProxy, TrafficDirection, Transport, cors, fault, istio, route,
+    ListenerKind, TcpProxy, TrafficDirection, Transport, cors, fault, istio, route, tls,
 };
 
 const HCM: &str =
@@ -39,7 +40,10 @@ const LISTENER_FILTERS: &[&str] = &[
     "envoy.filters.listener.http_inspector",
 ];
 
-pub(super) fn compile(listener: &EnvoyListener) -> Result<Listener, ConfigError> {
+pub(super) fn compile(
+    listener: &EnvoyListener,
+    secrets: &Secrets,
+) -> Result<Listener, ConfigError> {
     let at = At::resource("listener", &listener.name);
     let address = listener
         .address
@@ -58,10 +62,14 @@ pub(super) fn compile(listener: &EnvoyListener) -> Result<Listener, ConfigError>
         .filter_chains
         .iter()
         .enumerate()
-        .map(|(i, chain)| filter_chain(chain, &at.field("filter_chains").index(i)))
+        .map(|(i, chain)| filter_chain(chain, secrets, &at.field("filter_chains").index(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let default_chain = match &listener.default_filter_chain {
-        Some(chain) => Some(filter_chain(chain, &at.field("default_filter_chain"))?),
+        Some(chain) => Some(filter_chain(
+            chain,
+            secrets,
+            &at.field("default_filter_chain"),
+        )?),
         None => None,
     };
     if chains.is_empty() && default_chain.is_none() {
@@ -84,12 +92,15 @@ pub(super) fn compile(listener: &EnvoyListener) -> Result<Listener, ConfigError>
     })
 }
 
-fn filter_chain(chain: &EnvoyFilterChain, at: &At) -> Result<FilterChain, ConfigError> {
-    if chain.transport_socket.is_some() {
-        return Err(at
-            .field("transport_socket")
-            .unsupported("TLS on listeners (yet)"));
-    }
+fn filter_chain(
+    chain: &EnvoyFilterChain,
+    secrets: &Secrets,
+    at: &At,
+) -> Result<FilterChain, ConfigError> {
+    let tls = match &chain.transport_socket {
+        Some(socket) => tls::downstream(socket, secrets, &at.field("transport_socket"))?,
+        None => None,
+    };
     // Istio puts its stats filter in front of tcp_proxy.
     let (stats, terminal) = match chain.filters.as_slice() {
         [filter] => (None, filter),
@@ -125,13 +136,12 @@ fn filter_chain(chain: &EnvoyFilterChain, at: &At) -> Result<FilterChain, Config
         name: chain.name.clone(),
         matcher,
         kind,
+        tls,
     })
 }
 
 fn chain_match(m: &FilterChainMatch, at: &At) -> Result<ChainMatch, ConfigError> {
     let refused = [
-        ("server_names", !m.server_names.is_empty()),
-        ("application_protocols", !m.application_protocols.is_empty()),
         ("source_prefix_ranges", !m.source_prefix_ranges.is_empty()),
         (
             "direct_source_prefix_ranges",
@@ -190,10 +200,18 @@ fn chain_match(m: &FilterChainMatch, at: &At) -> Result<ChainMatch, ConfigError>
                 .error(format_args!("unknown transport {other:?}")));
         }
     };
+    let server_names = m
+        .server_names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| server_name(name, &at.field("server_names").index(i)))
+        .collect::<Result<_, _>>()?;
     Ok(ChainMatch {
         destination_port,
         prefix_ranges,
+        server_names,
         transport,
+        application_protocols: m.application_protocols.clone(),
     })
 }
 
@@ -205,6 +223,17 @@ fn network_stats(filter: &Filter) -> Option<&Any> {
         }
         _ => None,
     }
+}
+
+/// An exact name, or `*.` followed by a suffix, as Envoy accepts them.
+fn server_name(name: &str, at: &At) -> Result<String, ConfigError> {
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    if rest.is_empty() || rest.contains('*') {
+        return Err(at.error(format_args!(
+            "{name:?} is neither a name nor a *.suffix wildcard"
+        )));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 fn network_filter(filter: &Filter, at: &At) -> Result<ListenerKind, ConfigError> {

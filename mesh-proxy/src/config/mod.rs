@@ -7,12 +7,17 @@
 //!
 //! # Supported subset
 //! - Bootstrap: `static_resources.listeners`, `static_resources.clusters`,
+//!   `static_resources.secrets` (`tls_certificate` or `validation_context`),
 //!   `admin.address`.
 //! - Listener: a socket address, `bind_to_port`, `use_original_dst` (the
 //!   connection goes to the listener bound to its original destination, by
 //!   address then by port, as Istio's `virtualOutbound` needs); filter chains
-//!   chosen by `destination_port`, `prefix_ranges` and `transport_protocol`
-//!   (TLS is sniffed), plus `default_filter_chain`; listener filters
+//!   chosen by `destination_port`, `prefix_ranges`, `server_names` (exact or
+//!   `*.suffix`), `transport_protocol` and `application_protocols`, ranked
+//!   in that order as Envoy ranks them, plus `default_filter_chain`; the SNI
+//!   and ALPN come from the ClientHello, peeked (not read) whenever a chain
+//!   matches on them, and a ClientHello over 16 KiB or slower than 5 s
+//!   closes the connection. Listener filters
 //!   `original_dst`, `tls_inspector`, `http_inspector`. Each chain holds one
 //!   `envoy.filters.network.http_connection_manager` (inline `route_config`,
 //!   `upgrade_configs` for WebSocket, `request_headers_timeout`,
@@ -35,6 +40,35 @@
 //! - Faults: `envoy.filters.http.fault` before the router, overridden per route
 //!   in `typed_per_filter_config`: `delay.fixed_delay`, `abort.http_status`,
 //!   `abort.grpc_status`, each with `percentage` (unset is 0%, as in Envoy).
+//! - TLS (`envoy.transport_sockets.tls`, rustls with the ring provider): a
+//!   cluster's `transport_socket` (`UpstreamTlsContext`: `sni`, and the
+//!   common context below) or, per endpoint, the first of its
+//!   `transport_socket_matches` whose `match` equals the endpoint's
+//!   `envoy.transport_socket_match` metadata (Istio's `tlsMode`), with
+//!   `envoy.transport_sockets.raw_buffer` for plain TCP. A failed handshake
+//!   is a connect failure (`UF`, `retry_on: connect-failure`,
+//!   `upstream_cx_connect_fail`, `ssl.*` cluster stats), within
+//!   `connect_timeout`. A filter chain's `transport_socket`
+//!   (`DownstreamTlsContext`: a server certificate, `require_client_certificate`)
+//!   terminates TLS; when ALPN picks `h2` the connection speaks HTTP/2, and
+//!   the client certificate's URI SAN is known to access logs
+//!   (`%DOWNSTREAM_PEER_URI_SAN%`). Common context: one certificate in
+//!   `tls_certificates` or `tls_certificate_sds_secret_configs`;
+//!   `alpn_protocols`; `validation_context`,
+//!   `validation_context_sds_secret_config` or `combined_validation_context`
+//!   (the secret merged into the default, as Envoy merges them) with
+//!   `trusted_ca` and `match_typed_subject_alt_names` (`DNS` and `URI`;
+//!   exact, prefix, suffix, contains, regex) or the deprecated
+//!   `match_subject_alt_names` (DNS and URI names); `tls_params` versions
+//!   (1.2 and 1.3 only; both allowed by default on either side) and TLS 1.2
+//!   `cipher_suites` by OpenSSL name. Certificates and keys come from
+//!   `filename`, `inline_string`, `inline_bytes` or `environment_variable`.
+//!   SDS references are resolved by name against the static secrets only
+//!   (`sds_config` is not contacted). As in Envoy, the peer chain is
+//!   checked against `trusted_ca`, the SAN matchers replace any hostname
+//!   check, and without a validation context the peer certificate is not
+//!   checked at all: such upstream TLS encrypts but does not authenticate.
+//!   Active health checks still connect in plain text.
 //! - Clusters: STATIC endpoints from `load_assignment` with weights;
 //!   `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `RING_HASH`
 //!   (`ring_hash_lb_config` sizes; `XX_HASH` only) and `MAGLEV`
@@ -81,6 +115,7 @@ mod listener;
 mod outlier;
 mod retry;
 mod route;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -106,6 +141,7 @@ pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig}
 pub use lb_policy::{Maglev, RingHash};
 pub use outlier::OutlierDetection;
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
+pub use tls::TransportSocketMatch;
 
 /// Everything the proxy runs, compiled and checked.
 #[derive(Debug)]
@@ -147,6 +183,8 @@ pub struct FilterChain {
     pub name: String,
     pub matcher: ChainMatch,
     pub kind: ListenerKind,
+    /// The chain terminates TLS (`transport_socket`).
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// Which connections a filter chain takes; unset fields match anything.
@@ -154,7 +192,11 @@ pub struct FilterChain {
 pub struct ChainMatch {
     pub destination_port: Option<u16>,
     pub prefix_ranges: Vec<CidrRange>,
+    /// SNI names, lowercased: exact, or `*.suffix` for any subdomain.
+    pub server_names: Vec<String>,
     pub transport: Option<Transport>,
+    /// Any of the client's ALPN protocols must be one of these.
+    pub application_protocols: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,6 +403,9 @@ pub struct Cluster {
     pub healthy_panic_threshold: f64,
     /// The services the cluster stands for (`metadata.filter_metadata.istio`).
     pub services: Vec<ServiceRef>,
+    /// TLS to the endpoints (`transport_socket`), unless a match says otherwise.
+    pub tls: Option<Arc<crate::tls::ClientTls>>,
+    pub transport_socket_matches: Vec<TransportSocketMatch>,
 }
 
 /// Circuit breakers: beyond these, requests are refused with 503 at once.
@@ -402,6 +447,8 @@ pub struct Endpoint {
     /// Shared by the endpoints of one locality.
     pub locality: Arc<Locality>,
     pub health_check: EndpointHealthCheck,
+    /// The `envoy.transport_socket_match` metadata, for `transport_socket_matches`.
+    pub transport_socket_match: BTreeMap<String, serde_json::Value>,
 }
 
 /// Config the proxy refuses: which resource, which field, and why.

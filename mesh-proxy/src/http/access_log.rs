@@ -15,6 +15,7 @@ use super::info::ResponseInfo;
 use super::{Body, observe};
 use crate::config::{AccessLogConfig, LogFormat, LogSink, Operator, Token};
 use crate::lb::Downstream;
+use crate::tls::DownstreamTls;
 
 /// One configured access log.
 #[derive(Debug)]
@@ -67,6 +68,7 @@ pub struct Record {
     version: Version,
     headers: HeaderMap,
     downstream: Option<Downstream>,
+    tls: Option<DownstreamTls>,
     bytes_received: u64,
 }
 
@@ -88,6 +90,7 @@ impl Record {
             version: parts.version,
             headers: parts.headers.clone(),
             downstream: parts.extensions.get::<Downstream>().copied(),
+            tls: parts.extensions.get::<DownstreamTls>().cloned(),
             bytes_received,
         }
     }
@@ -206,6 +209,21 @@ fn text(token: &Token, record: &Record, outcome: &Outcome, sent: u64) -> String 
         Operator::DownstreamLocalAddress => or_dash(record.downstream.map(|d| d.local.to_string())),
         Operator::DownstreamRemoteAddress => {
             or_dash(record.downstream.map(|d| d.remote.to_string()))
+        }
+        Operator::DownstreamPeerUriSan => or_dash(
+            record
+                .tls
+                .as_ref()
+                .and_then(|t| t.peer_uri_san.as_deref().map(str::to_owned)),
+        ),
+        Operator::RequestedServerName => or_dash(
+            record
+                .tls
+                .as_ref()
+                .and_then(|t| t.server_name.as_deref().map(str::to_owned)),
+        ),
+        Operator::UpstreamTransportFailureReason => {
+            or_dash(outcome.info.transport_failure.as_deref().map(str::to_owned))
         }
         Operator::Unknown => "-".into(),
     }

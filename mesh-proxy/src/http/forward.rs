@@ -19,6 +19,7 @@ use super::{Body, mirror, upgrade};
 use crate::config::{Forward, PathMatch, RegexRewrite, RetryPolicy};
 use crate::lb::{Pick, RequestHash};
 use crate::telemetry::HttpTelemetry;
+use crate::tls::HandshakeError;
 use crate::upstream::Upstream;
 
 /// Bodies up to this size are buffered so that a retry can send them again.
@@ -182,7 +183,8 @@ struct Attempts<'a> {
 /// How one attempt ended.
 enum Outcome {
     Answered(Response<Incoming>, Pick),
-    ConnectFailed,
+    /// With the TLS handshake's failure, when that was the cause.
+    ConnectFailed(Option<Arc<str>>),
     Reset,
     TimedOut,
 }
@@ -261,7 +263,7 @@ impl Attempts<'_> {
                     .stats
                     .cx_connect_fail
                     .fetch_add(1, Ordering::Relaxed);
-                Outcome::ConnectFailed
+                Outcome::ConnectFailed(transport_failure(&err))
             }
             Some(Err(err)) => {
                 tracing::debug!(cluster = %self.upstream.cluster.name, error = %err, "upstream reset");
@@ -312,17 +314,21 @@ impl Attempts<'_> {
                 Response::from_parts(parts, body.boxed())
             }
             Outcome::TimedOut => timed_out(self.upstream),
-            Outcome::ConnectFailed | Outcome::Reset => {
+            Outcome::ConnectFailed(_) | Outcome::Reset => {
                 stats.response(503);
-                let flag = match outcome {
-                    Outcome::ConnectFailed => ResponseFlags::UF,
-                    _ => ResponseFlags::UC,
+                let (flag, reason) = match outcome {
+                    Outcome::ConnectFailed(reason) => (ResponseFlags::UF, reason),
+                    _ => (ResponseFlags::UC, None),
                 };
-                local_reply(
+                let mut reply = local_reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "upstream connect error or disconnect/reset before headers",
                     flag,
-                )
+                );
+                if let Some(info) = reply.extensions_mut().get_mut::<ResponseInfo>() {
+                    info.transport_failure = reason;
+                }
+                reply
             }
         }
     }
@@ -338,13 +344,25 @@ fn wants_retry(policy: &RetryPolicy, outcome: &Outcome) -> bool {
                 .and_then(|v| v.to_str().ok()?.parse().ok());
             policy.retries_status(response.status().as_u16(), grpc)
         }
-        Outcome::ConnectFailed => {
+        Outcome::ConnectFailed(_) => {
             on.connect_failure || on.reset || on.server_error || on.gateway_error
         }
         Outcome::Reset => on.reset || on.server_error || on.gateway_error,
         // Envoy treats a per-try timeout like a 504 from upstream.
         Outcome::TimedOut => on.server_error || on.gateway_error,
     }
+}
+
+/// The TLS handshake failure behind a connect error, if that was the cause.
+fn transport_failure(err: &hyper_util::client::legacy::Error) -> Option<Arc<str>> {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(failure) = cause.downcast_ref::<HandshakeError>() {
+            return Some(Arc::from(failure.to_string()));
+        }
+        source = cause.source();
+    }
+    None
 }
 
 fn timed_out(upstream: &Upstream) -> Response<Body> {

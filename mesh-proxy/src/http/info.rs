@@ -79,6 +79,8 @@ pub struct ResponseInfo {
     pub service: Option<Arc<crate::config::ServiceRef>>,
     /// The upstream workload, from its peer metadata headers.
     pub upstream_peer: Option<Arc<crate::telemetry::peer::Workload>>,
+    /// Why the TLS handshake with the upstream failed.
+    pub transport_failure: Option<Arc<str>>,
 }
 
 #[cfg(test)]

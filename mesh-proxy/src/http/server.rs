@@ -1,4 +1,4 @@
-//! Serving HTTP/1.1 and HTTP/2 (prior knowledge) on a listener.
+//! Serving HTTP/1.1 and HTTP/2 (prior knowledge, or chosen by ALPN) on a listener.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -7,31 +7,41 @@ use std::sync::atomic::Ordering;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::proxy::{self, HttpState};
 use crate::drain::Drain;
 use crate::lb::Downstream;
+use crate::tls::DownstreamTls;
 
 /// hyper's smallest read buffer.
 const MIN_BUFFER: usize = 8192;
 
 /// Serves one accepted connection until it closes or the proxy drains.
-pub async fn serve_connection(state: Arc<HttpState>, stream: TcpStream, drain: Drain) {
+/// `downstream` (the addresses, for hash policies and logs) and `tls` (what
+/// the handshake told) go into every request's extensions; `http2` when
+/// ALPN chose it.
+pub async fn serve_connection<S>(
+    state: Arc<HttpState>,
+    stream: S,
+    downstream: Option<Downstream>,
+    tls: Option<DownstreamTls>,
+    http2: bool,
+    drain: Drain,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     state.stats.cx_total.fetch_add(1, Ordering::Relaxed);
-    let _ = stream.set_nodelay(true);
     let (headers_timeout, max_headers) = (
         state.manager.request_headers_timeout,
         state.manager.max_request_headers,
     );
-    // For hash policies on the client's address.
-    let downstream = match (stream.peer_addr(), stream.local_addr()) {
-        (Ok(remote), Ok(local)) => Some(Downstream { remote, local }),
-        _ => None,
-    };
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         if let Some(downstream) = downstream {
             request.extensions_mut().insert(downstream);
+        }
+        if let Some(tls) = &tls {
+            request.extensions_mut().insert(tls.clone());
         }
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(proxy::handle(state, request).await) }
@@ -43,6 +53,9 @@ pub async fn serve_connection(state: Arc<HttpState>, stream: TcpStream, drain: D
         .header_read_timeout(headers_timeout)
         // hyper answers 431 past this; it needs room for at least one read.
         .max_buf_size(max_headers.max(MIN_BUFFER));
+    if http2 {
+        builder = builder.http2_only();
+    }
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {

@@ -453,6 +453,7 @@ mod tests {
                 health_status: crate::config::HealthStatus::Unknown,
                 locality: Arc::default(),
                 health_check: crate::config::EndpointHealthCheck::default(),
+                transport_socket_match: Default::default(),
             })
             .collect();
         let cluster = Cluster {
@@ -466,6 +467,8 @@ mod tests {
             health_check: None,
             healthy_panic_threshold: crate::config::DEFAULT_PANIC_THRESHOLD,
             services: Vec::new(),
+            tls: None,
+            transport_socket_matches: Vec::new(),
         };
         Arc::new(Balancer::new(&cluster))
     }
@@ -509,6 +512,7 @@ mod tests {
                     health_status: *status,
                     locality: Arc::default(),
                     health_check: crate::config::EndpointHealthCheck::default(),
+                    transport_socket_match: Default::default(),
                 })
                 .collect();
             Arc::new(Balancer::new(&Cluster {
@@ -522,6 +526,8 @@ mod tests {
                 health_check: None,
                 healthy_panic_threshold: threshold,
                 services: Vec::new(),
+                tls: None,
+                transport_socket_matches: Vec::new(),
             }))
         };
         let seen = |balancer: &Arc<Balancer>| -> BTreeSet<u16> {

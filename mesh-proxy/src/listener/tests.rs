@@ -32,8 +32,16 @@ fn runtimes(bootstrap: &Value) -> Vec<Arc<Runtime>> {
 
 /// The cluster of the chain chosen for `destination` and `transport`.
 fn chosen(runtime: &Runtime, destination: &str, transport: Option<Transport>) -> String {
+    let sniffed = Sniffed {
+        transport,
+        hello: ClientHello::default(),
+    };
+    chosen_for(runtime, destination, &sniffed)
+}
+
+fn chosen_for(runtime: &Runtime, destination: &str, sniffed: &Sniffed) -> String {
     match runtime
-        .select(destination.parse().unwrap(), transport)
+        .select(destination.parse().unwrap(), sniffed)
         .map(|c| &c.handler)
     {
         Some(Handler::Tcp(upstream, _)) => upstream.cluster.name.clone(),
@@ -115,15 +123,67 @@ async fn unbound_listeners_receive_handoffs_by_address_then_port() {
     assert!(all[0].use_original_dst && all[0].bind_to_port && !all[1].bind_to_port);
 }
 
+fn tls_hello(server_name: Option<&str>, alpn: &[&str]) -> Sniffed {
+    Sniffed {
+        transport: Some(Transport::Tls),
+        hello: ClientHello {
+            server_name: server_name.map(str::to_owned),
+            alpn: alpn.iter().map(|p| p.to_string()).collect(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn server_names_rank_after_addresses_and_before_transport() {
+    let listener = json!({
+        "name": "gateway",
+        "address": {"socket_address": {"address": "0.0.0.0", "port_value": 443}},
+        "filter_chains": [
+            tcp_chain("fallback", json!({})),
+            tcp_chain("wildcard", json!({"server_names": ["*.example.com"]})),
+            tcp_chain("deeper", json!({"server_names": ["*.api.example.com"]})),
+            tcp_chain("exact", json!({"server_names": ["www.example.com"], "transport_protocol": "tls"})),
+            tcp_chain("h2", json!({"server_names": ["*.example.com"], "application_protocols": ["h2"]})),
+            tcp_chain("port", json!({"destination_port": 8443}))
+        ]
+    });
+    let clusters = ["fallback", "wildcard", "deeper", "exact", "h2", "port"];
+    let all = runtimes(&bootstrap(json!([listener]), &clusters));
+    let gateway = &all[0];
+    assert!(gateway.sniffs);
+    let at = |sni: Option<&str>, alpn: &[&str]| {
+        chosen_for(gateway, "10.0.0.1:443", &tls_hello(sni, alpn))
+    };
+    assert_eq!(at(Some("www.example.com"), &[]), "exact");
+    assert_eq!(at(Some("a.example.com"), &[]), "wildcard");
+    assert_eq!(at(Some("a.example.com"), &["http/1.1", "h2"]), "h2");
+    assert_eq!(at(Some("v1.api.example.com"), &[]), "deeper");
+    assert_eq!(
+        at(Some("example.com"), &[]),
+        "fallback",
+        "a wildcard needs a label"
+    );
+    assert_eq!(at(None, &[]), "fallback");
+    assert_eq!(
+        chosen_for(
+            gateway,
+            "10.0.0.1:8443",
+            &tls_hello(Some("www.example.com"), &[])
+        ),
+        "port",
+        "the destination port ranks first"
+    );
+}
+
 #[test]
 fn matches_refused_until_supported_name_the_field() {
     let listener = json!({"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 1}},
-        "filter_chains": [tcp_chain("c", json!({"server_names": ["a.example.com"]}))]});
+        "filter_chains": [tcp_chain("c", json!({"source_ports": [1234]}))]});
     let err = compile(&bootstrap(json!([listener]), &["c"]))
         .unwrap_err()
         .to_string();
     assert_eq!(
         err,
-        "listener \"l\": filter_chains[0].filter_chain_match.server_names: matching on server_names (yet) is not supported by this proxy"
+        "listener \"l\": filter_chains[0].filter_chain_match.source_ports: matching on source_ports (yet) is not supported by this proxy"
     );
 }

@@ -2,7 +2,9 @@
 //! metrics labelled with both peers, as the `istio.metadata_exchange` and
 //! `istio.stats` filters produce them.
 //!
-//! Peers are known for HTTP through the headers. TCP connections are labelled
+//! Peers are known for HTTP through the headers; the caller's principal
+//! (`source_principal`) from its mTLS certificate. The principals of the
+//! proxy's own side and of the upstream are not reported yet (`unknown`). TCP connections are labelled
 //! with the local side and the destination service only: Istio's TCP
 //! exchange runs over mTLS with ALPN `istio-peer-exchange`, which this proxy
 //! does not speak.
@@ -10,7 +12,7 @@
 pub mod metrics;
 pub mod peer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -23,12 +25,14 @@ use crate::config::{
 use crate::http::Body;
 use crate::http::info::ResponseInfo;
 use crate::http::observe;
+use crate::tls::DownstreamTls;
 use metrics::{
     ById, Metrics, Overrides, Peers, Protocol, Reporter, RequestLabels, RequestSample, Security,
 };
 use peer::{LocalPeer, PeerCache, Workload};
 
-/// Host names remembered as services when the Host header stands in for one.
+/// Host names (as services) and principals remembered; beyond this the
+/// caches start over.
 const HOST_CACHE_SIZE: usize = 1024;
 
 /// The proxy's telemetry state, shared by every listener and kept across
@@ -41,6 +45,7 @@ pub struct Telemetry {
     unknown: Arc<Workload>,
     unknown_service: Arc<ServiceRef>,
     hosts: Mutex<HashMap<String, Arc<ServiceRef>>>,
+    principals: Mutex<HashSet<Arc<str>>>,
 }
 
 impl Telemetry {
@@ -52,7 +57,24 @@ impl Telemetry {
             unknown: Arc::default(),
             unknown_service: Arc::default(),
             hosts: Mutex::default(),
+            principals: Mutex::default(),
         }
+    }
+
+    /// A peer's SPIFFE id, the same `Arc` for the same id.
+    fn principal(&self, id: &Arc<str>) -> Arc<str> {
+        let mut principals = self
+            .principals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = principals.get(id) {
+            return Arc::clone(known);
+        }
+        if principals.len() >= HOST_CACHE_SIZE {
+            principals.clear();
+        }
+        principals.insert(Arc::clone(id));
+        Arc::clone(id)
     }
 
     /// A service named by a Host header, the same `Arc` for the same host.
@@ -114,6 +136,8 @@ fn reporter(config: &StatsConfig, direction: TrafficDirection) -> Reporter {
 pub struct RequestStart {
     started: Instant,
     downstream_peer: Option<Arc<Workload>>,
+    /// The caller's SPIFFE id, when it came over mTLS.
+    downstream_principal: Option<Arc<str>>,
     host: Option<String>,
     grpc: bool,
     request_bytes: u64,
@@ -154,9 +178,13 @@ impl HttpTelemetry {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .unwrap_or(0);
+        let tls = parts.extensions.get::<DownstreamTls>();
         RequestStart {
             started: Instant::now(),
             downstream_peer,
+            downstream_principal: tls
+                .and_then(|tls| tls.peer_uri_san.as_ref())
+                .map(|id| self.shared.principal(id)),
             host: self
                 .stats
                 .as_ref()
@@ -238,8 +266,16 @@ impl HttpTelemetry {
         let (source, destination, security) = match stats.reporter {
             Reporter::Source => (local(), known(&info.upstream_peer), Security::Unknown),
             Reporter::Destination | Reporter::Waypoint => {
-                (known(&start.downstream_peer), local(), Security::None)
+                let security = match start.downstream_principal {
+                    Some(_) => Security::MutualTls,
+                    None => Security::None,
+                };
+                (known(&start.downstream_peer), local(), security)
             }
+        };
+        let source_principal = match stats.reporter {
+            Reporter::Source => None,
+            _ => start.downstream_principal.clone().map(ById),
         };
         let service = match (&info.service, &start.host) {
             (Some(service), _) => Arc::clone(service),
@@ -250,7 +286,7 @@ impl HttpTelemetry {
             reporter: stats.reporter,
             source,
             destination,
-            source_principal: None,
+            source_principal,
             destination_principal: None,
             service: ById(service),
             security,

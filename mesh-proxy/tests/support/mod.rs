@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,6 +17,8 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -270,4 +273,246 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr]) -> Value {
 pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
+}
+
+/// A test certificate authority with its own key.
+pub struct Ca {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// The CA certificate, PEM.
+    pub pem: String,
+}
+
+/// A leaf certificate and its key, PEM.
+pub struct Leaf {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
+        let pem = issuer.pem();
+        Ca { issuer, pem }
+    }
+
+    /// A certificate for both server and client use, with these DNS and URI SANs.
+    pub fn issue(&self, dns: &[&str], uris: &[&str]) -> Leaf {
+        let names: Vec<String> = dns.iter().map(|d| d.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        for uri in uris {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                rcgen::string::Ia5String::try_from(*uri).unwrap(),
+            ));
+        }
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+impl Leaf {
+    /// A server config with this certificate; `clients` makes client
+    /// certificates from that CA mandatory.
+    pub fn server_config(&self, clients: Option<&Ca>, alpn: &[&str]) -> Arc<rustls::ServerConfig> {
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match clients {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add_parsable_certificates(pem_certs(&ca.pem));
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes()).unwrap();
+        let mut config = builder
+            .with_single_cert(pem_certs(&self.cert), key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+/// An [`Echo`] behind TLS. Each reply's `headers` also show the client
+/// certificate's first URI SAN (`x-tls-peer`) and the negotiated ALPN
+/// protocol (`x-tls-alpn`).
+pub struct TlsEcho {
+    pub address: SocketAddr,
+}
+
+impl TlsEcho {
+    pub async fn start(name: &'static str, config: Arc<rustls::ServerConfig>) -> TlsEcho {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let session = stream.get_ref().1;
+                    let peer = session
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|leaf| mesh_proxy::tls::uri_sans(leaf).into_iter().next())
+                        .unwrap_or_default();
+                    let alpn = String::from_utf8_lossy(session.alpn_protocol().unwrap_or_default())
+                        .into_owned();
+                    let service = service_fn(move |mut request: Request<Incoming>| {
+                        let headers = request.headers_mut();
+                        headers.insert("x-tls-peer", peer.parse().unwrap());
+                        headers.insert("x-tls-alpn", alpn.parse().unwrap());
+                        echo(name, request)
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        TlsEcho { address }
+    }
+}
+
+/// What a TLS client offers: SNI, ALPN, trusted CA, maybe a certificate.
+pub struct TlsClient<'a> {
+    pub sni: &'a str,
+    pub alpn: &'a [&'a str],
+    pub ca: &'a Ca,
+    pub identity: Option<&'a Leaf>,
+}
+
+impl TlsClient<'_> {
+    /// GET `path` over TLS, in HTTP/2 when ALPN chose it; the status, the
+    /// body, and the negotiated protocol.
+    pub async fn get(&self, address: SocketAddr, path: &str) -> (StatusCode, String, String) {
+        self.try_get(address, path).await.unwrap()
+    }
+
+    /// Like [`TlsClient::get`], with failed handshakes and requests as errors.
+    pub async fn try_get(
+        &self,
+        address: SocketAddr,
+        path: &str,
+    ) -> Result<(StatusCode, String, String), String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(pem_certs(&self.ca.pem));
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let mut config = match self.identity {
+            Some(leaf) => builder
+                .with_client_auth_cert(
+                    pem_certs(&leaf.cert),
+                    PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(self.sni.to_owned()).unwrap();
+        let stream = tokio::time::timeout(READY_WITHIN, connector.connect(name, tcp))
+            .await
+            .expect("the handshake finished in time")
+            .map_err(|err| format!("handshake: {err}"))?;
+        let alpn = String::from_utf8_lossy(stream.get_ref().1.alpn_protocol().unwrap_or_default())
+            .into_owned();
+        let io = TokioIo::new(stream);
+        let request = Request::get(format!("https://{}{path}", self.sni))
+            .header("host", self.sni)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let failed = |err: hyper::Error| format!("request: {err}");
+        let response = if alpn == "h2" {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(failed)?;
+            tokio::spawn(connection);
+            sender.send_request(request).await.map_err(failed)?
+        } else {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(failed)?;
+            tokio::spawn(connection);
+            sender.send_request(request).await.map_err(failed)?
+        };
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(failed)?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned(), alpn))
+    }
+}
+
+/// A `transport_socket` with an `UpstreamTlsContext` (`context` is its JSON).
+pub fn upstream_tls(context: Value) -> Value {
+    tls_socket("UpstreamTlsContext", context)
+}
+
+/// A `transport_socket` with a `DownstreamTlsContext`.
+pub fn downstream_tls(context: Value) -> Value {
+    tls_socket("DownstreamTlsContext", context)
+}
+
+fn tls_socket(kind: &str, mut context: Value) -> Value {
+    context["@type"] = json!(format!(
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.{kind}"
+    ));
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
+}
+
+/// An echo reply's header, as the upstream received it.
+pub fn echoed_header(body: &str, name: &str) -> String {
+    let value: Value =
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("not an echo reply: {body}"));
+    value["headers"][name]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }

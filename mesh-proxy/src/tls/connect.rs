@@ -1,0 +1,239 @@
+//! Connections to a cluster's endpoints, over TLS for those whose transport
+//! socket says so. A failed handshake is a failed connection: it fails the
+//! connect (so retries on `connect-failure` and the `UF` flag apply) and is
+//! counted under the cluster's `ssl.*` stats, as Envoy names them.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioIo;
+use rustls::{CertificateError, Error as TlsFailure};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::ClientTls;
+
+/// Why a TLS connection to an endpoint failed; the text is what access logs
+/// print as `UPSTREAM_TRANSPORT_FAILURE_REASON`.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS error: {0}")]
+pub struct HandshakeError(pub String);
+
+/// The `ssl.*` counters of a cluster with TLS endpoints.
+#[derive(Debug, Default)]
+pub struct TlsStats {
+    pub handshake: AtomicU64,
+    pub connection_error: AtomicU64,
+    pub fail_verify_error: AtomicU64,
+    pub fail_verify_san: AtomicU64,
+}
+
+impl TlsStats {
+    pub fn render(&self, label: &str, out: &mut String) {
+        let series = [
+            ("handshake", &self.handshake),
+            ("connection_error", &self.connection_error),
+            ("fail_verify_error", &self.fail_verify_error),
+            ("fail_verify_san", &self.fail_verify_san),
+        ];
+        for (name, value) in series {
+            let _ = writeln!(
+                out,
+                "envoy_cluster_ssl_{name}{{{label}}} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+    }
+
+    fn failed(&self, err: &io::Error) {
+        self.connection_error.fetch_add(1, Ordering::Relaxed);
+        let verify = match err.get_ref().and_then(|e| e.downcast_ref::<TlsFailure>()) {
+            Some(TlsFailure::InvalidCertificate(CertificateError::NotValidForName)) => {
+                &self.fail_verify_san
+            }
+            Some(TlsFailure::InvalidCertificate(_)) => &self.fail_verify_error,
+            _ => return,
+        };
+        verify.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection to an endpoint, plain or TLS.
+#[derive(Debug)]
+pub enum UpstreamIo {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Completes the TLS handshake on `tcp`, within `limit`.
+pub async fn connect(
+    tls: &ClientTls,
+    endpoint: SocketAddr,
+    tcp: TcpStream,
+    limit: Duration,
+    stats: &TlsStats,
+) -> Result<UpstreamIo, HandshakeError> {
+    let connector = TlsConnector::from(Arc::clone(&tls.config));
+    let handshake = connector.connect(tls.server_name(endpoint), tcp);
+    let result = match tokio::time::timeout(limit, handshake).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "handshake timed out",
+        )),
+    };
+    match result {
+        Ok(stream) => {
+            stats.handshake.fetch_add(1, Ordering::Relaxed);
+            Ok(UpstreamIo::Tls(Box::new(stream)))
+        }
+        Err(err) => {
+            stats.failed(&err);
+            tracing::debug!(%endpoint, error = %err, "upstream TLS handshake failed");
+            Err(HandshakeError(err.to_string()))
+        }
+    }
+}
+
+/// hyper's connector for a cluster: TCP by `HttpConnector`, then TLS for
+/// the endpoints that have it. Requests name the endpoint's address as the
+/// URI authority, so the pool keeps one set of connections per endpoint.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    http: HttpConnector,
+    tls: Arc<HashMap<SocketAddr, Arc<ClientTls>>>,
+    handshake_timeout: Duration,
+    stats: Arc<TlsStats>,
+}
+
+impl Connector {
+    pub fn new(
+        http: HttpConnector,
+        tls: Arc<HashMap<SocketAddr, Arc<ClientTls>>>,
+        handshake_timeout: Duration,
+        stats: Arc<TlsStats>,
+    ) -> Connector {
+        Connector {
+            http,
+            tls,
+            handshake_timeout,
+            stats,
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<UpstreamIo>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let tls = uri
+            .authority()
+            .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
+            .and_then(|endpoint| Some((endpoint, Arc::clone(self.tls.get(&endpoint)?))));
+        let connecting = self.http.call(uri);
+        let (limit, stats) = (self.handshake_timeout, Arc::clone(&self.stats));
+        Box::pin(async move {
+            let tcp = connecting.await?.into_inner();
+            let io = match tls {
+                Some((endpoint, tls)) => connect(&tls, endpoint, tcp, limit, &stats).await?,
+                None => UpstreamIo::Plain(tcp),
+            };
+            Ok(TokioIo::new(io))
+        })
+    }
+}
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        match self {
+            UpstreamIo::Plain(tcp) => tcp.connected(),
+            UpstreamIo::Tls(tls) => {
+                let (tcp, session) = tls.get_ref();
+                let connected = tcp.connected();
+                if session.alpn_protocol() == Some(b"h2") {
+                    connected.negotiated_h2()
+                } else {
+                    connected
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(s) => s.is_write_vectored(),
+            UpstreamIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
