@@ -1,0 +1,7 @@
+//! mesh-control: the control plane. Istio config (VirtualService,
+//! DestinationRule, Gateway, ServiceEntry, WorkloadEntry, ...) and the
+//! service registry become a [`model::MeshSnapshot`]; [`translate`] turns the
+//! snapshot into the Envoy xDS resources each proxy needs.
+
+pub mod model;
+pub mod translate;
