@@ -1,12 +1,69 @@
 //! `translate(proxy, snapshot)`: the xDS resources one proxy needs, built as
 //! istiod builds them and with istiod's names. A pure function: no I/O, the
 //! same input always gives the same output.
+//!
+//! # What a sidecar gets
+//! - Clusters ([`cluster`]): `outbound|<port>||<fqdn>` per port of every
+//!   service exported to the proxy's namespace, and `outbound|<port>|<subset>|<fqdn>`
+//!   per DestinationRule subset; EDS over ADS for STATIC services (the
+//!   load assignments are in `endpoints`), STRICT_DNS / LOGICAL_DNS for DNS
+//!   ServiceEntries, ORIGINAL_DST for resolution NONE and `PASSTHROUGH`
+//!   balancing. DestinationRule traffic policies ([`policy`], [`tls`]):
+//!   load balancing, connection pool, outlier detection, TLS (and auto
+//!   mTLS), port-level settings, subset overrides. `inbound|<port>||` per
+//!   port of the proxy's own services; `PassthroughCluster`,
+//!   `BlackHoleCluster`, `InboundPassthroughCluster`.
+//! - Endpoints ([`endpoint`]): per EDS cluster, by locality, with weights
+//!   and the `tlsMode` metadata auto mTLS reads.
+//! - Routes ([`route`], [`http_route`]): one outbound route configuration per
+//!   HTTP port, a virtual host per service, VirtualService HTTP rules.
+//! - Listeners ([`listener`], [`filters`]): `virtualOutbound`,
+//!   `0.0.0.0_<port>` (HTTP, RDS), `<VIP>_<port>` (TCP), `virtualInbound`.
+//!
+//! # Left out, and where this differs from istiod
+//! - Gateways (router proxies) and proxyless gRPC clients get no resources
+//!   yet; waypoints neither.
+//! - VirtualService `delegate` rules are skipped; `Sidecar` resources,
+//!   PeerAuthentication (inbound is always PERMISSIVE) and
+//!   AuthorizationPolicy are not read. `retries.retryRemoteLocalities`,
+//!   `localityLbSetting`, `warmup`, `tunnel`, `proxyProtocol`,
+//!   `retryBudget`, `connectionPool.tcp.idleTimeout` and
+//!   `outlierDetection.consecutiveLocalOriginFailures` are not translated.
+//! - Weighted TCP routes send everything to the first destination.
+//! - `DYNAMIC_DNS` ServiceEntries get no cluster.
+//! - Secrets: `default` and `ROOTCA` are referenced over SDS on ADS but not
+//!   produced here; certificates are issued elsewhere.
+//! - Clusters' `istio.services` metadata names a ServiceEntry host of the
+//!   form `<name>.<ns>.svc.<domain>` by `<name>` (istiod uses the whole host).
+//! - Inbound clusters are STATIC to `127.0.0.1:<port>` (see [`cluster`]);
+//!   mesh ALPN is written into clusters instead of an `istio.alpn` filter
+//!   (see [`tls`]); ports of unknown protocol are TCP (see [`listener`]).
+
+mod cluster;
+mod context;
+mod endpoint;
+mod filters;
+mod http_route;
+mod listener;
+mod policy;
+mod proto;
+mod route;
+mod tls;
+
+#[cfg(test)]
+mod tests;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use mesh_api::names::ProxyKind;
+
+use crate::model::{MeshSnapshot, Proxy};
+
+pub use filters::{PluginConfig, TypedStruct};
+pub use http_route::{DEFAULT_RETRIES, DEFAULT_RETRY_ON};
 
 /// Every resource of one proxy, by xDS type, each list sorted by name.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,4 +73,22 @@ pub struct Resources {
     pub clusters: Vec<Cluster>,
     pub endpoints: Vec<ClusterLoadAssignment>,
     pub secrets: Vec<Secret>,
+}
+
+/// The resources `proxy` needs from `snapshot`.
+pub fn translate(proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
+    if proxy.kind != ProxyKind::Sidecar || proxy.grpc_generator {
+        return Resources::default();
+    }
+    let ctx = context::Context::new(proxy, snapshot);
+    let clusters = cluster::build(&ctx);
+    let mut routes = route::outbound(&ctx);
+    routes.sort_by(|a, b| a.name.cmp(&b.name));
+    Resources {
+        listeners: listener::build(&ctx),
+        routes,
+        clusters: clusters.clusters,
+        endpoints: clusters.endpoints,
+        secrets: Vec::new(),
+    }
 }

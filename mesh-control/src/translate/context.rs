@@ -1,0 +1,310 @@
+//! What one proxy sees of the snapshot: the services exported to its
+//! namespace, the DestinationRule and VirtualService that apply to each host,
+//! the endpoints of each service, and the proxy's own inbound ports.
+
+use std::collections::BTreeMap;
+
+use mesh_api::load::Resource;
+use mesh_api::names::fqdn;
+use mesh_api::networking::destination_rule::DestinationRuleSpec;
+use mesh_api::networking::gateway::Protocol;
+use mesh_api::networking::virtual_service::VirtualServiceSpec;
+
+use crate::model::{Endpoint, MeshSnapshot, Proxy, Service, ServicePort};
+
+/// A piece of Istio config with the namespace and name it came from.
+#[derive(Debug)]
+pub struct Config<'a, T> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub spec: &'a T,
+}
+
+impl<T> Clone for Config<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Config<'_, T> {}
+
+/// The snapshot as seen from one proxy.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub proxy: &'a Proxy,
+    pub snapshot: &'a MeshSnapshot,
+    /// Services visible to the proxy's namespace, by hostname.
+    pub services: Vec<&'a Service>,
+    /// By service hostname, then service namespace.
+    endpoints: BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a Endpoint>>>,
+    destination_rules: Vec<Config<'a, DestinationRuleSpec>>,
+    virtual_services: Vec<Config<'a, VirtualServiceSpec>>,
+}
+
+/// How a service port is proxied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// HTTP/1.1 (or HTTP/2 when `http2`): routed by an HTTP connection manager.
+    Http { http2: bool },
+    /// Opaque TCP, TLS, and ports whose protocol is unknown.
+    Tcp,
+}
+
+/// One port the proxy's workload serves, with the services that reach it.
+#[derive(Debug, Clone)]
+pub struct InboundPort<'a> {
+    /// The port the application listens on (the endpoint's port).
+    pub port: u16,
+    pub kind: PortKind,
+    /// gRPC, which istiod does not retry inbound.
+    pub grpc: bool,
+    /// The service port that leads here (of the first service).
+    pub service_port: u16,
+    pub services: Vec<&'a Service>,
+}
+
+/// Whether config exported to `export_to` from `owner` is visible in `namespace`.
+/// An empty list is Istio's default, exported everywhere.
+pub fn exported(export_to: &[String], owner: &str, namespace: &str) -> bool {
+    export_to.is_empty()
+        || export_to.iter().any(|to| match to.as_str() {
+            "*" => true,
+            "." => owner == namespace,
+            "~" => false,
+            name => name == namespace,
+        })
+}
+
+/// Whether a (possibly wildcard) host written in config covers `hostname`.
+pub fn host_matches(pattern: &str, hostname: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => hostname.ends_with(suffix),
+        None => pattern == hostname,
+    }
+}
+
+/// The protocol of a port: as declared, else from its name's prefix
+/// (`http-web`, `grpc`), as Istio reads port names.
+pub fn protocol(port: &ServicePort) -> Option<Protocol> {
+    port.protocol.or_else(|| {
+        let prefix = port.name.split('-').next().unwrap_or_default();
+        Protocol::parse(prefix)
+    })
+}
+
+pub fn port_kind(port: &ServicePort) -> Option<PortKind> {
+    match protocol(port) {
+        Some(Protocol::Udp) => None,
+        Some(p) if p.is_http() => Some(PortKind::Http {
+            http2: p.is_http2(),
+        }),
+        _ => Some(PortKind::Tcp),
+    }
+}
+
+/// The port an endpoint receives a service port's traffic on.
+pub fn endpoint_port(endpoint: &Endpoint, port: &ServicePort) -> u16 {
+    endpoint
+        .ports
+        .get(&port.name)
+        .copied()
+        .or(port.target_port)
+        .unwrap_or(port.number)
+}
+
+/// Whether `labels` carry every one of `selector`.
+pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+impl<'a> Context<'a> {
+    pub fn new(proxy: &'a Proxy, snapshot: &'a MeshSnapshot) -> Context<'a> {
+        let namespace = proxy.namespace.as_str();
+        let mut services: Vec<&Service> = snapshot
+            .services
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|s| exported(&s.export_to, &s.namespace, namespace))
+            .collect();
+        services.sort_by(|a, b| (&a.hostname, &a.namespace).cmp(&(&b.hostname, &b.namespace)));
+        // Two namespaces declaring one host: the proxy's own namespace wins, as in Istio.
+        services.dedup_by(|later, first| {
+            if later.hostname != first.hostname {
+                return false;
+            }
+            if later.namespace == namespace {
+                std::mem::swap(later, first);
+            }
+            true
+        });
+        let mut endpoints: BTreeMap<&str, BTreeMap<&str, Vec<&Endpoint>>> = BTreeMap::new();
+        for endpoint in &snapshot.endpoints {
+            endpoints
+                .entry(&endpoint.service)
+                .or_default()
+                .entry(&endpoint.service_namespace)
+                .or_default()
+                .push(endpoint);
+        }
+        let mut destination_rules = Vec::new();
+        let mut virtual_services = Vec::new();
+        for resource in &snapshot.config {
+            match resource.as_ref() {
+                Resource::DestinationRule(dr) => {
+                    let config = Config {
+                        namespace: resource.namespace(),
+                        name: resource.name(),
+                        spec: &dr.spec,
+                    };
+                    if exported(&dr.spec.export_to, config.namespace, namespace) {
+                        destination_rules.push(config);
+                    }
+                }
+                Resource::VirtualService(vs) => {
+                    let config = Config {
+                        namespace: resource.namespace(),
+                        name: resource.name(),
+                        spec: &vs.spec,
+                    };
+                    let for_sidecars = vs.spec.gateways.is_empty()
+                        || vs.spec.gateways.iter().any(|g| g == "mesh");
+                    if for_sidecars
+                        && !vs.spec.hosts.is_empty()
+                        && exported(&vs.spec.export_to, config.namespace, namespace)
+                    {
+                        virtual_services.push(config);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Context {
+            proxy,
+            snapshot,
+            services,
+            endpoints,
+            destination_rules,
+            virtual_services,
+        }
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.snapshot.mesh.domain
+    }
+
+    pub fn service(&self, hostname: &str) -> Option<&'a Service> {
+        self.services
+            .binary_search_by(|s| s.hostname.as_str().cmp(hostname))
+            .ok()
+            .map(|i| self.services[i])
+    }
+
+    pub fn endpoints(&self, service: &Service) -> &[&'a Endpoint] {
+        self.endpoints
+            .get(service.hostname.as_str())
+            .and_then(|by_namespace| by_namespace.get(service.namespace.as_str()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The DestinationRule for `service`, looked up as Istio does: in the
+    /// proxy's namespace, then the service's, then the root namespace; an
+    /// exact host before a wildcard, a rule selecting this workload before
+    /// one for the whole namespace.
+    pub fn destination_rule(&self, service: &Service) -> Option<Config<'a, DestinationRuleSpec>> {
+        let root = self.snapshot.mesh.root_namespace.as_str();
+        let mut namespaces = vec![self.proxy.namespace.as_str()];
+        for ns in [service.namespace.as_str(), root] {
+            if !namespaces.contains(&ns) {
+                namespaces.push(ns);
+            }
+        }
+        namespaces.into_iter().find_map(|ns| {
+            self.destination_rules
+                .iter()
+                .filter(|dr| dr.namespace == ns)
+                .filter_map(|dr| {
+                    let host = fqdn(&dr.spec.host, dr.namespace, self.domain());
+                    if !host_matches(&host, &service.hostname) {
+                        return None;
+                    }
+                    let selected = match &dr.spec.workload_selector {
+                        None => false,
+                        Some(selector) if dr.namespace == self.proxy.namespace => {
+                            if !selector.matches(&self.proxy.labels) {
+                                return None;
+                            }
+                            true
+                        }
+                        Some(_) => return None,
+                    };
+                    // Lower ranks first: exact hosts, then selecting rules.
+                    Some(((host.starts_with('*'), !selected), *dr))
+                })
+                .min_by_key(|(rank, _)| *rank)
+                .map(|(_, dr)| dr)
+        })
+    }
+
+    /// The VirtualService whose hosts cover `service`: one in the proxy's
+    /// namespace first, then the first in config order; an exact host
+    /// before a wildcard.
+    pub fn virtual_service(&self, service: &Service) -> Option<Config<'a, VirtualServiceSpec>> {
+        self.virtual_services
+            .iter()
+            .filter_map(|vs| {
+                let exact = vs.spec.hosts.iter().any(|h| {
+                    !h.starts_with('*') && fqdn(h, vs.namespace, self.domain()) == service.hostname
+                });
+                let wildcard = vs
+                    .spec
+                    .hosts
+                    .iter()
+                    .any(|h| host_matches(&fqdn(h, vs.namespace, self.domain()), &service.hostname));
+                (exact || wildcard).then_some(((!exact, vs.namespace != self.proxy.namespace), *vs))
+            })
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, vs)| vs)
+    }
+
+    /// The endpoints that are the proxy's own workload: its IP, its
+    /// namespace, and no label that contradicts the proxy's labels (so
+    /// that workloads sharing a loopback address stay apart).
+    fn is_own(&self, endpoint: &Endpoint) -> bool {
+        let proxy = self.proxy;
+        endpoint.address == proxy.ip
+            && endpoint.namespace == proxy.namespace
+            && endpoint
+                .labels
+                .iter()
+                .all(|(k, v)| proxy.labels.get(k).is_none_or(|mine| mine == v))
+    }
+
+    /// The ports the proxy's workload serves, by the services it backs.
+    pub fn inbound_ports(&self) -> Vec<InboundPort<'a>> {
+        let mut ports: BTreeMap<u16, InboundPort<'a>> = BTreeMap::new();
+        for service in &self.services {
+            for endpoint in self.endpoints(service) {
+                if !self.is_own(endpoint) {
+                    continue;
+                }
+                for port in &service.ports {
+                    let Some(kind) = port_kind(port) else {
+                        continue;
+                    };
+                    let number = endpoint_port(endpoint, port);
+                    let entry = ports.entry(number).or_insert_with(|| InboundPort {
+                        port: number,
+                        kind,
+                        grpc: protocol(port) == Some(Protocol::Grpc),
+                        service_port: port.number,
+                        services: Vec::new(),
+                    });
+                    if !entry.services.iter().any(|s| s.hostname == service.hostname) {
+                        entry.services.push(service);
+                    }
+                }
+            }
+        }
+        ports.into_values().collect()
+    }
+}
