@@ -45,6 +45,10 @@ pub struct TypedStruct {
 impl Name for TypedStruct {
     const NAME: &'static str = "TypedStruct";
     const PACKAGE: &'static str = "udpa.type.v1";
+
+    fn type_url() -> String {
+        format!("type.googleapis.com/{}", Self::full_name())
+    }
 }
 
 /// `stats.PluginConfig`, the config of `istio.stats` (the fields istiod
@@ -58,6 +62,10 @@ pub struct PluginConfig {
 impl Name for PluginConfig {
     const NAME: &'static str = "PluginConfig";
     const PACKAGE: &'static str = "stats";
+
+    fn type_url() -> String {
+        format!("type.googleapis.com/{}", Self::full_name())
+    }
 }
 
 fn http_filter(name: &str, config: Any) -> HttpFilter {

@@ -50,11 +50,7 @@ pub fn apply(
     settings: Option<&ClientTlsSettings>,
 ) {
     let mesh_tls = || {
-        let sni = format!(
-            "outbound_.{port}_.{}_.{}",
-            if subset.is_empty() { "_" } else { subset },
-            service.hostname
-        );
+        let sni = format!("outbound_.{port}_.{subset}_.{}", service.hostname);
         let sans = match settings {
             Some(s) if !s.subject_alt_names.is_empty() => s.subject_alt_names.clone(),
             _ => service_identities(ctx, service),
