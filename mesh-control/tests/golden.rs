@@ -169,7 +169,8 @@ fn walkthrough_facts() {
     );
 
     let (delay, _) = scenario(&dir, "virtual-service-ratings-test-delay.yaml");
-    let fault = &routes_of(&delay, "ratings")[0]["typed_per_filter_config"]["envoy.filters.http.fault"];
+    let fault =
+        &routes_of(&delay, "ratings")[0]["typed_per_filter_config"]["envoy.filters.http.fault"];
     assert_eq!(fault["delay"]["fixed_delay"], "7s");
     assert_eq!(
         fault["delay"]["percentage"],
@@ -180,6 +181,12 @@ fn walkthrough_facts() {
     let routes = routes_of(&abort, "ratings");
     let fault = &routes[0]["typed_per_filter_config"]["envoy.filters.http.fault"];
     assert_eq!(fault["abort"]["http_status"], 500);
-    assert_eq!(routes[0]["match"]["headers"][0]["string_match"]["exact"], "jason");
-    assert!(routes[1].get("typed_per_filter_config").is_none(), "others are not aborted");
+    assert_eq!(
+        routes[0]["match"]["headers"][0]["string_match"]["exact"],
+        "jason"
+    );
+    assert!(
+        routes[1].get("typed_per_filter_config").is_none(),
+        "others are not aborted"
+    );
 }

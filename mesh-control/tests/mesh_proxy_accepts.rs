@@ -23,8 +23,16 @@ const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_con
 const ORIGINAL_DST_CLUSTERS: [&str; 2] = ["PassthroughCluster", "InboundPassthroughCluster"];
 
 fn statics(resources: &Resources) -> Value {
-    let assignments: Vec<Value> = resources.endpoints.iter().map(|e| to_json(e).unwrap()).collect();
-    let routes: Vec<Value> = resources.routes.iter().map(|r| to_json(r).unwrap()).collect();
+    let assignments: Vec<Value> = resources
+        .endpoints
+        .iter()
+        .map(|e| to_json(e).unwrap())
+        .collect();
+    let routes: Vec<Value> = resources
+        .routes
+        .iter()
+        .map(|r| to_json(r).unwrap())
+        .collect();
     let clusters: Vec<Value> = resources
         .clusters
         .iter()
@@ -79,8 +87,10 @@ fn secrets() -> Value {
     let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
     let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     leaf.subject_alt_names.push(rcgen::SanType::URI(
-        rcgen::string::Ia5String::try_from("spiffe://cluster.local/ns/default/sa/bookinfo-productpage")
-            .unwrap(),
+        rcgen::string::Ia5String::try_from(
+            "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+        )
+        .unwrap(),
     ));
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = leaf.signed_by(&key, &ca).unwrap();
@@ -102,8 +112,16 @@ fn accepts(resources: &Resources, secrets: &Value, scenario: &str) {
     .unwrap_or_else(|err| panic!("{scenario}: not a bootstrap: {err}"));
     let config = Config::from_bootstrap(&bootstrap)
         .unwrap_or_else(|err| panic!("{scenario}: mesh-proxy refuses it: {err}"));
-    assert_eq!(config.listeners.len(), resources.listeners.len(), "{scenario}");
-    assert_eq!(config.clusters.len(), resources.clusters.len(), "{scenario}");
+    assert_eq!(
+        config.listeners.len(),
+        resources.listeners.len(),
+        "{scenario}"
+    );
+    assert_eq!(
+        config.clusters.len(),
+        resources.clusters.len(),
+        "{scenario}"
+    );
 }
 
 #[test]
@@ -111,7 +129,11 @@ fn mesh_proxy_runs_the_bookinfo_sidecar_config() {
     let _descriptors = Descriptors::get();
     let secrets = secrets();
     let proxy = productpage();
-    accepts(&translate(&proxy, &snapshot(Vec::new())), &secrets, "no config");
+    accepts(
+        &translate(&proxy, &snapshot(Vec::new())),
+        &secrets,
+        "no config",
+    );
     let dir = testdata();
     let rules = read(Source::File(&dir.join("destination-rule-all-mtls.yaml")));
     let mut files: Vec<String> = std::fs::read_dir(&dir)

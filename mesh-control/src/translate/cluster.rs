@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, circuit_breakers::Thresholds, cluster,
 };
-use envoy_types::pb::envoy::config::core::v3::{BindConfig, Metadata, SocketAddress, socket_address};
+use envoy_types::pb::envoy::config::core::v3::{
+    BindConfig, Metadata, SocketAddress, socket_address,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
@@ -54,9 +56,11 @@ pub fn build(ctx: &Context) -> Clusters {
     for inbound in ctx.inbound_ports() {
         out.clusters.push(inbound_cluster(ctx, &inbound));
     }
-    out.clusters.extend([passthrough(), blackhole(), inbound_passthrough()]);
+    out.clusters
+        .extend([passthrough(), blackhole(), inbound_passthrough()]);
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
-    out.endpoints.sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
+    out.endpoints
+        .sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
     out
 }
 

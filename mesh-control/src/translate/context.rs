@@ -166,8 +166,8 @@ impl<'a> Context<'a> {
                         name: resource.name(),
                         spec: &vs.spec,
                     };
-                    let for_sidecars = vs.spec.gateways.is_empty()
-                        || vs.spec.gateways.iter().any(|g| g == "mesh");
+                    let for_sidecars =
+                        vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh");
                     if for_sidecars
                         && !vs.spec.hosts.is_empty()
                         && exported(&vs.spec.export_to, config.namespace, namespace)
@@ -255,11 +255,9 @@ impl<'a> Context<'a> {
                 let exact = vs.spec.hosts.iter().any(|h| {
                     !h.starts_with('*') && fqdn(h, vs.namespace, self.domain()) == service.hostname
                 });
-                let wildcard = vs
-                    .spec
-                    .hosts
-                    .iter()
-                    .any(|h| host_matches(&fqdn(h, vs.namespace, self.domain()), &service.hostname));
+                let wildcard = vs.spec.hosts.iter().any(|h| {
+                    host_matches(&fqdn(h, vs.namespace, self.domain()), &service.hostname)
+                });
                 (exact || wildcard).then_some(((!exact, vs.namespace != self.proxy.namespace), *vs))
             })
             .min_by_key(|(rank, _)| *rank)
@@ -299,7 +297,11 @@ impl<'a> Context<'a> {
                         service_port: port.number,
                         services: Vec::new(),
                     });
-                    if !entry.services.iter().any(|s| s.hostname == service.hostname) {
+                    if !entry
+                        .services
+                        .iter()
+                        .any(|s| s.hostname == service.hostname)
+                    {
                         entry.services.push(service);
                     }
                 }

@@ -108,7 +108,10 @@ pub fn http_filters(direction: Direction) -> Vec<HttpFilter> {
         filters.push(http_filter(FAULT, any(&HttpFault::default())));
     }
     filters.push(http_filter("istio.stats", stats_config(direction)));
-    filters.push(http_filter("envoy.filters.http.router", any(&Router::default())));
+    filters.push(http_filter(
+        "envoy.filters.http.router",
+        any(&Router::default()),
+    ));
     filters
 }
 

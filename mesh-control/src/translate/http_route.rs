@@ -44,11 +44,7 @@ const HOST_SELECTION_ATTEMPTS: i64 = 5;
 const PREVIOUS_HOSTS: &str = "envoy.retry_host_predicates.previous_hosts";
 
 /// The routes of one VirtualService for a virtual host on `port`.
-pub fn routes(
-    ctx: &Context,
-    vs: Config<VirtualServiceSpec>,
-    port: u16,
-) -> Vec<Route> {
+pub fn routes(ctx: &Context, vs: Config<VirtualServiceSpec>, port: u16) -> Vec<Route> {
     let metadata = config_metadata(vs);
     vs.spec
         .http
@@ -56,7 +52,12 @@ pub fn routes(
         .filter(|rule| rule.delegate.is_none())
         .filter_map(|rule| {
             let matches = applicable_matches(ctx, rule, port)?;
-            let built = Rule { ctx, vs, rule, port };
+            let built = Rule {
+                ctx,
+                vs,
+                rule,
+                port,
+            };
             Some(built.routes(&matches, &metadata))
         })
         .flatten()
@@ -280,11 +281,10 @@ impl Rule<'_> {
                 });
             }
             if !rewrite.authority.is_empty() {
-                action.host_rewrite_specifier = Some(
-                    route_action::HostRewriteSpecifier::HostRewriteLiteral(
+                action.host_rewrite_specifier =
+                    Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(
                         rewrite.authority.clone(),
-                    ),
-                );
+                    ));
             }
         }
         action
@@ -307,7 +307,10 @@ impl Rule<'_> {
                 .or(rule.mirror_percent.map(f64::from));
             (m, percent)
         });
-        let listed = rule.mirrors.iter().map(|m| (&m.destination, m.percentage.map(|p| p.value)));
+        let listed = rule
+            .mirrors
+            .iter()
+            .map(|m| (&m.destination, m.percentage.map(|p| p.value)));
         single
             .into_iter()
             .chain(listed)
@@ -378,9 +381,7 @@ pub fn destination_policy(ctx: &Context, host: &str, subset: &str, port: u16) ->
 
 /// The hash policy of a route's destinations, when those that hash agree
 /// on the key (istiod drops it when they conflict).
-pub fn agreed_hash_policy(
-    policies: &[Policy],
-) -> Vec<route_action::HashPolicy> {
+pub fn agreed_hash_policy(policies: &[Policy]) -> Vec<route_action::HashPolicy> {
     let mut hashes = policies
         .iter()
         .filter_map(Policy::consistent_hash)
@@ -552,7 +553,10 @@ pub fn route_match(m: &HttpMatchRequest) -> RouteMatch {
     }
 }
 
-fn header_options(values: &std::collections::BTreeMap<String, String>, action: HeaderAppendAction) -> impl Iterator<Item = HeaderValueOption> + '_ {
+fn header_options(
+    values: &std::collections::BTreeMap<String, String>,
+    action: HeaderAppendAction,
+) -> impl Iterator<Item = HeaderValueOption> + '_ {
     values.iter().map(move |(key, value)| HeaderValueOption {
         header: Some(HeaderValue {
             key: key.clone(),
@@ -567,7 +571,10 @@ fn header_options(values: &std::collections::BTreeMap<String, String>, action: H
 /// Header lists to add: `set` overwrites, `add` appends. A request `set`
 /// or `add` of `host`/`:authority` is returned instead, as the host to
 /// rewrite to (istiod turns it into `host_rewrite_literal`).
-fn header_lists(ops: &HeaderOperations, request: bool) -> (Vec<HeaderValueOption>, Vec<String>, Option<String>) {
+fn header_lists(
+    ops: &HeaderOperations,
+    request: bool,
+) -> (Vec<HeaderValueOption>, Vec<String>, Option<String>) {
     let is_host = |k: &str| request && (k.eq_ignore_ascii_case("host") || k == ":authority");
     let host = ops
         .set
@@ -575,11 +582,24 @@ fn header_lists(ops: &HeaderOperations, request: bool) -> (Vec<HeaderValueOption
         .chain(&ops.add)
         .find(|(k, _)| is_host(k))
         .map(|(_, v)| v.clone());
-    let set = ops.set.iter().filter(|(k, _)| !is_host(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let add = ops.add.iter().filter(|(k, _)| !is_host(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let set = ops
+        .set
+        .iter()
+        .filter(|(k, _)| !is_host(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let add = ops
+        .add
+        .iter()
+        .filter(|(k, _)| !is_host(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let mut options: Vec<HeaderValueOption> =
         header_options(&set, HeaderAppendAction::OverwriteIfExistsOrAdd).collect();
-    options.extend(header_options(&add, HeaderAppendAction::AppendIfExistsOrAdd));
+    options.extend(header_options(
+        &add,
+        HeaderAppendAction::AppendIfExistsOrAdd,
+    ));
     (options, ops.remove.clone(), host)
 }
 

@@ -15,11 +15,11 @@ use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
+use envoy_types::pb::envoy::config::route::v3::RetryPolicy;
 use envoy_types::pb::envoy::config::route::v3::{
     Decorator, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route,
     route_action, route_match,
 };
-use envoy_types::pb::envoy::config::route::v3::RetryPolicy;
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
@@ -89,7 +89,12 @@ fn tcp_proxy_filter(cluster: &str) -> Filter {
 }
 
 /// `istio.stats` then `tcp_proxy` to `cluster`.
-fn tcp_chain(name: &str, matcher: Option<FilterChainMatch>, cluster: &str, direction: Direction) -> FilterChain {
+fn tcp_chain(
+    name: &str,
+    matcher: Option<FilterChainMatch>,
+    cluster: &str,
+    direction: Direction,
+) -> FilterChain {
     FilterChain {
         name: name.to_owned(),
         filter_chain_match: matcher,
@@ -254,9 +259,18 @@ fn virtual_inbound(ctx: &Context) -> Listener {
         address: Some(socket("0.0.0.0", INBOUND_PORT)),
         traffic_direction: TrafficDirection::Inbound as i32,
         listener_filters: vec![
-            listener_filter("envoy.filters.listener.original_dst", &OriginalDst::default()),
-            listener_filter("envoy.filters.listener.tls_inspector", &TlsInspector::default()),
-            listener_filter("envoy.filters.listener.http_inspector", &HttpInspector::default()),
+            listener_filter(
+                "envoy.filters.listener.original_dst",
+                &OriginalDst::default(),
+            ),
+            listener_filter(
+                "envoy.filters.listener.tls_inspector",
+                &TlsInspector::default(),
+            ),
+            listener_filter(
+                "envoy.filters.listener.http_inspector",
+                &HttpInspector::default(),
+            ),
         ],
         filter_chains: chains,
         ..Listener::default()

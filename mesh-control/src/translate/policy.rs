@@ -97,13 +97,11 @@ pub fn apply_load_balancer(c: &mut Cluster, policy: &Policy) {
     if let Some(hash) = lb.and_then(|lb| lb.consistent_hash.as_ref()) {
         if let Some(maglev) = &hash.maglev {
             c.lb_policy = LbPolicy::Maglev as i32;
-            c.lb_config = Some(cluster::LbConfig::MaglevLbConfig(
-                cluster::MaglevLbConfig {
-                    table_size: maglev.table_size.map(|value| {
-                        envoy_types::pb::google::protobuf::UInt64Value { value }
-                    }),
-                },
-            ));
+            c.lb_config = Some(cluster::LbConfig::MaglevLbConfig(cluster::MaglevLbConfig {
+                table_size: maglev
+                    .table_size
+                    .map(|value| envoy_types::pb::google::protobuf::UInt64Value { value }),
+            }));
         } else {
             c.lb_policy = LbPolicy::RingHash as i32;
             let size = hash
@@ -158,7 +156,9 @@ pub fn apply_connection_pool(c: &mut Cluster, policy: &Policy, http2: bool) {
         c.upstream_connection_options = Some(UpstreamConnectionOptions {
             tcp_keepalive: Some(TcpKeepalive {
                 keepalive_probes: keepalive.probes.and_then(u32v),
-                keepalive_time: keepalive.time.and_then(|d| u32v(d.as_std().as_secs() as u32)),
+                keepalive_time: keepalive
+                    .time
+                    .and_then(|d| u32v(d.as_std().as_secs() as u32)),
                 keepalive_interval: keepalive
                     .interval
                     .and_then(|d| u32v(d.as_std().as_secs() as u32)),
@@ -167,7 +167,9 @@ pub fn apply_connection_pool(c: &mut Cluster, policy: &Policy, http2: bool) {
         });
     }
     let common = CommonHttpOptions {
-        idle_timeout: http.and_then(|h| h.idle_timeout).map(|d| duration(d.as_std())),
+        idle_timeout: http
+            .and_then(|h| h.idle_timeout)
+            .map(|d| duration(d.as_std())),
         max_connection_duration: tcp
             .and_then(|t| t.max_connection_duration)
             .map(|d| duration(d.as_std())),
@@ -182,15 +184,13 @@ pub fn apply_connection_pool(c: &mut Cluster, policy: &Policy, http2: bool) {
         use http_protocol_options::explicit_http_config::ProtocolConfig;
         http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
             http_protocol_options::ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                    Http2ProtocolOptions {
-                        max_concurrent_streams: http
-                            .and_then(|h| h.max_concurrent_streams)
-                            .filter(|n| *n > 0)
-                            .and_then(|n| u32v(n as u32)),
-                        ..Http2ProtocolOptions::default()
-                    },
-                )),
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions {
+                    max_concurrent_streams: http
+                        .and_then(|h| h.max_concurrent_streams)
+                        .filter(|n| *n > 0)
+                        .and_then(|n| u32v(n as u32)),
+                    ..Http2ProtocolOptions::default()
+                })),
             },
         )
     });
@@ -284,4 +284,3 @@ pub fn hash_policy(hash: &ConsistentHashLb) -> Option<HashPolicy> {
 pub fn retry_other_hosts(policy: &Policy) -> bool {
     policy.consistent_hash().is_none()
 }
-

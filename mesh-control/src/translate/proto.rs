@@ -1,10 +1,10 @@
 //! Small builders for the protobuf values every resource needs: durations,
 //! wrappers, `Any`, `Struct`s written as JSON, and the ADS config source.
 
+use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
 use envoy_types::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiVersion, ConfigSource, config_source::ConfigSourceSpecifier,
 };
-use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
 use envoy_types::pb::google::protobuf::{
     Any, BoolValue, Duration, ListValue, Struct, UInt32Value, Value, value::Kind,
 };

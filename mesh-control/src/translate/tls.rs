@@ -20,7 +20,8 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
     SubjectAltNameMatcher, TlsCertificate, TlsParameters, UpstreamTlsContext,
     common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
-    subject_alt_name_matcher::SanType, tls_parameters::TlsProtocol,
+    subject_alt_name_matcher::SanType,
+    tls_parameters::TlsProtocol,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use mesh_api::names::SpiffeId;
@@ -198,7 +199,8 @@ fn originate(settings: &ClientTlsSettings, service: &Service) -> UpstreamTlsCont
                 ..TlsCertificate::default()
             }];
         } else {
-            common.tls_certificate_sds_secret_configs = vec![sds(&format!("kubernetes://{credential}"))];
+            common.tls_certificate_sds_secret_configs =
+                vec![sds(&format!("kubernetes://{credential}"))];
         }
     }
     if settings.insecure_skip_verify != Some(true) {

@@ -71,7 +71,11 @@ pub fn registry(resources: &[Resource]) -> (Vec<Arc<Service>>, Vec<Arc<Endpoint>
             services.push(Arc::new(Service {
                 hostname: host.clone(),
                 namespace: namespace.into(),
-                addresses: spec.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+                addresses: spec
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect(),
                 ports: spec
                     .ports
                     .iter()
@@ -95,14 +99,21 @@ pub fn registry(resources: &[Resource]) -> (Vec<Arc<Service>>, Vec<Arc<Endpoint>
                     service: host.clone(),
                     service_namespace: namespace.into(),
                     address,
-                    ports: we.ports.iter().map(|(k, v)| (k.clone(), *v as u16)).collect(),
+                    ports: we
+                        .ports
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v as u16))
+                        .collect(),
                     labels: we.labels.clone(),
                     namespace: namespace.into(),
                     service_account: we.service_account.clone(),
                     locality: we.locality.clone(),
                     network: we.network.clone(),
                     weight: we.weight.unwrap_or(1),
-                    mesh_tls: we.labels.get("security.istio.io/tlsMode").map(String::as_str)
+                    mesh_tls: we
+                        .labels
+                        .get("security.istio.io/tlsMode")
+                        .map(String::as_str)
                         == Some("istio"),
                 }));
             }
