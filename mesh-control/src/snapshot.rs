@@ -58,9 +58,11 @@ pub async fn publish(inputs: Inputs, sender: watch::Sender<Arc<MeshSnapshot>>) {
     // Dropped on return, which stops the forwarders.
     let mut forwarders = JoinSet::new();
     for source in &inputs.sources {
+        tracing::info!(source = %source.name(), "following config source");
         forwarders.spawn(forward(source.subscribe(), changed.clone()));
     }
     for registry in &inputs.registries {
+        tracing::info!(registry = %registry.name(), "following service registry");
         if let Some(receiver) = registry.subscribe() {
             forwarders.spawn(forward(receiver, changed.clone()));
         }

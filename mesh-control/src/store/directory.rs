@@ -50,14 +50,10 @@ impl DirectorySource {
     /// runtime until the source is dropped. Fails when `dir` is not a
     /// readable directory.
     pub fn start(dir: &Path) -> io::Result<DirectorySource> {
-        DirectorySource::start_with_interval(dir, POLL_INTERVAL)
-    }
-
-    pub fn start_with_interval(dir: &Path, interval: Duration) -> io::Result<DirectorySource> {
         let mut scanner = Scanner::new(dir);
         let first = scanner.scan()?.unwrap_or_default();
         let sender = watch::Sender::new(Arc::new(first));
-        let poller = tokio::spawn(poll(scanner, sender.clone(), interval));
+        let poller = tokio::spawn(poll(scanner, sender.clone()));
         Ok(DirectorySource {
             dir: dir.to_owned(),
             sender,
@@ -82,9 +78,9 @@ impl ConfigSource for DirectorySource {
     }
 }
 
-/// Looks at the directory every `interval` and publishes what changed.
-async fn poll(mut scanner: Scanner, sender: watch::Sender<Arc<ConfigSet>>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
+/// Looks at the directory every [`POLL_INTERVAL`] and publishes what changed.
+async fn poll(mut scanner: Scanner, sender: watch::Sender<Arc<ConfigSet>>) {
+    let mut ticks = tokio::time::interval(POLL_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {

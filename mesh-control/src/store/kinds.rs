@@ -71,11 +71,6 @@ static KINDS: LazyLock<Vec<KindName>> = LazyLock::new(|| {
         .collect()
 });
 
-/// Every kind this mesh serves.
-pub fn kind_names() -> &'static [KindName] {
-    &KINDS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

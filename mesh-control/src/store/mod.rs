@@ -19,7 +19,7 @@ use mesh_api::load::{Problem, Resource, Source};
 use tokio::sync::watch;
 
 pub use directory::{DirectorySource, POLL_INTERVAL};
-pub use kinds::{KindName, kind_names};
+pub use kinds::KindName;
 pub use memory::{Applied, Changes, MemoryStore, Outcome, Refused};
 
 /// A source of Istio config.
