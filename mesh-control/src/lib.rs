@@ -3,5 +3,9 @@
 //! service registry become a [`model::MeshSnapshot`]; [`translate`] turns the
 //! snapshot into the Envoy xDS resources each proxy needs.
 
+pub mod api;
 pub mod model;
+pub mod registry;
+pub mod snapshot;
+pub mod store;
 pub mod translate;

@@ -1,5 +1,9 @@
 //! `meshctl`: the mesh's command line, modelled on `istioctl`.
 
+mod apply;
+mod control_plane;
+mod get;
+mod inputs;
 mod manifest;
 mod validate;
 
@@ -7,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Command line of the mesh: validate config, generate manifests.
+/// Command line of the mesh: validate and apply config, generate manifests.
 #[derive(Debug, Parser)]
 #[command(name = "meshctl", version, about)]
 pub struct Cli {
@@ -19,6 +23,12 @@ pub struct Cli {
 pub enum Command {
     /// Check Istio configuration files, as the validating webhook would.
     Validate(validate::Args),
+    /// Create or replace Istio config in the control plane, checked first.
+    Apply(apply::Args),
+    /// Delete the Istio config that files name from the control plane.
+    Delete(apply::Args),
+    /// List the control plane's Istio config of one kind (vs, dr, gw, se, we, ...).
+    Get(get::Args),
     /// Generate install manifests.
     Manifest {
         #[command(subcommand)]
@@ -31,6 +41,9 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(&args, &mut std::io::stdout().lock()),
+        Command::Apply(args) => apply::run(apply::Action::Apply, &args, &mut std::io::stdout()),
+        Command::Delete(args) => apply::run(apply::Action::Delete, &args, &mut std::io::stdout()),
+        Command::Get(args) => get::run(&args, &mut std::io::stdout().lock()),
         Command::Manifest { command } => manifest::run(command),
         Command::Version => {
             println!("meshctl {}", env!("CARGO_PKG_VERSION"));

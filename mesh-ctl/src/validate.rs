@@ -28,19 +28,11 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         report.extend(part);
     }
     report.validate();
-    for problem in &report.problems {
-        writeln!(out, "{problem}")?;
-    }
-    let (resources, problems) = (report.resources.len(), report.problems.len());
-    if problems > 0 {
-        writeln!(
-            out,
-            "{problems} problem(s) found in {resources} Istio resource(s)"
-        )?;
+    if print_problems(&report, out)? {
         return Ok(ExitCode::FAILURE);
     }
     if !args.quiet {
-        write!(out, "{resources} Istio resource(s) valid")?;
+        write!(out, "{} Istio resource(s) valid", report.resources.len())?;
         if !report.skipped.is_empty() {
             write!(
                 out,
@@ -51,4 +43,19 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one line per problem and a count; true when there were any.
+pub fn print_problems(report: &Report, out: &mut impl Write) -> std::io::Result<bool> {
+    for problem in &report.problems {
+        writeln!(out, "{problem}")?;
+    }
+    let (resources, problems) = (report.resources.len(), report.problems.len());
+    if problems > 0 {
+        writeln!(
+            out,
+            "{problems} problem(s) found in {resources} Istio resource(s)"
+        )?;
+    }
+    Ok(problems > 0)
 }

@@ -44,6 +44,15 @@ macro_rules! kinds {
                 }
             }
 
+            /// The resource as a Kubernetes object (`apiVersion` is the
+            /// group's first version, whichever version it was read from).
+            pub fn to_value(&self) -> Value {
+                let value = match self {
+                    $(Resource::$kind(r) => serde_json::to_value(r),)*
+                };
+                value.expect("resources always serialize to JSON")
+            }
+
             /// The CRD of every kind, as generated from the types (one version).
             pub fn base_crds() -> Vec<CustomResourceDefinition> {
                 vec![$(crate::$module::$kind::crd(),)*]

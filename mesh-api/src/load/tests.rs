@@ -166,3 +166,16 @@ fn a_missing_required_field_is_reported_once() {
         ["dr.yaml:4: DestinationRule default/r: spec.host: required field \"host\" is missing"]
     );
 }
+
+#[test]
+fn a_resource_reads_back_from_its_json() {
+    let report = load_str("we.yaml", ENTRY);
+    let value = report.resources[0].resource.to_value();
+    assert_eq!(value["apiVersion"], "networking.istio.io/v1");
+    assert_eq!(value["kind"], "WorkloadEntry");
+    assert_eq!(value["metadata"]["namespace"], "bookinfo");
+    let text = crate::emit::to_yaml(&value);
+    let again = load_str("again.yaml", &text);
+    assert!(again.problems.is_empty(), "{text}");
+    assert_eq!(again.resources[0].resource.to_value(), value);
+}
