@@ -3,5 +3,10 @@
 //! service registry become a [`model::MeshSnapshot`]; [`translate`] turns the
 //! snapshot into the Envoy xDS resources each proxy needs.
 
+pub mod app;
+pub mod cli;
+pub mod metrics;
 pub mod model;
+pub mod monitoring;
 pub mod translate;
+pub mod xds;
