@@ -366,6 +366,16 @@ mod tests {
         );
         assert!(stale.response.is_none());
         assert!(conn.watches[&XdsType::Cluster].nack.is_some());
+        // A fix arrives and is ACKed: the NACK is forgotten.
+        let third = conn.update(resources(&["a", "b"], 3), &nonces);
+        conn.request(
+            XdsType::Cluster,
+            &request(XdsType::Cluster, &[], Some(&third[0])),
+            &nonces,
+        );
+        let watch = &conn.watches[&XdsType::Cluster];
+        assert!(watch.nack.is_none());
+        assert_eq!(watch.acked.as_ref().unwrap().0, third[0].version_info);
     }
 
     #[test]
