@@ -25,7 +25,7 @@ pub struct Args {
     /// IP to bind. Loopback by default: the local mesh runs every proxy on
     /// this machine, and the plaintext xDS port should not be reachable from
     /// elsewhere. In a pod, where istiod binds every interface, use 0.0.0.0.
-    #[arg(long, default_value = "127.0.0.1", env = "MESH_CONTROL_ADDRESS")]
+    #[arg(long, default_value = "127.0.0.1", env = "MESH_CONTROL_BIND_ADDRESS")]
     pub address: IpAddr,
     /// Write the bound addresses here once listening, as JSON
     /// `{"xds": "ip:port", "monitoring": "ip:port"}` (useful with port 0).
