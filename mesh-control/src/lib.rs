@@ -4,8 +4,13 @@
 //! snapshot into the Envoy xDS resources each proxy needs.
 
 pub mod api;
+pub mod app;
+pub mod cli;
+pub mod metrics;
 pub mod model;
+pub mod monitoring;
 pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod translate;
+pub mod xds;

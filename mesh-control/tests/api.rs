@@ -10,10 +10,10 @@ use serde_json::Value;
 
 mod support;
 
-use support::ApiServer;
+use support::config::ApiServer;
 
 async fn apply_file(server: &ApiServer, name: &str) -> (StatusCode, String) {
-    let text = fs::read_to_string(support::testdata().join(name)).unwrap();
+    let text = fs::read_to_string(support::config::testdata().join(name)).unwrap();
     let path = format!("/api/v1/config?source={name}");
     server.send(Method::POST, &path, &text).await
 }
@@ -105,7 +105,7 @@ async fn bookinfo_applies_lists_and_deletes() {
     assert_eq!(again.resources[0].resource.name(), "bookinfo-gateway");
 
     // Deletes, by document or by path.
-    let text = fs::read_to_string(support::testdata().join("virtual-service-reviews-test-v2.yaml"))
+    let text = fs::read_to_string(support::config::testdata().join("virtual-service-reviews-test-v2.yaml"))
         .unwrap();
     let (status, body) = server.send(Method::DELETE, "/api/v1/config", &text).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -143,8 +143,8 @@ async fn invalid_input_is_refused_whole_with_the_validate_messages() {
     let before = server.store.current();
     let changes = server.store.subscribe();
 
-    let good = fs::read_to_string(support::testdata().join("destination-rule-all.yaml")).unwrap();
-    let bad = fs::read_to_string(support::testdata().join("virtual-service-reviews-50-v3.yaml"))
+    let good = fs::read_to_string(support::config::testdata().join("destination-rule-all.yaml")).unwrap();
+    let bad = fs::read_to_string(support::config::testdata().join("virtual-service-reviews-50-v3.yaml"))
         .unwrap()
         .replacen("weight: 50", "weight: 40", 1);
     let text = format!("{good}---\n{bad}");

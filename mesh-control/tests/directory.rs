@@ -60,7 +60,7 @@ async fn files_added_changed_broken_and_removed_are_followed() {
     let nested = dir.path().join("bookinfo");
     fs::create_dir_all(&nested).unwrap();
     for name in ["bookinfo-gateway.yaml", "destination-rule-all.yaml"] {
-        fs::copy(support::testdata().join(name), nested.join(name)).unwrap();
+        fs::copy(support::config::testdata().join(name), nested.join(name)).unwrap();
     }
     let source = DirectorySource::start(dir.path()).unwrap();
     assert!(source.name().starts_with("dir:"));
@@ -81,7 +81,7 @@ async fn files_added_changed_broken_and_removed_are_followed() {
 
     // Added.
     let routes = dir.path().join("reviews.yaml");
-    let all_v1 = support::testdata().join("virtual-service-reviews-test-v2.yaml");
+    let all_v1 = support::config::testdata().join("virtual-service-reviews-test-v2.yaml");
     fs::copy(&all_v1, &routes).unwrap();
     let added = wait_for(&mut changes, "the added file", |s| s.entries.len() == 7).await;
     assert_eq!(
@@ -92,7 +92,7 @@ async fn files_added_changed_broken_and_removed_are_followed() {
 
     // Changed.
     fs::copy(
-        support::testdata().join("virtual-service-reviews-v3.yaml"),
+        support::config::testdata().join("virtual-service-reviews-v3.yaml"),
         &routes,
     )
     .unwrap();
@@ -129,7 +129,7 @@ async fn files_added_changed_broken_and_removed_are_followed() {
 
     // A new subdirectory with the whole example set, where some resources
     // repeat those already read: reported, the first file in path order wins.
-    copy_dir(&support::examples(), &dir.path().join("examples"));
+    copy_dir(&support::config::examples(), &dir.path().join("examples"));
     let both = wait_for(&mut changes, "the example directory", |s| {
         s.entries.len() > 6
     })

@@ -52,12 +52,12 @@ async fn wait_for(
 async fn directory_and_api_feed_one_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     fs::copy(
-        support::testdata().join("destination-rule-all.yaml"),
+        support::config::testdata().join("destination-rule-all.yaml"),
         dir.path().join("rules.yaml"),
     )
     .unwrap();
     let directory = Arc::new(DirectorySource::start(dir.path()).unwrap());
-    let api = support::ApiServer::start(Arc::new(MemoryStore::new())).await;
+    let api = support::config::ApiServer::start(Arc::new(MemoryStore::new())).await;
     let inputs = Inputs {
         mesh: MeshConfig::default(),
         sources: vec![directory.clone(), api.store.clone()],
@@ -88,7 +88,7 @@ async fn directory_and_api_feed_one_snapshot() {
 
     // Routes through the API.
     let routes =
-        fs::read_to_string(support::testdata().join("virtual-service-all-v1.yaml")).unwrap();
+        fs::read_to_string(support::config::testdata().join("virtual-service-all-v1.yaml")).unwrap();
     let (status, body) = api.send(Method::POST, "/api/v1/config", &routes).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let routed = wait_for(&mut snapshots, "the routes", |s| s.config.len() == 10).await;

@@ -1,5 +1,7 @@
-//! Talks to the control plane's config API (`/api/v1/config`, served on its
-//! monitoring port).
+//! Talks to the control plane's monitoring port: the config API
+//! (`/api/v1/config`) that `apply`, `delete` and `get` use, and the debug pages
+//! (`/debug/syncz`, `/debug/config_dump`) that `proxy-status` and
+//! `proxy-config` read.
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -43,6 +45,21 @@ impl Address {
             .block_on(request(method, &url, body))
             .with_context(|| format!("cannot reach the control plane at {}", self.url))
     }
+
+    /// GETs `path_and_query` and reads the body as JSON.
+    pub fn get_json(&self, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
+        let reply = self.send(Method::GET, path_and_query, String::new())?;
+        if !reply.status.is_success() {
+            anyhow::bail!(
+                "{}{path_and_query}: {}: {}",
+                self.url,
+                reply.status,
+                reply.body.trim()
+            );
+        }
+        serde_json::from_str(&reply.body)
+            .with_context(|| format!("{path_and_query} did not answer JSON"))
+    }
 }
 
 async fn request(method: Method, url: &str, body: String) -> anyhow::Result<Reply> {
@@ -73,6 +90,35 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// Prints rows as columns separated by at least `gap` spaces, as istioctl's
+/// tables; the last column is not padded.
+pub fn table(
+    out: &mut impl std::io::Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
+    const GAP: usize = 5;
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths[i] + GAP - cell.chars().count();
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

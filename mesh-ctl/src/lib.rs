@@ -5,6 +5,8 @@ mod control_plane;
 mod get;
 mod inputs;
 mod manifest;
+mod proxy_config;
+mod proxy_status;
 mod validate;
 
 use std::process::ExitCode;
@@ -36,6 +38,15 @@ pub enum Command {
     },
     /// Print the version of meshctl.
     Version,
+    /// Whether each proxy has the control plane's latest config.
+    #[command(name = "proxy-status", visible_alias = "ps")]
+    ProxyStatus(proxy_status::Args),
+    /// The xDS config the control plane sent to a proxy.
+    #[command(name = "proxy-config", visible_alias = "pc")]
+    ProxyConfig {
+        #[command(subcommand)]
+        command: proxy_config::Command,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -45,6 +56,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete(args) => apply::run(apply::Action::Delete, &args, &mut std::io::stdout()),
         Command::Get(args) => get::run(&args, &mut std::io::stdout().lock()),
         Command::Manifest { command } => manifest::run(command),
+        Command::ProxyStatus(args) => proxy_status::run(&args, &mut std::io::stdout().lock()),
+        Command::ProxyConfig { command } => {
+            proxy_config::run(&command, &mut std::io::stdout().lock())
+        }
         Command::Version => {
             println!("meshctl {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,74 @@
+//! The command line: flags, logging, signals.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{self, Options};
+use crate::model::MeshSnapshot;
+use crate::xds::Generator;
+
+/// The mesh's control plane: Istio config and services in, xDS out.
+#[derive(Debug, Parser)]
+#[command(name = "mesh-control", version, about)]
+pub struct Args {
+    /// Port of the ADS (xDS) gRPC server, plaintext.
+    #[arg(long, default_value_t = 15010, env = "MESH_CONTROL_XDS_PORT")]
+    pub xds_port: u16,
+    /// Port of /metrics, /ready and /debug/*.
+    #[arg(long, default_value_t = 15014, env = "MESH_CONTROL_MONITORING_PORT")]
+    pub monitoring_port: u16,
+    /// IP to bind. Loopback by default: the local mesh runs every proxy on
+    /// this machine, and the plaintext xDS port should not be reachable from
+    /// elsewhere. In a pod, where istiod binds every interface, use 0.0.0.0.
+    #[arg(long, default_value = "127.0.0.1", env = "MESH_CONTROL_BIND_ADDRESS")]
+    pub address: IpAddr,
+    /// Write the bound addresses here once listening, as JSON
+    /// `{"xds": "ip:port", "monitoring": "ip:port"}` (useful with port 0).
+    #[arg(long, env = "MESH_CONTROL_ADDRESS_FILE")]
+    pub address_file: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `mesh_control=debug`.
+    #[arg(long, default_value = "info", env = "MESH_CONTROL_LOG")]
+    pub log: String,
+}
+
+/// Serves `snapshots` through `generator` until SIGTERM or SIGINT.
+pub fn run(
+    args: Args,
+    snapshots: watch::Receiver<Arc<MeshSnapshot>>,
+    generator: Arc<dyn Generator>,
+) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&args.log)?)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let options = Options {
+            address: args.address,
+            xds_port: args.xds_port,
+            monitoring_port: args.monitoring_port,
+            ..Options::default()
+        };
+        let running = app::start(options, snapshots, generator).await?;
+        if let Some(path) = &args.address_file {
+            running.write_addresses(path)?;
+        }
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        Ok(())
+    })
+}

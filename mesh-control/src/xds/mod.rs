@@ -1,0 +1,119 @@
+//! The ADS server (`envoy.service.discovery.v3.AggregatedDiscoveryService`,
+//! state of the world) that hands each proxy its xDS resources and keeps them
+//! current.
+//!
+//! - Per stream, the node of the first request becomes a [`Proxy`]; a node id
+//!   that does not read is refused with `InvalidArgument` naming the id.
+//! - Types: CDS, EDS, LDS, RDS and SDS. CDS and LDS are wildcard unless the
+//!   client names resources (gRPC's xDS client does); EDS, RDS and SDS send
+//!   only what the client subscribed to. Other type URLs are ignored.
+//! - A request with a new subscription is answered at once; an ACK records the
+//!   version; a NACK (`error_detail`) is logged with the proxy id and reason and
+//!   kept for `/debug/syncz`; a request whose nonce is not the last one sent is
+//!   stale and ignored, as the xDS protocol says.
+//! - Versions are per proxy and per type: a hash of the resources sent, so a
+//!   version changes exactly when that type's resources for that proxy change.
+//!   Nonces are unique per response.
+//! - Snapshots are debounced ([`Debounce`]); each push regenerates the proxy's
+//!   resources and sends, in Envoy's order (CDS, EDS, LDS, RDS, SDS), only the
+//!   types whose content changed.
+//!
+//! Delta xDS is not served: `DeltaAggregatedResources` answers `Unimplemented`,
+//! and clients fall back to state of the world.
+
+mod ads;
+mod connection;
+mod debounce;
+mod resources;
+mod status;
+
+use std::fmt;
+
+use crate::model::{MeshSnapshot, Proxy};
+use crate::translate::Resources;
+
+pub use ads::{Ads, AdsServer};
+pub use connection::Connections;
+pub use debounce::{Debounce, Push, debounce};
+pub use status::{ResourceStatus, SyncStatus, config_dump, syncz};
+
+/// Resolves once `shutdown` turns true, or its sender is gone.
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Builds the resources of one proxy from a snapshot; `translate` in the
+/// control plane, something simpler in tests.
+pub trait Generator: Send + Sync + 'static {
+    fn generate(&self, proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources;
+}
+
+impl<F> Generator for F
+where
+    F: Fn(&Proxy, &MeshSnapshot) -> Resources + Send + Sync + 'static,
+{
+    fn generate(&self, proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
+        self(proxy, snapshot)
+    }
+}
+
+/// The xDS resource types served, in the order Envoy wants a change pushed:
+/// clusters before their endpoints, listeners before their routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum XdsType {
+    Cluster,
+    Endpoint,
+    Listener,
+    Route,
+    Secret,
+}
+
+impl XdsType {
+    pub const ALL: [XdsType; 5] = [
+        XdsType::Cluster,
+        XdsType::Endpoint,
+        XdsType::Listener,
+        XdsType::Route,
+        XdsType::Secret,
+    ];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            XdsType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            XdsType::Endpoint => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+            XdsType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            XdsType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            XdsType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
+        }
+    }
+
+    pub fn from_type_url(url: &str) -> Option<XdsType> {
+        XdsType::ALL.into_iter().find(|t| t.type_url() == url)
+    }
+
+    /// Istio's short name, used as the `type` label of metrics.
+    pub fn short(self) -> &'static str {
+        match self {
+            XdsType::Cluster => "cds",
+            XdsType::Endpoint => "eds",
+            XdsType::Listener => "lds",
+            XdsType::Route => "rds",
+            XdsType::Secret => "sds",
+        }
+    }
+
+    /// Whether an empty list of names subscribes to everything (CDS, LDS).
+    pub fn wildcard(self) -> bool {
+        matches!(self, XdsType::Cluster | XdsType::Listener)
+    }
+}
+
+impl fmt::Display for XdsType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short())
+    }
+}

@@ -1,0 +1,62 @@
+//! The mesh-control binary: ephemeral ports, the address file, readiness.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the process when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_writes_its_addresses_and_turns_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let address_file = dir.path().join("addresses.json");
+    let mut process = Running(
+        Command::new(env!("CARGO_BIN_EXE_mesh-control"))
+            .args([
+                "--xds-port",
+                "0",
+                "--monitoring-port",
+                "0",
+                "--address-file",
+            ])
+            .arg(&address_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + support::PATIENCE;
+    let addresses: serde_json::Value = loop {
+        if let Ok(text) = std::fs::read_to_string(&address_file) {
+            break serde_json::from_str(&text).expect("the address file is JSON");
+        }
+        assert!(Instant::now() < deadline, "no address file");
+        assert!(
+            process.0.try_wait().unwrap().is_none(),
+            "mesh-control exited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let monitoring: SocketAddr = addresses["monitoring"].as_str().unwrap().parse().unwrap();
+    let xds: SocketAddr = addresses["xds"].as_str().unwrap().parse().unwrap();
+    assert!(monitoring.ip().is_loopback() && xds.ip().is_loopback());
+    assert_ne!(monitoring.port(), 0);
+    assert_eq!(support::get(monitoring, "/ready").await.0, 200);
+
+    // A proxy connects and is answered.
+    let mut proxy = support::XdsClient::connect(xds, &support::node_id("app")).await;
+    proxy
+        .request(mesh_control::xds::XdsType::Cluster, &[], None)
+        .await;
+    proxy.recv_type(mesh_control::xds::XdsType::Cluster).await;
+}

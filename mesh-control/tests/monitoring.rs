@@ -1,0 +1,123 @@
+//! The monitoring server: readiness, metrics, sync status, config dumps and
+//! the `/api/` hook.
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use mesh_control::app::Options;
+use mesh_control::monitoring::ApiHandler;
+use mesh_control::xds::XdsType;
+use support::{ControlPlane, XdsClient, node_id, snapshot};
+
+fn one_service() -> Arc<mesh_control::model::MeshSnapshot> {
+    snapshot(
+        1,
+        &["reviews.default.svc.cluster.local"],
+        &[("reviews.default.svc.cluster.local", 1)],
+    )
+}
+
+#[tokio::test]
+async fn ready_and_metrics() {
+    let cp = ControlPlane::start(one_service()).await;
+    assert_eq!(cp.get("/ready").await, (200, "ready\n".into()));
+    let (status, metrics) = cp.get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "pilot_xds 0",
+        "pilot_services 1",
+        "pilot_xds_pushes{type=\"cds\"} 0",
+        "pilot_total_xds_rejects{type=\"rds\"} 0",
+        "pilot_proxy_convergence_time_count 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from\n{metrics}"
+        );
+    }
+    cp.running
+        .metrics
+        .record_rejected_config("VirtualService", "default/reviews");
+    let (_, metrics) = cp.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "pilot_total_rejected_configs{type=\"VirtualService\",name=\"default/reviews\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert_eq!(cp.get("/nothing").await.0, 404);
+}
+
+#[tokio::test]
+async fn config_dump_shows_what_was_sent() {
+    let cp = ControlPlane::start(one_service()).await;
+    let mut proxy = XdsClient::connect(cp.running.xds, &node_id("productpage-v1")).await;
+    proxy.request(XdsType::Cluster, &[], None).await;
+    let cds = proxy.recv_type(XdsType::Cluster).await;
+    proxy.ack(&cds, &[]).await;
+    proxy.request(XdsType::Secret, &["ROOTCA"], None).await;
+    proxy.recv_type(XdsType::Secret).await;
+
+    for id in [node_id("productpage-v1"), "productpage-v1.default".into()] {
+        let (status, body) = cp.get(&format!("/debug/config_dump?proxyID={id}")).await;
+        assert_eq!(status, 200, "{body}");
+        let dump: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let configs = dump["configs"].as_array().unwrap();
+        let clusters = configs
+            .iter()
+            .find(|c| c["@type"] == "type.googleapis.com/envoy.admin.v3.ClustersConfigDump")
+            .unwrap();
+        let cluster = &clusters["dynamic_active_clusters"][0];
+        assert_eq!(cluster["version_info"], cds.version_info.as_str());
+        assert_eq!(
+            cluster["cluster"]["name"],
+            "outbound|80||reviews.default.svc.cluster.local"
+        );
+        assert_eq!(cluster["cluster"]["type"], "EDS");
+        let secrets = configs
+            .iter()
+            .find(|c| c["@type"] == "type.googleapis.com/envoy.admin.v3.SecretsConfigDump")
+            .unwrap();
+        assert_eq!(secrets["dynamic_active_secrets"][0]["name"], "ROOTCA");
+    }
+    let (status, body) = cp.get("/debug/config_dump?proxyID=nobody.default").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("nobody.default"), "{body}");
+    assert_eq!(cp.get("/debug/config_dump").await.0, 400);
+
+    let (_, syncz) = cp.get("/debug/syncz?namespace=elsewhere").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&syncz).unwrap(),
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn the_api_hook_serves_under_api() {
+    let handler = |request: http::Request<hyper::body::Incoming>| async move {
+        http::Response::new(Full::new(Bytes::from(format!(
+            "{} {}",
+            request.method(),
+            request.uri().path()
+        ))))
+    };
+    let api: Arc<dyn ApiHandler> = Arc::new(handler);
+    let cp = ControlPlane::start_with(
+        one_service(),
+        Options {
+            api: Some(api),
+            ..Options::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        cp.get("/api/v1/config").await,
+        (200, "GET /api/v1/config".into())
+    );
+
+    let without = ControlPlane::start(one_service()).await;
+    assert_eq!(without.get("/api/v1/config").await.0, 404);
+}
