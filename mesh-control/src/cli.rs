@@ -9,8 +9,12 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{self, Options};
-use crate::model::MeshSnapshot;
+use crate::model::MeshConfig;
+use crate::registry::ServiceEntryRegistry;
+use crate::snapshot::{self, Inputs};
+use crate::store::{ConfigSource, DirectorySource, MemoryStore};
 use crate::xds::Generator;
+use crate::{api, translate};
 
 /// The mesh's control plane: Istio config and services in, xDS out.
 #[derive(Debug, Parser)]
@@ -31,17 +35,18 @@ pub struct Args {
     /// `{"xds": "ip:port", "monitoring": "ip:port"}` (useful with port 0).
     #[arg(long, env = "MESH_CONTROL_ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,
+    /// A directory of Istio YAML, watched: changes apply within a second,
+    /// and a bad file is reported and left out while the rest keeps serving.
+    #[arg(long, env = "MESH_CONTROL_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
     /// Log filter, e.g. `info` or `mesh_control=debug`.
     #[arg(long, default_value = "info", env = "MESH_CONTROL_LOG")]
     pub log: String,
 }
 
-/// Serves `snapshots` through `generator` until SIGTERM or SIGINT.
-pub fn run(
-    args: Args,
-    snapshots: watch::Receiver<Arc<MeshSnapshot>>,
-    generator: Arc<dyn Generator>,
-) -> anyhow::Result<()> {
+/// Serves the config directory and the config API's store, with the
+/// ServiceEntry registry, as xDS until SIGTERM or SIGINT.
+pub fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&args.log)?)
         .with_writer(std::io::stderr)
@@ -51,12 +56,34 @@ pub fn run(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let store = Arc::new(MemoryStore::new());
+        let mut sources: Vec<Arc<dyn ConfigSource>> = Vec::new();
+        if let Some(dir) = &args.config_dir {
+            let directory = DirectorySource::start(dir).map_err(|err| {
+                anyhow::anyhow!("cannot read the config directory {}: {err}", dir.display())
+            })?;
+            sources.push(Arc::new(directory));
+        }
+        sources.push(Arc::clone(&store) as Arc<dyn ConfigSource>);
+        let inputs = Inputs {
+            mesh: MeshConfig::default(),
+            sources,
+            registries: vec![Arc::new(ServiceEntryRegistry)],
+        };
+        let (sender, snapshots) = watch::channel(Arc::new(inputs.build(1)));
+        tokio::spawn(snapshot::publish(inputs, sender));
+        let api = move |request| {
+            let store = Arc::clone(&store);
+            async move { api::handle(&store, request).await }
+        };
         let options = Options {
             address: args.address,
             xds_port: args.xds_port,
             monitoring_port: args.monitoring_port,
+            api: Some(Arc::new(api)),
             ..Options::default()
         };
+        let generator: Arc<dyn Generator> = Arc::new(translate::translate);
         let running = app::start(options, snapshots, generator).await?;
         if let Some(path) = &args.address_file {
             running.write_addresses(path)?;

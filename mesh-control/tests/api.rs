@@ -105,8 +105,10 @@ async fn bookinfo_applies_lists_and_deletes() {
     assert_eq!(again.resources[0].resource.name(), "bookinfo-gateway");
 
     // Deletes, by document or by path.
-    let text = fs::read_to_string(support::config::testdata().join("virtual-service-reviews-test-v2.yaml"))
-        .unwrap();
+    let text = fs::read_to_string(
+        support::config::testdata().join("virtual-service-reviews-test-v2.yaml"),
+    )
+    .unwrap();
     let (status, body) = server.send(Method::DELETE, "/api/v1/config", &text).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, "virtualservice.networking.istio.io/reviews deleted\n");
@@ -143,10 +145,12 @@ async fn invalid_input_is_refused_whole_with_the_validate_messages() {
     let before = server.store.current();
     let changes = server.store.subscribe();
 
-    let good = fs::read_to_string(support::config::testdata().join("destination-rule-all.yaml")).unwrap();
-    let bad = fs::read_to_string(support::config::testdata().join("virtual-service-reviews-50-v3.yaml"))
-        .unwrap()
-        .replacen("weight: 50", "weight: 40", 1);
+    let good =
+        fs::read_to_string(support::config::testdata().join("destination-rule-all.yaml")).unwrap();
+    let bad =
+        fs::read_to_string(support::config::testdata().join("virtual-service-reviews-50-v3.yaml"))
+            .unwrap()
+            .replacen("weight: 50", "weight: 40", 1);
     let text = format!("{good}---\n{bad}");
     let (status, body) = server
         .send(Method::POST, "/api/v1/config?source=mixed.yaml", &text)

@@ -88,7 +88,8 @@ async fn directory_and_api_feed_one_snapshot() {
 
     // Routes through the API.
     let routes =
-        fs::read_to_string(support::config::testdata().join("virtual-service-all-v1.yaml")).unwrap();
+        fs::read_to_string(support::config::testdata().join("virtual-service-all-v1.yaml"))
+            .unwrap();
     let (status, body) = api.send(Method::POST, "/api/v1/config", &routes).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let routed = wait_for(&mut snapshots, "the routes", |s| s.config.len() == 10).await;

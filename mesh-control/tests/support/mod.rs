@@ -1,9 +1,9 @@
 //! A control plane on ephemeral loopback ports fed by a fake generator, an
 //! ADS client speaking as a proxy, and a small HTTP GET.
 
-pub mod config;
-
 #![allow(dead_code)]
+
+pub mod config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
