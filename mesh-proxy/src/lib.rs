@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod lb;
 pub mod listener;
+pub mod live;
 pub mod logging;
 pub mod outlier;
 pub mod stats;
@@ -20,6 +21,7 @@ pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod xds;
 
 mod cli;
 #[cfg(test)]

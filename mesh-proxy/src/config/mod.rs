@@ -113,6 +113,7 @@ mod istio;
 mod lb_policy;
 mod listener;
 mod outlier;
+mod resources;
 mod retry;
 mod route;
 mod tls;
@@ -140,6 +141,7 @@ pub use health::{
 pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig};
 pub use lb_policy::{Maglev, RingHash};
 pub use outlier::OutlierDetection;
+pub use resources::{Compiled, Fingerprints, References, Resources};
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
 pub use tls::TransportSocketMatch;
 
@@ -151,6 +153,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// The local workload, as Istio's node metadata describes it.
     pub node: Arc<NodeInfo>,
+    /// What each listener and cluster was compiled from, in short.
+    pub fingerprints: Fingerprints,
 }
 
 #[derive(Debug)]
