@@ -1,7 +1,8 @@
 //! mesh-proxy: the sidecar and gateway proxy of the mesh.
 //!
-//! It runs from Envoy v3 configuration: a static bootstrap file today (see
-//! [`config`] for the supported subset), xDS from the control plane later.
+//! It runs from Envoy v3 configuration: a bootstrap file (see [`config`] for
+//! the supported subset) and, when it names a control plane, xDS over ADS
+//! ([`xds`]), swapped in live ([`live`]).
 //! [`app::start`] binds every listener and returns the addresses actually
 //! bound, so that tests can use port 0.
 

@@ -348,8 +348,7 @@ fn http_manager(
 }
 
 /// The route configuration an HCM names; until it arrives the table is
-/// empty and every request gets a 404, as in Envoy once a listener stops
-/// waiting for its routes.
+/// empty, and the config is incomplete, so not served.
 fn rds_routes(rds: &Rds, sources: &Sources<'_>, at: &At) -> Result<RouteTable, ConfigError> {
     let at = at.field("rds");
     if let Some(source) = &rds.config_source

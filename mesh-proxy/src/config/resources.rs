@@ -53,6 +53,9 @@ pub struct References {
 pub struct Compiled {
     pub config: Result<Config, ConfigError>,
     pub references: References,
+    /// The compile stopped at a secret not received yet, which is no fault
+    /// of the resources: the rest is checked once it comes.
+    pub awaits_secret: bool,
 }
 
 impl Compiled {
@@ -159,6 +162,7 @@ impl Config {
                 return Compiled {
                     config: Err(err),
                     references: References::default(),
+                    awaits_secret: false,
                 };
             }
         };
@@ -179,9 +183,13 @@ impl Config {
             .chain(resources.listeners.values())
             .collect();
         let config = compile(bootstrap, &clusters, &listeners, &sources);
+        let awaits_secret = config
+            .as_ref()
+            .is_err_and(|err| sources.secrets.is_awaited(err));
         Compiled {
             config,
             references: sources.into_references(),
+            awaits_secret,
         }
     }
 }

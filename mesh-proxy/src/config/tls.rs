@@ -41,6 +41,8 @@ pub(super) struct Secrets {
     dynamic: bool,
     /// Every name looked up, found or not, for the SDS subscription.
     requested: RefCell<BTreeSet<String>>,
+    /// The error of the last lookup of a secret not received yet.
+    awaited: RefCell<Option<ConfigError>>,
 }
 
 impl Secrets {
@@ -112,8 +114,17 @@ impl Secrets {
                     config.name
                 )
             };
-            at.field("name").error(reason)
+            let err = at.field("name").error(reason);
+            if self.dynamic {
+                *self.awaited.borrow_mut() = Some(err.clone());
+            }
+            err
         })
+    }
+
+    /// Whether `err` is only that a secret has not been received yet.
+    pub(super) fn is_awaited(&self, err: &ConfigError) -> bool {
+        self.awaited.borrow().as_ref() == Some(err)
     }
 }
 

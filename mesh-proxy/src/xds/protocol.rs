@@ -165,11 +165,10 @@ impl Protocol {
         let complete = compiled.is_complete();
         // A compile stopped by a missing secret has not seen every name yet:
         // subscriptions then only grow.
+        let awaits_secret = compiled.awaits_secret;
         let (config, whole) = match compiled.config {
-            Err(err) if references.missing.is_empty() => {
-                return self.refuse(Some(kind), &response, err.to_string());
-            }
-            Err(_) => (None, false),
+            Err(_) if awaits_secret => (None, false),
+            Err(err) => return self.refuse(Some(kind), &response, err.to_string()),
             Ok(config) => (complete.then_some(config), true),
         };
         self.accepted = candidate;

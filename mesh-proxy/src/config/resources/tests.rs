@@ -59,6 +59,7 @@ fn eds_clusters_and_rds_routes_compile_from_their_resources() {
     let compiled = compiled(&all);
     assert!(compiled.is_complete(), "{compiled:?}");
     let references = &compiled.references;
+    assert!(!compiled.awaits_secret);
     assert_eq!(references.routes, ["80".to_owned()].into());
     assert_eq!(references.endpoints, ["reviews.svc".to_owned()].into());
     let config = compiled.config.unwrap();
@@ -166,7 +167,23 @@ fn sds_secrets_are_awaited_then_used() {
         waiting.references.missing,
         ["secret \"default\"".to_owned()].into()
     );
-    assert!(waiting.config.is_err());
+    assert!(waiting.awaits_secret);
+
+    // Other errors are not excused by a missing secret.
+    let mut broken = all.clone();
+    broken.clusters.insert(
+        "bad".into(),
+        proto(&json!({"name": "bad", "connect_timeout": "-1s"})),
+    );
+    let refused = compiled(&broken);
+    assert!(!refused.awaits_secret);
+    assert!(
+        refused
+            .config
+            .unwrap_err()
+            .to_string()
+            .starts_with("cluster \"bad\": connect_timeout")
+    );
 
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["a.example.com".to_owned()])
