@@ -6,9 +6,9 @@ mod clusters;
 
 use std::convert::Infallible;
 use std::fmt::Write;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use http::{Method, Request, Response, StatusCode, header};
@@ -19,18 +19,19 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::drain::{Drain, Trigger};
-use crate::http::proxy::HttpState;
+use crate::live::Live;
 use crate::logging::{self, LogControl};
 use crate::stats::ClusterStats;
-use crate::upstream::Upstreams;
+use crate::xds;
 
 /// What the admin pages show.
 #[derive(Debug)]
 pub struct AdminState {
     pub bootstrap: Bootstrap,
-    pub listeners: Vec<(String, SocketAddr)>,
-    pub http: Vec<Arc<HttpState>>,
-    pub upstreams: Arc<Upstreams>,
+    /// The current listeners and clusters.
+    pub live: Arc<Live>,
+    /// What the control plane sent, when there is one.
+    pub xds: Option<Arc<ArcSwap<xds::dump::Snapshot>>>,
     /// Istio's standard metrics.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub trigger: Trigger,
@@ -64,28 +65,33 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, drain: Drain) 
 
 fn page(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
-        (&Method::GET, "/ready" | "/healthz/ready") => text(StatusCode::OK, "LIVE\n".into()),
+        // Envoy's server state: LIVE once the first whole config is served.
+        (&Method::GET, "/ready" | "/healthz/ready") => match state.live.is_ready() {
+            true => text(StatusCode::OK, "LIVE\n".into()),
+            false => text(StatusCode::SERVICE_UNAVAILABLE, "INITIALIZING\n".into()),
+        },
         (&Method::GET, "/listeners") => {
             let mut out = String::new();
-            for (name, address) in &state.listeners {
+            for (name, address) in &state.live.view().listeners {
                 let _ = writeln!(out, "{name}::{address}");
             }
             text(StatusCode::OK, out)
         }
         (&Method::GET, "/stats/prometheus") => text(StatusCode::OK, prometheus(state)),
-        (&Method::GET, "/config_dump") => match mesh_api::envoy::to_json(&state.bootstrap) {
-            Ok(json) => json_response(serde_json::to_string_pretty(&json).unwrap_or_default()),
-            Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
-        },
-        (&Method::GET, "/clusters") => {
-            let json = request
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|p| p == "format=json"));
-            if !json {
-                return text(StatusCode::OK, clusters::text(&state.upstreams));
+        (&Method::GET, "/config_dump") => {
+            let include_eds = has_param(request, "include_eds");
+            let snapshot = state.xds.as_ref().map(|xds| xds.load_full());
+            match xds::dump::render(&state.bootstrap, snapshot.as_deref(), include_eds) {
+                Ok(json) => json_response(serde_json::to_string_pretty(&json).unwrap_or_default()),
+                Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
             }
-            match clusters::json(&state.upstreams) {
+        }
+        (&Method::GET, "/clusters") => {
+            let upstreams = Arc::clone(&state.live.view().upstreams);
+            if !has_param(request, "format=json") {
+                return text(StatusCode::OK, clusters::text(&upstreams));
+            }
+            match clusters::json(&upstreams) {
                 Ok(body) => json_response(body),
                 Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
             }
@@ -106,13 +112,22 @@ fn page(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
+/// Whether the query has this parameter (`name` or `name=value`).
+fn has_param(request: &Request<Incoming>, param: &str) -> bool {
+    request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == param || p.split_once('=').is_some_and(|(name, _)| name == param))
+    })
+}
+
 fn prometheus(state: &AdminState) -> String {
     let mut out = String::new();
-    for (name, upstream) in state.upstreams.iter() {
+    let view = state.live.view();
+    for (name, upstream) in view.upstreams.iter() {
         upstream.stats.render(name, &mut out);
         ClusterStats::render_membership(name, upstream.balancer.membership(), &mut out);
     }
-    for http in &state.http {
+    for http in &view.http {
         http.stats.render(&http.manager.stat_prefix, &mut out);
     }
     state.telemetry.metrics.render(&mut out);

@@ -4,75 +4,58 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::drain::{self, Drain, Trigger};
+use crate::live::Live;
 use crate::logging::LogControl;
 use crate::telemetry::Telemetry;
-use crate::{listener, upstream};
+use crate::xds;
 
 /// A running proxy: the addresses it bound, and the means to stop it.
 #[derive(Debug)]
 pub struct Running {
-    /// Listener names and the addresses actually bound (port 0 resolved).
+    /// Listener names and the addresses actually bound (port 0 resolved),
+    /// of the static listeners; `/listeners` shows the current ones.
     pub listeners: Vec<(String, SocketAddr)>,
     pub admin: Option<SocketAddr>,
     trigger: Trigger,
     drain: Drain,
-    /// One clone per open connection; the count tells when draining is done.
-    connections: Arc<()>,
+    live: Arc<Live>,
+}
+
+/// What the process adds to the bootstrap.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Changes the log filter (the admin server's `/logging`).
+    pub log: Option<Arc<dyn LogControl>>,
+    /// The control plane's `host:port`, over the bootstrap's ADS cluster.
+    pub xds_address: Option<String>,
 }
 
 /// Binds every listener and the admin server, and starts serving.
 pub async fn start(bootstrap: Bootstrap) -> anyhow::Result<Running> {
-    start_with_log(bootstrap, None).await
+    start_with(bootstrap, Options::default()).await
 }
 
-/// Like [`start`], with the admin server's `/logging` changing the log filter through `log`.
-pub async fn start_with_log(
-    bootstrap: Bootstrap,
-    log: Option<Arc<dyn LogControl>>,
-) -> anyhow::Result<Running> {
+/// Like [`start`], with the process's [`Options`]. With a control plane, the
+/// static resources are served at once and the rest as xDS brings it.
+pub async fn start_with(bootstrap: Bootstrap, options: Options) -> anyhow::Result<Running> {
     let config = Config::from_bootstrap(&bootstrap)?;
-    let upstreams = Arc::new(upstream::build(&config));
+    let target = xds::target(&bootstrap, &config, options.xds_address.as_deref())?;
     let (trigger, drain) = drain::channel();
-    crate::health::start(&upstreams, &drain);
-    let connections = Arc::new(());
     let telemetry = Arc::new(Telemetry::new(&config.node));
-    let mut http_states = Vec::new();
-    let runtimes = config
-        .listeners
-        .iter()
-        .map(|l| {
-            listener::Runtime::build(l, &upstreams, &telemetry, &mut http_states).map(Arc::new)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let handoffs = Arc::new(listener::Handoffs::new(&runtimes));
-    let mut bound = Vec::new();
-    for runtime in &runtimes {
-        if !runtime.bind_to_port {
-            bound.push((runtime.name.clone(), runtime.address));
-            continue;
-        }
-        let socket = TcpListener::bind(runtime.address).await.map_err(|err| {
-            anyhow::anyhow!(
-                "listener {:?}: cannot bind {}: {err}",
-                runtime.name,
-                runtime.address
-            )
-        })?;
-        bound.push((runtime.name.clone(), socket.local_addr()?));
-        tokio::spawn(listener::accept_loop(
-            socket,
-            Arc::clone(runtime),
-            Arc::clone(&handoffs),
-            drain.clone(),
-            Arc::clone(&connections),
-        ));
+    let live = Arc::new(Live::new(Arc::clone(&telemetry), drain.clone()));
+    live.apply(&config).await?;
+    if target.is_none() {
+        live.mark_ready();
     }
+    let listeners = live.view().listeners.clone();
+    let status = Arc::new(ArcSwap::from_pointee(xds::dump::Snapshot::default()));
     let admin = match config.admin {
         Some(address) => {
             let socket = TcpListener::bind(address)
@@ -80,25 +63,34 @@ pub async fn start_with_log(
                 .map_err(|err| anyhow::anyhow!("admin: cannot bind {address}: {err}"))?;
             let local = socket.local_addr()?;
             let state = Arc::new(AdminState {
-                bootstrap,
-                listeners: bound.clone(),
-                http: http_states,
-                upstreams,
+                bootstrap: bootstrap.clone(),
+                live: Arc::clone(&live),
+                xds: target.is_some().then(|| Arc::clone(&status)),
                 telemetry,
                 trigger: trigger.clone(),
-                log,
+                log: options.log,
             });
             tokio::spawn(admin::serve(socket, state, drain.clone()));
             Some(local)
         }
         None => None,
     };
+    if let Some(target) = target {
+        let protocol = xds::protocol::Protocol::new(bootstrap.clone(), xds::node(&bootstrap));
+        tokio::spawn(xds::run(
+            target,
+            protocol,
+            Arc::clone(&live),
+            status,
+            drain.clone(),
+        ));
+    }
     Ok(Running {
-        listeners: bound,
+        listeners,
         admin,
         trigger,
         drain,
-        connections,
+        live,
     })
 }
 
@@ -113,10 +105,9 @@ impl Running {
     pub async fn shutdown(self, limit: Duration) -> usize {
         self.trigger.start();
         let deadline = tokio::time::Instant::now() + limit;
-        // Each connection task holds a clone; ours is the one left when all are done.
-        while Arc::strong_count(&self.connections) > 1 && tokio::time::Instant::now() < deadline {
+        while self.live.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Arc::strong_count(&self.connections) - 1
+        self.live.open_connections()
     }
 }

@@ -35,6 +35,10 @@ pub struct Args {
     /// CPU per request: a sidecar's load is one workload's.
     #[arg(long, default_value_t = 2, env = "MESH_PROXY_CONCURRENCY")]
     pub concurrency: usize,
+    /// The control plane's ADS server (`host:port`, plaintext gRPC), instead
+    /// of the one the bootstrap's `dynamic_resources.ads_config` names.
+    #[arg(long, env = "MESH_PROXY_XDS_ADDRESS")]
+    pub xds_address: Option<String>,
 }
 
 fn runtime(concurrency: usize) -> std::io::Result<tokio::runtime::Runtime> {
@@ -75,7 +79,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("reading the bootstrap panicked"))??;
     let runtime = runtime(args.concurrency)?;
     runtime.block_on(async move {
-        let running = app::start_with_log(bootstrap, Some(log)).await?;
+        let options = app::Options {
+            log: Some(log),
+            xds_address: args.xds_address,
+        };
+        let running = app::start_with(bootstrap, options).await?;
         for (name, address) in &running.listeners {
             tracing::info!(listener = %name, %address, "listening");
         }

@@ -22,6 +22,21 @@ impl Trigger {
 }
 
 impl Drain {
+    /// A drain of its own that also starts when this one does: for one
+    /// listener, or one cluster's background work. Needs a tokio runtime.
+    pub fn child(&self) -> (Trigger, Drain) {
+        let (trigger, drain) = channel();
+        let (parent, forward) = (self.clone(), trigger.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = parent.started() => forward.start(),
+                // Every receiver is gone: nothing left to tell.
+                () = forward.0.closed() => {}
+            }
+        });
+        (trigger, drain)
+    }
+
     /// Resolves once the drain has started.
     pub async fn started(mut self) {
         // An error means the trigger is gone, which also means shutdown.

@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Cluster, HealthCheck, HealthCheckKind, HttpHealthCheck};
 use crate::drain::Drain;
-use crate::upstream::{Upstream, Upstreams};
+use crate::upstream::Upstream;
 
 /// The active health check flags of a cluster's endpoints, read by load
 /// balancing and written by the checker.
@@ -234,13 +234,10 @@ fn random_up_to(limit: Duration) -> Duration {
     Duration::from_nanos(fastrand::u64(..nanos))
 }
 
-/// Starts the health checker of every cluster that has one; they stop when
-/// the drain starts.
-pub fn start(upstreams: &Upstreams, drain: &Drain) {
-    for upstream in upstreams.values() {
-        if let Some(checker) = Checker::new(upstream) {
-            tokio::spawn(Arc::new(checker).run(drain.clone()));
-        }
+/// Starts the health checker of one cluster, if it has one, until `drain` starts.
+pub fn start_cluster(upstream: &Upstream, drain: &Drain) {
+    if let Some(checker) = Checker::new(upstream) {
+        tokio::spawn(Arc::new(checker).run(drain.clone()));
     }
 }
 

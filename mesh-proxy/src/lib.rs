@@ -1,7 +1,8 @@
 //! mesh-proxy: the sidecar and gateway proxy of the mesh.
 //!
-//! It runs from Envoy v3 configuration: a static bootstrap file today (see
-//! [`config`] for the supported subset), xDS from the control plane later.
+//! It runs from Envoy v3 configuration: a bootstrap file (see [`config`] for
+//! the supported subset) and, when it names a control plane, xDS over ADS
+//! ([`xds`]), swapped in live ([`live`]).
 //! [`app::start`] binds every listener and returns the addresses actually
 //! bound, so that tests can use port 0.
 
@@ -13,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod lb;
 pub mod listener;
+pub mod live;
 pub mod logging;
 pub mod outlier;
 pub mod stats;
@@ -20,6 +22,7 @@ pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod xds;
 
 mod cli;
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -16,7 +17,6 @@ use crate::drain::Drain;
 use crate::http::access_log::AccessLogger;
 use crate::http::proxy::HttpState;
 use crate::lb::Downstream;
-use crate::stats::ListenerStats;
 use crate::telemetry::{HttpTelemetry, TcpTelemetry, Telemetry};
 use crate::tls::DownstreamTls;
 use crate::tls::client_hello::{self, ClientHello, Parsed};
@@ -43,6 +43,9 @@ pub struct Runtime {
     pub name: String,
     pub address: SocketAddr,
     pub bind_to_port: bool,
+    /// The connections it accepts drain when this does: when the listener
+    /// is removed or replaced, or the proxy shuts down.
+    pub drain: Drain,
     use_original_dst: bool,
     chains: Vec<Chain>,
     default_chain: Option<Chain>,
@@ -68,8 +71,24 @@ struct Sniffed {
 
 #[derive(Debug)]
 enum Handler {
-    Http(Arc<HttpState>),
-    Tcp(Arc<Upstream>, Option<Arc<TcpTelemetry>>),
+    /// Read at each request, so that new routes and clusters reach the
+    /// open connections of a listener whose definition did not change.
+    Http(Arc<ArcSwap<HttpState>>),
+    /// `None` when the cluster does not exist (yet): connections are closed.
+    Tcp(Option<Arc<Upstream>>, Option<Arc<TcpTelemetry>>),
+}
+
+/// What a listener's chains are built with.
+#[derive(Debug)]
+pub struct BuildContext<'a> {
+    pub upstreams: &'a Arc<Upstreams>,
+    pub telemetry: &'a Arc<Telemetry>,
+    /// See [`Runtime::drain`].
+    pub drain: Drain,
+    /// The listener this one replaces, and whether its definition is the
+    /// same. Its counters carry over; when the same, so do its open HTTP
+    /// connections, which see the new tables from their next request on.
+    pub previous: Option<(&'a Runtime, bool)>,
 }
 
 /// Listeners that do not bind, found by the original destination of a
@@ -106,11 +125,26 @@ impl Runtime {
     /// Prepares a listener's chains; `http` collects the HTTP states for the admin pages.
     pub fn build(
         listener: &Listener,
-        upstreams: &Arc<Upstreams>,
-        telemetry: &Arc<Telemetry>,
+        context: &BuildContext<'_>,
         http: &mut Vec<Arc<HttpState>>,
     ) -> anyhow::Result<Runtime> {
+        let BuildContext {
+            upstreams,
+            telemetry,
+            ..
+        } = context;
+        let previous_chains: Vec<&Chain> = match context.previous {
+            Some((previous, _)) => previous
+                .chains
+                .iter()
+                .chain(&previous.default_chain)
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut position = 0;
         let mut build_chain = |chain: &FilterChain| -> anyhow::Result<Chain> {
+            let previous = previous_chains.get(position).map(|c| &c.handler);
+            position += 1;
             let handler = match &chain.kind {
                 ListenerKind::Http(manager) => {
                     let access_logs = manager
@@ -124,18 +158,29 @@ impl Runtime {
                                 listener.name
                             )
                         })?;
+                    let previous = match previous {
+                        Some(Handler::Http(slot)) => Some(slot),
+                        _ => None,
+                    };
                     let state = Arc::new(HttpState {
                         manager: Arc::clone(manager),
                         upstreams: Arc::clone(upstreams),
-                        stats: ListenerStats::default(),
+                        stats: previous
+                            .map_or_else(Arc::default, |slot| Arc::clone(&slot.load().stats)),
                         access_logs,
                         telemetry: HttpTelemetry::new(telemetry, manager, listener.direction),
                     });
                     http.push(Arc::clone(&state));
-                    Handler::Http(state)
+                    match previous {
+                        Some(slot) if context.previous.is_some_and(|(_, same)| same) => {
+                            slot.store(state);
+                            Handler::Http(Arc::clone(slot))
+                        }
+                        _ => Handler::Http(Arc::new(ArcSwap::new(state))),
+                    }
                 }
                 ListenerKind::Tcp(tcp) => Handler::Tcp(
-                    Arc::clone(&upstreams[&tcp.cluster]),
+                    upstreams.get(&tcp.cluster).cloned(),
                     tcp.stats.as_ref().map(|stats| {
                         Arc::new(TcpTelemetry::new(telemetry, stats, listener.direction))
                     }),
@@ -167,6 +212,7 @@ impl Runtime {
             name: listener.name.clone(),
             address: listener.address,
             bind_to_port: listener.bind_to_port,
+            drain: context.drain.clone(),
             use_original_dst: listener.use_original_dst,
             chains,
             default_chain,
@@ -258,15 +304,16 @@ fn contains(network: IpAddr, len: u8, ip: IpAddr) -> bool {
     }
 }
 
-/// Accepts connections until the drain starts.
+/// Accepts connections until `stop` starts, each for the listener's config
+/// of the moment.
 pub async fn accept_loop(
     socket: TcpListener,
-    listener: Arc<Runtime>,
-    handoffs: Arc<Handoffs>,
-    drain: Drain,
+    listener: Arc<ArcSwap<Runtime>>,
+    handoffs: Arc<ArcSwap<Handoffs>>,
+    stop: Drain,
     connections: Arc<()>,
 ) {
-    let mut drained = std::pin::pin!(drain.clone().started());
+    let mut stopped = std::pin::pin!(stop.started());
     loop {
         let stream = tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -278,22 +325,21 @@ pub async fn accept_loop(
                     continue;
                 }
             },
-            () = drained.as_mut() => return,
+            () = stopped.as_mut() => return,
         };
-        let (listener, handoffs, drain, open) = (
-            Arc::clone(&listener),
-            Arc::clone(&handoffs),
-            drain.clone(),
+        let (listener, handoffs, open) = (
+            listener.load_full(),
+            handoffs.load_full(),
             Arc::clone(&connections),
         );
         tokio::spawn(async move {
-            serve(stream, &listener, &handoffs, drain).await;
+            serve(stream, &listener, &handoffs).await;
             drop(open);
         });
     }
 }
 
-async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs, drain: Drain) {
+async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) {
     let Ok(local) = stream.local_addr() else {
         return;
     };
@@ -306,6 +352,7 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs, 
         true => handoffs.find(destination).unwrap_or(listener),
         false => listener,
     };
+    let drain = target.drain.clone();
     let sniffed = if target.sniffs {
         match sniff(&stream).await {
             Some(sniffed) => sniffed,
@@ -362,8 +409,11 @@ async fn handle<S>(
             let state = Arc::clone(state);
             http::server::serve_connection(state, stream, downstream, tls, http2, drain).await
         }
-        Handler::Tcp(upstream, telemetry) => {
+        Handler::Tcp(Some(upstream), telemetry) => {
             tcp::proxy_connection(Arc::clone(upstream), telemetry.clone(), stream).await
+        }
+        Handler::Tcp(None, _) => {
+            tracing::debug!("tcp_proxy cluster not found; closing the connection");
         }
     }
 }

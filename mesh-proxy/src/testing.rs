@@ -37,3 +37,45 @@ pub fn compile(bootstrap: &Value) -> Result<Config, ConfigError> {
     let parsed = mesh_api::envoy::from_json(bootstrap).expect("valid Envoy JSON");
     Config::from_bootstrap(&parsed)
 }
+
+/// An EDS cluster over ADS whose endpoints are published as `service`.
+pub fn eds_cluster(name: &str, service: &str) -> Value {
+    json!({"name": name, "type": "EDS", "eds_cluster_config": {
+        "service_name": service, "eds_config": {"ads": {}, "resource_api_version": "V3"}}})
+}
+
+/// A `ClusterLoadAssignment` of endpoints on 127.0.0.1.
+pub fn assignment(name: &str, ports: &[u16]) -> Value {
+    json!({"cluster_name": name, "endpoints": [{"lb_endpoints": ports.iter().map(|port| json!(
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+    )).collect::<Vec<_>>()}]})
+}
+
+/// A listener on 127.0.0.1 whose HTTP routes come over RDS as `routes`.
+pub fn rds_listener(name: &str, routes: &str) -> Value {
+    json!({
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "rds": {"route_config_name": routes, "config_source": {"ads": {}}},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+            }
+        }]}]
+    })
+}
+
+/// A route configuration sending everything to `cluster`.
+pub fn route_config(name: &str, cluster: &str) -> Value {
+    json!({"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]})
+}
+
+/// Envoy JSON as the message `M`.
+pub fn proto<M: prost::Message + Default + prost::Name>(value: &Value) -> M {
+    mesh_api::envoy::from_json(value).expect("valid Envoy JSON")
+}

@@ -56,7 +56,9 @@ pub fn build(config: &Config) -> Upstreams {
 }
 
 impl Upstream {
-    fn new(cluster: Arc<Cluster>) -> Upstream {
+    /// A cluster's endpoints, pool and counters, fresh; outlier detection
+    /// sweeps run while it lives.
+    pub fn new(cluster: Arc<Cluster>) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cluster.connect_timeout));
         connector.set_nodelay(true);

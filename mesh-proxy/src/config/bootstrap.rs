@@ -1,13 +1,12 @@
 //! Envoy bootstrap files (`static_resources`, `admin`), YAML or JSON.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 
+use super::resources::{self, Sources};
 use super::tls::Secrets;
-use super::{At, Config, ConfigError, cluster, listener};
+use super::{Config, ConfigError};
 
 /// Reads a bootstrap file; errors name the file and, where known, the line.
 pub fn read_bootstrap(path: &Path) -> anyhow::Result<Bootstrap> {
@@ -31,36 +30,9 @@ impl Config {
     /// Compiles the static resources of a bootstrap.
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Config, ConfigError> {
         let resources = bootstrap.static_resources.clone().unwrap_or_default();
-        let secrets = Secrets::compile(&resources.secrets)?;
-        let mut clusters = BTreeMap::new();
-        for cluster in &resources.clusters {
-            let compiled = cluster::compile(cluster, &secrets)?;
-            let at = At::resource("cluster", &cluster.name);
-            if clusters
-                .insert(compiled.name.clone(), Arc::new(compiled))
-                .is_some()
-            {
-                return Err(at.field("name").error("another cluster has the same name"));
-            }
-        }
-        let mut listeners = Vec::with_capacity(resources.listeners.len());
-        for listener in &resources.listeners {
-            let compiled = listener::compile(listener, &secrets)?;
-            listener::check_clusters(&compiled, &clusters)?;
-            listeners.push(compiled);
-        }
-        let admin = match bootstrap.admin.as_ref().and_then(|a| a.address.as_ref()) {
-            Some(address) => Some(listener::socket_address(
-                address,
-                &At::resource("admin", "admin").field("address"),
-            )?),
-            None => None,
-        };
-        Ok(Config {
-            listeners,
-            clusters,
-            admin,
-            node: Arc::new(super::istio::node(bootstrap.node.as_ref())),
-        })
+        let sources = Sources::bootstrap(Secrets::compile(&resources.secrets)?);
+        let clusters: Vec<_> = resources.clusters.iter().collect();
+        let listeners: Vec<_> = resources.listeners.iter().collect();
+        resources::compile(bootstrap, &clusters, &listeners, &sources)
     }
 }

@@ -1,7 +1,8 @@
 //! Clusters and their endpoints.
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster as EnvoyCluster, cluster};
-use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier as Specifier;
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 
 use super::listener::socket_address;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
@@ -9,27 +10,34 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 use prost::Message;
 
-use super::tls::{self, Secrets};
+use super::resources::Sources;
+use super::tls;
 use super::{At, Cluster, ConfigError, Endpoint, Limits, duration, health, lb_policy, outlier};
 
 /// Envoy's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub(super) fn compile(c: &EnvoyCluster, secrets: &Secrets) -> Result<Cluster, ConfigError> {
+pub(super) fn compile(c: &EnvoyCluster, sources: &Sources<'_>) -> Result<Cluster, ConfigError> {
     let at = At::resource("cluster", &c.name);
     if c.name.is_empty() {
         return Err(at.field("name").error("a cluster needs a name"));
     }
-    match &c.cluster_discovery_type {
-        None => {}
-        Some(cluster::ClusterDiscoveryType::Type(t))
-            if *t == cluster::DiscoveryType::Static as i32 => {}
-        Some(_) => {
-            return Err(at
-                .field("type")
-                .unsupported("discovery types other than STATIC"));
+    let endpoints = match discovery(c, &at)? {
+        Discovery::Static => match &c.load_assignment {
+            Some(assignment) => endpoints(assignment, &at.field("load_assignment"))?,
+            None => Vec::new(),
+        },
+        Discovery::Eds => {
+            let name = eds_name(c).unwrap_or(&c.name);
+            match sources.assignment(name, &at.field("type"))? {
+                Some(assignment) => {
+                    endpoints(assignment, &At::resource("cluster_load_assignment", name))?
+                }
+                // Not received yet: no endpoints until it comes.
+                None => Vec::new(),
+            }
         }
-    }
+    };
     let lb = lb_policy::compile(c, &at)?;
     let outlier = match &c.outlier_detection {
         Some(o) => Some(outlier::compile(o, &at.field("outlier_detection"))?),
@@ -39,44 +47,7 @@ pub(super) fn compile(c: &EnvoyCluster, secrets: &Secrets) -> Result<Cluster, Co
         Some(d) => duration(d, &at.field("connect_timeout"))?,
         None => DEFAULT_CONNECT_TIMEOUT,
     };
-    let mut endpoints = Vec::new();
-    if let Some(assignment) = &c.load_assignment {
-        let at = at.field("load_assignment").field("endpoints");
-        for (i, locality) in assignment.endpoints.iter().enumerate() {
-            let shared = std::sync::Arc::new(health::locality(locality.locality.as_ref()));
-            let at = at.index(i).field("lb_endpoints");
-            for (j, lb) in locality.lb_endpoints.iter().enumerate() {
-                let at = at.index(j);
-                let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier
-                else {
-                    return Err(at.field("endpoint").error("an endpoint is required"));
-                };
-                let address = endpoint.address.as_ref().ok_or_else(|| {
-                    at.field("endpoint")
-                        .field("address")
-                        .error("an address is required")
-                })?;
-                let address = socket_address(address, &at.field("endpoint").field("address"))?;
-                let weight = lb.load_balancing_weight.map_or(1, |w| w.value);
-                if weight == 0 {
-                    return Err(at
-                        .field("load_balancing_weight")
-                        .error("weights must be at least 1"));
-                }
-                endpoints.push(Endpoint {
-                    address,
-                    weight,
-                    health_status: health::status(lb.health_status, &at.field("health_status"))?,
-                    locality: std::sync::Arc::clone(&shared),
-                    health_check: health::endpoint_check(
-                        endpoint.health_check_config.as_ref(),
-                        &at.field("endpoint").field("health_check_config"),
-                    )?,
-                    transport_socket_match: tls::endpoint_match(lb.metadata.as_ref()),
-                });
-            }
-        }
-    }
+    let secrets = &sources.secrets;
     Ok(Cluster {
         name: c.name.clone(),
         connect_timeout,
@@ -91,6 +62,93 @@ pub(super) fn compile(c: &EnvoyCluster, secrets: &Secrets) -> Result<Cluster, Co
         tls: tls::cluster_transport(c, secrets, &at)?,
         transport_socket_matches: tls::socket_matches(c, secrets, &at)?,
     })
+}
+
+/// Where a cluster's endpoints come from.
+enum Discovery {
+    /// Its own `load_assignment`.
+    Static,
+    /// A `ClusterLoadAssignment` over ADS.
+    Eds,
+}
+
+fn discovery(c: &EnvoyCluster, at: &At) -> Result<Discovery, ConfigError> {
+    use cluster::DiscoveryType;
+    let kind = match &c.cluster_discovery_type {
+        None => return Ok(Discovery::Static),
+        Some(cluster::ClusterDiscoveryType::Type(t)) => DiscoveryType::try_from(*t).ok(),
+        Some(cluster::ClusterDiscoveryType::ClusterType(_)) => None,
+    };
+    match kind {
+        Some(DiscoveryType::Static) => Ok(Discovery::Static),
+        Some(DiscoveryType::Eds) => {
+            let source = c
+                .eds_cluster_config
+                .as_ref()
+                .and_then(|eds| eds.eds_config.as_ref());
+            if let Some(source) = source
+                && !matches!(source.config_source_specifier, Some(Specifier::Ads(_)))
+            {
+                return Err(at
+                    .field("eds_cluster_config")
+                    .field("eds_config")
+                    .unsupported("config sources other than ads"));
+            }
+            Ok(Discovery::Eds)
+        }
+        _ => Err(at
+            .field("type")
+            .unsupported("discovery types other than STATIC and EDS")),
+    }
+}
+
+/// The name an EDS cluster's endpoints are published under, when it is not
+/// the cluster's own.
+pub(super) fn eds_name(c: &EnvoyCluster) -> Option<&str> {
+    c.eds_cluster_config
+        .as_ref()
+        .map(|eds| eds.service_name.as_str())
+        .filter(|name| !name.is_empty())
+}
+
+/// The endpoints of an assignment, inline or from EDS; `at` is the assignment.
+fn endpoints(assignment: &ClusterLoadAssignment, at: &At) -> Result<Vec<Endpoint>, ConfigError> {
+    let mut endpoints = Vec::new();
+    let at = at.field("endpoints");
+    for (i, locality) in assignment.endpoints.iter().enumerate() {
+        let shared = std::sync::Arc::new(health::locality(locality.locality.as_ref()));
+        let at = at.index(i).field("lb_endpoints");
+        for (j, lb) in locality.lb_endpoints.iter().enumerate() {
+            let at = at.index(j);
+            let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
+                return Err(at.field("endpoint").error("an endpoint is required"));
+            };
+            let address = endpoint.address.as_ref().ok_or_else(|| {
+                at.field("endpoint")
+                    .field("address")
+                    .error("an address is required")
+            })?;
+            let address = socket_address(address, &at.field("endpoint").field("address"))?;
+            let weight = lb.load_balancing_weight.map_or(1, |w| w.value);
+            if weight == 0 {
+                return Err(at
+                    .field("load_balancing_weight")
+                    .error("weights must be at least 1"));
+            }
+            endpoints.push(Endpoint {
+                address,
+                weight,
+                health_status: health::status(lb.health_status, &at.field("health_status"))?,
+                locality: std::sync::Arc::clone(&shared),
+                health_check: health::endpoint_check(
+                    endpoint.health_check_config.as_ref(),
+                    &at.field("endpoint").field("health_check_config"),
+                )?,
+                transport_socket_match: tls::endpoint_match(lb.metadata.as_ref()),
+            });
+        }
+    }
+    Ok(endpoints)
 }
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";

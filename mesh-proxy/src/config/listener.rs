@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier as Specifier;
 use envoy_types::pb::envoy::config::core::v3::{Address, address, socket_address};
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain as EnvoyFilterChain, FilterChainMatch, Listener as EnvoyListener, filter,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager, http_filter,
+    HttpConnectionManager, Rds, http_connection_manager, http_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy as EnvoyTcpProxy, tcp_proxy,
@@ -17,10 +18,11 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
-use super::tls::Secrets;
+use super::resources::Sources;
 use super::{
     Action, At, ChainMatch, CidrRange, Cluster, ConfigError, FilterChain, HttpManager, Listener,
-    ListenerKind, TcpProxy, TrafficDirection, Transport, cors, fault, istio, route, tls,
+    ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors, fault, istio, route,
+    tls,
 };
 
 const HCM: &str =
@@ -42,7 +44,7 @@ const LISTENER_FILTERS: &[&str] = &[
 
 pub(super) fn compile(
     listener: &EnvoyListener,
-    secrets: &Secrets,
+    sources: &Sources<'_>,
 ) -> Result<Listener, ConfigError> {
     let at = At::resource("listener", &listener.name);
     let address = listener
@@ -62,12 +64,12 @@ pub(super) fn compile(
         .filter_chains
         .iter()
         .enumerate()
-        .map(|(i, chain)| filter_chain(chain, secrets, &at.field("filter_chains").index(i)))
+        .map(|(i, chain)| filter_chain(chain, sources, &at.field("filter_chains").index(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let default_chain = match &listener.default_filter_chain {
         Some(chain) => Some(filter_chain(
             chain,
-            secrets,
+            sources,
             &at.field("default_filter_chain"),
         )?),
         None => None,
@@ -94,11 +96,11 @@ pub(super) fn compile(
 
 fn filter_chain(
     chain: &EnvoyFilterChain,
-    secrets: &Secrets,
+    sources: &Sources<'_>,
     at: &At,
 ) -> Result<FilterChain, ConfigError> {
     let tls = match &chain.transport_socket {
-        Some(socket) => tls::downstream(socket, secrets, &at.field("transport_socket"))?,
+        Some(socket) => tls::downstream(socket, &sources.secrets, &at.field("transport_socket"))?,
         None => None,
     };
     // Istio puts its stats filter in front of tcp_proxy.
@@ -117,7 +119,7 @@ fn filter_chain(
         }
     };
     let at_terminal = at.field("filters").index(chain.filters.len() - 1);
-    let mut kind = network_filter(terminal, &at_terminal)?;
+    let mut kind = network_filter(terminal, sources, &at_terminal)?;
     match (&mut kind, stats) {
         (ListenerKind::Tcp(tcp), stats) => tcp.stats = stats,
         (ListenerKind::Http(_), Some(_)) => {
@@ -236,13 +238,17 @@ fn server_name(name: &str, at: &At) -> Result<String, ConfigError> {
     Ok(name.to_ascii_lowercase())
 }
 
-fn network_filter(filter: &Filter, at: &At) -> Result<ListenerKind, ConfigError> {
+fn network_filter(
+    filter: &Filter,
+    sources: &Sources<'_>,
+    at: &At,
+) -> Result<ListenerKind, ConfigError> {
     let Some(filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
         return Err(at.field("typed_config").error("typed_config is required"));
     };
     let at = at.field("typed_config");
     match type_name(any) {
-        HCM => http_manager(&decode::<HttpConnectionManager>(any, &at)?, &at)
+        HCM => http_manager(&decode::<HttpConnectionManager>(any, &at)?, sources, &at)
             .map(|m| ListenerKind::Http(Arc::new(m))),
         TCP_PROXY => tcp_proxy(&decode::<EnvoyTcpProxy>(any, &at)?, &at).map(ListenerKind::Tcp),
         other => Err(at
@@ -251,7 +257,11 @@ fn network_filter(filter: &Filter, at: &At) -> Result<ListenerKind, ConfigError>
     }
 }
 
-fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, ConfigError> {
+fn http_manager(
+    hcm: &HttpConnectionManager,
+    sources: &Sources<'_>,
+    at: &At,
+) -> Result<HttpManager, ConfigError> {
     let (mut fault, mut routed, mut cors_filter) = (None, false, false);
     let (mut stats, mut peer_exchange) = (None, istio::PeerExchange::default());
     for (i, http_filter) in hcm.http_filters.iter().enumerate() {
@@ -294,11 +304,7 @@ fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, Con
         Some(http_connection_manager::RouteSpecifier::RouteConfig(config)) => {
             route::compile(config, &at.field("route_config"))?
         }
-        Some(http_connection_manager::RouteSpecifier::Rds(_)) => {
-            return Err(at
-                .field("rds")
-                .unsupported("RDS (until the xDS client exists)"));
-        }
+        Some(http_connection_manager::RouteSpecifier::Rds(rds)) => rds_routes(rds, sources, at)?,
         _ => return Err(at.field("route_config").error("route_config is required")),
     };
     let mut websocket = false;
@@ -339,6 +345,32 @@ fn http_manager(hcm: &HttpConnectionManager, at: &At) -> Result<HttpManager, Con
             .map_or(60, |kb| kb.value as usize)
             * 1024,
     })
+}
+
+/// The route configuration an HCM names; until it arrives the table is
+/// empty, and the config is incomplete, so not served.
+fn rds_routes(rds: &Rds, sources: &Sources<'_>, at: &At) -> Result<RouteTable, ConfigError> {
+    let at = at.field("rds");
+    if let Some(source) = &rds.config_source
+        && !matches!(source.config_source_specifier, Some(Specifier::Ads(_)))
+    {
+        return Err(at
+            .field("config_source")
+            .unsupported("config sources other than ads"));
+    }
+    let name = &rds.route_config_name;
+    if name.is_empty() {
+        return Err(at
+            .field("route_config_name")
+            .error("a route configuration name is required"));
+    }
+    match sources.route_config(name, &at)? {
+        Some(config) => route::compile(config, &At::resource("route_configuration", name)),
+        None => Ok(RouteTable {
+            name: name.clone(),
+            ..RouteTable::default()
+        }),
+    }
 }
 
 fn tcp_proxy(proxy: &EnvoyTcpProxy, at: &At) -> Result<TcpProxy, ConfigError> {

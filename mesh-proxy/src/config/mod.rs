@@ -1,14 +1,24 @@
 //! The proxy's runtime tables, compiled from Envoy xDS resources.
 //!
-//! Config arrives as Envoy v3 resources (a bootstrap file today, xDS later).
+//! Config arrives as Envoy v3 resources: a bootstrap file, and over ADS
+//! (see [`crate::xds`]) what the control plane sends, compiled as a whole
+//! with the bootstrap's static resources by [`Config::from_resources`].
 //! It is checked and turned into these plain types once, off the data path;
 //! anything outside the supported subset is refused with an error that names
-//! the resource and the field, which is what an xDS NACK will carry.
+//! the resource and the field, which is what an xDS NACK carries.
 //!
 //! # Supported subset
 //! - Bootstrap: `static_resources.listeners`, `static_resources.clusters`,
 //!   `static_resources.secrets` (`tls_certificate` or `validation_context`),
-//!   `admin.address`.
+//!   `admin.address`, `node`; `dynamic_resources` with `ads_config`
+//!   (`api_type: GRPC`, one `envoy_grpc` service naming a static cluster,
+//!   reached in plain text at its first endpoint) and `cds_config` /
+//!   `lds_config` set to `ads`.
+//! - xDS: Listener, RouteConfiguration, Cluster, ClusterLoadAssignment and
+//!   Secret over ADS, state of the world. A dynamic resource may not reuse a
+//!   static one's name. Routes and `tcp_proxy` may name clusters that do not
+//!   exist (yet): such requests get a 503 and such connections are closed,
+//!   as in Envoy; a static bootstrap refuses them.
 //! - Listener: a socket address, `bind_to_port`, `use_original_dst` (the
 //!   connection goes to the listener bound to its original destination, by
 //!   address then by port, as Istio's `virtualOutbound` needs); filter chains
@@ -22,7 +32,9 @@
 //!   `envoy.filters.network.http_connection_manager` (inline `route_config`,
 //!   `upgrade_configs` for WebSocket, `request_headers_timeout`,
 //!   `max_request_headers_kb`, `access_log` to a file, stdout or stderr in
-//!   Envoy's text or JSON formats) or `envoy.filters.network.tcp_proxy` (a
+//!   Envoy's text or JSON formats; routes inline in `route_config`, or over
+//!   xDS by `rds.route_config_name` with `config_source: ads`; a config is
+//!   not served until every route configuration it names has arrived) or `envoy.filters.network.tcp_proxy` (a
 //!   single `cluster`).
 //! - Routes: virtual hosts by domain (exact, `*.suffix`, `prefix*`, `*`);
 //!   matches on path prefix, exact path and safe regex, headers (exact,
@@ -63,13 +75,16 @@
 //!   (1.2 and 1.3 only; both allowed by default on either side) and TLS 1.2
 //!   `cipher_suites` by OpenSSL name. Certificates and keys come from
 //!   `filename`, `inline_string`, `inline_bytes` or `environment_variable`.
-//!   SDS references are resolved by name against the static secrets only
-//!   (`sds_config` is not contacted). As in Envoy, the peer chain is
+//!   SDS references are resolved by name against the static secrets and,
+//!   with xDS, the secrets received over ADS (whatever the `sds_config`
+//!   says); a TLS context waits for a secret not received yet. As in Envoy, the peer chain is
 //!   checked against `trusted_ca`, the SAN matchers replace any hostname
 //!   check, and without a validation context the peer certificate is not
 //!   checked at all: such upstream TLS encrypts but does not authenticate.
 //!   Active health checks still connect in plain text.
-//! - Clusters: STATIC endpoints from `load_assignment` with weights;
+//! - Clusters: STATIC endpoints from `load_assignment`, or (over xDS) EDS
+//!   with `eds_cluster_config` (`eds_config: ads`; endpoints published
+//!   under `service_name`, else the cluster's name), with weights;
 //!   `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `RING_HASH`
 //!   (`ring_hash_lb_config` sizes; `XX_HASH` only) and `MAGLEV`
 //!   (`maglev_lb_config.table_size`, a prime); `connect_timeout`.
@@ -113,6 +128,7 @@ mod istio;
 mod lb_policy;
 mod listener;
 mod outlier;
+mod resources;
 mod retry;
 mod route;
 mod tls;
@@ -140,6 +156,7 @@ pub use health::{
 pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig};
 pub use lb_policy::{Maglev, RingHash};
 pub use outlier::OutlierDetection;
+pub use resources::{Compiled, Fingerprints, References, Resources};
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
 pub use tls::TransportSocketMatch;
 
@@ -151,6 +168,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// The local workload, as Istio's node metadata describes it.
     pub node: Arc<NodeInfo>,
+    /// What each listener and cluster was compiled from, in short.
+    pub fingerprints: Fingerprints,
 }
 
 #[derive(Debug)]

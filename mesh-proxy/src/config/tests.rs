@@ -64,7 +64,7 @@ fn errors_name_the_resource_and_field() {
     bootstrap["static_resources"]["clusters"][0]["type"] = json!("STRICT_DNS");
     assert_eq!(
         error(bootstrap),
-        "cluster \"a\": type: discovery types other than STATIC is not supported by this proxy"
+        "cluster \"a\": type: discovery types other than STATIC and EDS is not supported by this proxy"
     );
 
     let mut bootstrap = http_bootstrap(

@@ -3,7 +3,8 @@
 //! and on listener filter chains (`DownstreamTlsContext`), with certificates
 //! and validation contexts inline or from the bootstrap's static secrets.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster as EnvoyCluster;
@@ -31,32 +32,99 @@ const RAW_BUFFER: &str = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBu
 /// Where an endpoint's metadata says which transport socket match it takes.
 const MATCH_METADATA: &str = "envoy.transport_socket_match";
 
-/// The bootstrap's `static_resources.secrets`, by name.
+/// The secrets TLS contexts refer to by name: the bootstrap's
+/// `static_resources.secrets`, and with xDS also those received over SDS.
 #[derive(Debug, Default)]
-pub(super) struct Secrets(BTreeMap<String, secret::Type>);
+pub(super) struct Secrets {
+    table: BTreeMap<String, secret::Type>,
+    /// Names may still arrive over SDS, so a missing one is awaited, not wrong.
+    dynamic: bool,
+    /// Every name looked up, found or not, for the SDS subscription.
+    requested: RefCell<BTreeSet<String>>,
+    /// The error of the last lookup of a secret not received yet.
+    awaited: RefCell<Option<ConfigError>>,
+}
 
 impl Secrets {
     pub(super) fn compile(secrets: &[Secret]) -> Result<Secrets, ConfigError> {
-        let mut table = BTreeMap::new();
+        let mut table = Secrets::default();
+        table.add(secrets)?;
+        Ok(table)
+    }
+
+    /// Secrets that come over SDS: looking up one not (yet) received is
+    /// remembered as missing.
+    pub(super) fn with_dynamic<'a>(
+        statics: &[Secret],
+        dynamic: impl IntoIterator<Item = &'a Secret>,
+    ) -> Result<Secrets, ConfigError> {
+        let mut table = Secrets::compile(statics)?;
+        table.dynamic = true;
+        table.add(dynamic)?;
+        Ok(table)
+    }
+
+    fn add<'a>(
+        &mut self,
+        secrets: impl IntoIterator<Item = &'a Secret>,
+    ) -> Result<(), ConfigError> {
         for s in secrets {
             let at = At::resource("secret", &s.name);
             let Some(kind) = &s.r#type else {
                 return Err(at.error("tls_certificate or validation_context is required"));
             };
-            if table.insert(s.name.clone(), kind.clone()).is_some() {
+            if self.table.insert(s.name.clone(), kind.clone()).is_some() {
                 return Err(at.field("name").error("another secret has the same name"));
             }
         }
-        Ok(Secrets(table))
+        Ok(())
+    }
+
+    /// Feeds every secret into `hasher`, for the fingerprints of what uses them.
+    pub(super) fn hash(&self, hasher: &mut impl std::hash::Hasher) {
+        for (name, kind) in &self.table {
+            let secret = Secret {
+                name: name.clone(),
+                r#type: Some(kind.clone()),
+            };
+            hasher.write(&secret.encode_to_vec());
+        }
+    }
+
+    /// The names looked up so far.
+    pub(super) fn requested(&self) -> BTreeSet<String> {
+        self.requested.borrow().clone()
+    }
+
+    /// The names looked up but not found.
+    pub(super) fn missing(&self) -> impl Iterator<Item = String> + '_ {
+        self.requested()
+            .into_iter()
+            .filter(|name| !self.table.contains_key(name))
     }
 
     fn get(&self, config: &SdsSecretConfig, at: &At) -> Result<&secret::Type, ConfigError> {
-        self.0.get(&config.name).ok_or_else(|| {
-            at.field("name").error(format_args!(
-                "secret {:?} is not among static_resources.secrets",
-                config.name
-            ))
+        self.requested.borrow_mut().insert(config.name.clone());
+        self.table.get(&config.name).ok_or_else(|| {
+            let reason = if self.dynamic {
+                format!("secret {:?} has not been received over SDS", config.name)
+            } else {
+                format!(
+                    "secret {:?} is not among static_resources.secrets",
+                    config.name
+                )
+            };
+            let err = at.field("name").error(reason);
+            if self.dynamic {
+                *self.awaited.borrow_mut() = Some(err.clone());
+            }
+            err
         })
+    }
+
+    /// Whether `err` is only that a secret has not been received yet.
+    pub(super) fn is_awaited(&self, err: &ConfigError) -> bool {
+        self.awaited.borrow().as_ref() == Some(err)
     }
 }
 

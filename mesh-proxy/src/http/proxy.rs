@@ -24,7 +24,8 @@ use crate::upstream::Upstreams;
 pub struct HttpState {
     pub manager: Arc<HttpManager>,
     pub upstreams: Arc<Upstreams>,
-    pub stats: ListenerStats,
+    /// Shared with the states that replace this one, so that counts go on.
+    pub stats: Arc<ListenerStats>,
     /// Where finished requests are logged; usually none.
     pub access_logs: Arc<[access_log::AccessLogger]>,
     /// Istio's peer metadata exchange and standard metrics, when configured.

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,12 +18,13 @@ use crate::tls::DownstreamTls;
 /// hyper's smallest read buffer.
 const MIN_BUFFER: usize = 8192;
 
-/// Serves one accepted connection until it closes or the proxy drains.
+/// Serves one accepted connection until it closes or `drain` starts; each
+/// request runs on the state of the moment it arrives, to its end.
 /// `downstream` (the addresses, for hash policies and logs) and `tls` (what
 /// the handshake told) go into every request's extensions; `http2` when
 /// ALPN chose it.
 pub async fn serve_connection<S>(
-    state: Arc<HttpState>,
+    live: Arc<ArcSwap<HttpState>>,
     stream: S,
     downstream: Option<Downstream>,
     tls: Option<DownstreamTls>,
@@ -31,6 +33,7 @@ pub async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let state = live.load_full();
     state.stats.cx_total.fetch_add(1, Ordering::Relaxed);
     let (headers_timeout, max_headers) = (
         state.manager.request_headers_timeout,
@@ -43,7 +46,7 @@ pub async fn serve_connection<S>(
         if let Some(tls) = &tls {
             request.extensions_mut().insert(tls.clone());
         }
-        let state = Arc::clone(&state);
+        let state = live.load_full();
         async move { Ok::<_, Infallible>(proxy::handle(state, request).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());

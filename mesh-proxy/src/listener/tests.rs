@@ -23,10 +23,16 @@ fn runtimes(bootstrap: &Value) -> Vec<Arc<Runtime>> {
     let upstreams = Arc::new(crate::upstream::build(&config));
     let telemetry = Arc::new(crate::telemetry::Telemetry::new(&config.node));
     let mut http = Vec::new();
+    let context = BuildContext {
+        upstreams: &upstreams,
+        telemetry: &telemetry,
+        drain: crate::drain::channel().1,
+        previous: None,
+    };
     config
         .listeners
         .iter()
-        .map(|l| Arc::new(Runtime::build(l, &upstreams, &telemetry, &mut http).unwrap()))
+        .map(|l| Arc::new(Runtime::build(l, &context, &mut http).unwrap()))
         .collect()
 }
 
@@ -44,7 +50,8 @@ fn chosen_for(runtime: &Runtime, destination: &str, sniffed: &Sniffed) -> String
         .select(destination.parse().unwrap(), sniffed)
         .map(|c| &c.handler)
     {
-        Some(Handler::Tcp(upstream, _)) => upstream.cluster.name.clone(),
+        Some(Handler::Tcp(Some(upstream), _)) => upstream.cluster.name.clone(),
+        Some(Handler::Tcp(None, _)) => "missing".into(),
         Some(Handler::Http(_)) => "http".into(),
         None => "-".into(),
     }
