@@ -1,16 +1,13 @@
 //! Clusters and their endpoints.
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster as EnvoyCluster, cluster};
-use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
-
-use super::listener::socket_address;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
 use prost::Message;
 
 use super::tls::{self, Secrets};
-use super::{At, Cluster, ConfigError, Endpoint, Limits, duration, health, lb_policy, outlier};
+use super::{At, Cluster, ConfigError, Limits, duration, health, lb_policy, outlier};
 
 /// Envoy's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -39,49 +36,14 @@ pub(super) fn compile(c: &EnvoyCluster, secrets: &Secrets) -> Result<Cluster, Co
         Some(d) => duration(d, &at.field("connect_timeout"))?,
         None => DEFAULT_CONNECT_TIMEOUT,
     };
-    let mut endpoints = Vec::new();
-    if let Some(assignment) = &c.load_assignment {
-        let at = at.field("load_assignment").field("endpoints");
-        for (i, locality) in assignment.endpoints.iter().enumerate() {
-            let shared = std::sync::Arc::new(health::locality(locality.locality.as_ref()));
-            let at = at.index(i).field("lb_endpoints");
-            for (j, lb) in locality.lb_endpoints.iter().enumerate() {
-                let at = at.index(j);
-                let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier
-                else {
-                    return Err(at.field("endpoint").error("an endpoint is required"));
-                };
-                let address = endpoint.address.as_ref().ok_or_else(|| {
-                    at.field("endpoint")
-                        .field("address")
-                        .error("an address is required")
-                })?;
-                let address = socket_address(address, &at.field("endpoint").field("address"))?;
-                let weight = lb.load_balancing_weight.map_or(1, |w| w.value);
-                if weight == 0 {
-                    return Err(at
-                        .field("load_balancing_weight")
-                        .error("weights must be at least 1"));
-                }
-                endpoints.push(Endpoint {
-                    address,
-                    weight,
-                    health_status: health::status(lb.health_status, &at.field("health_status"))?,
-                    locality: std::sync::Arc::clone(&shared),
-                    health_check: health::endpoint_check(
-                        endpoint.health_check_config.as_ref(),
-                        &at.field("endpoint").field("health_check_config"),
-                    )?,
-                    transport_socket_match: tls::endpoint_match(lb.metadata.as_ref()),
-                });
-            }
-        }
-    }
+    let assignment = super::load_assignment::compile(c.load_assignment.as_ref(), &at)?;
     Ok(Cluster {
         name: c.name.clone(),
         connect_timeout,
         lb,
-        endpoints,
+        endpoints: assignment.endpoints,
+        overprovisioning_factor: assignment.overprovisioning_factor,
+        locality_weighted: lb_policy::locality_weighted(c, &at)?,
         http2: http2(c, &at)?,
         limits: limits(c, &at)?,
         outlier,

@@ -73,6 +73,17 @@
 //!   `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `RING_HASH`
 //!   (`ring_hash_lb_config` sizes; `XX_HASH` only) and `MAGLEV`
 //!   (`maglev_lb_config.table_size`, a prime); `connect_timeout`.
+//! - Priorities and localities: each locality's `priority`, with Envoy's
+//!   priority load, spill-over and panic across levels, scaled by
+//!   `load_assignment.policy.overprovisioning_factor` (default 140);
+//!   `common_lb_config.locality_weighted_lb_config` picks a locality of the
+//!   level by its `load_balancing_weight` times its availability first
+//!   (not for `RING_HASH` and `MAGLEV`, which hash over the whole level). A
+//!   locality appears once per priority. Refused:
+//!   `common_lb_config.zone_aware_lb_config`, `policy.drop_overloads`,
+//!   `policy.weighted_priority_health`, endpoints outside `lb_endpoints`
+//!   (LEDS); `policy.endpoint_stale_after` is ignored. See
+//!   [`crate::lb`].
 //! - Consistent hashing: a route's `hash_policy` (`header`, `cookie` with
 //!   `ttl`, `path` and `attributes`, `connection_properties.source_ip`,
 //!   `query_parameter`; `terminal`), used by `RING_HASH` and `MAGLEV`
@@ -80,8 +91,8 @@
 //! - Outlier detection: a cluster's `outlier_detection` by consecutive 5xx
 //!   and gateway failures; see [`OutlierDetection`] for the fields.
 //! - Endpoint health: `health_status` (`UNHEALTHY`, `DRAINING` and `TIMEOUT`
-//!   are not used, `DEGRADED` only when no healthy endpoint is left),
-//!   `locality` (kept, not yet used), `health_check_config` (`port_value`,
+//!   are not used, `DEGRADED` ones take the load that healthy ones cannot),
+//!   `locality`, `health_check_config` (`port_value`,
 //!   `hostname`, `disable_active_health_check`);
 //!   `common_lb_config.healthy_panic_threshold` (default 50%).
 //! - Istio telemetry (see [`crate::telemetry`]): the bootstrap `node` (id and
@@ -112,6 +123,7 @@ mod health;
 mod istio;
 mod lb_policy;
 mod listener;
+mod load_assignment;
 mod outlier;
 mod retry;
 mod route;
@@ -139,6 +151,7 @@ pub use health::{
 };
 pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig};
 pub use lb_policy::{Maglev, RingHash};
+pub use load_assignment::DEFAULT_OVERPROVISIONING_FACTOR;
 pub use outlier::OutlierDetection;
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
 pub use tls::TransportSocketMatch;
@@ -393,6 +406,11 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     pub lb: LbPolicy,
     pub endpoints: Vec<Endpoint>,
+    /// In percent: how much a priority level's or a locality's usable share
+    /// is scaled up before it counts as fully available (Envoy's 140).
+    pub overprovisioning_factor: u32,
+    /// Pick a locality by its weight first (`locality_weighted_lb_config`).
+    pub locality_weighted: bool,
     /// Speak HTTP/2 to the endpoints (gRPC needs it).
     pub http2: bool,
     pub limits: Limits,
@@ -446,6 +464,11 @@ pub struct Endpoint {
     pub health_status: HealthStatus,
     /// Shared by the endpoints of one locality.
     pub locality: Arc<Locality>,
+    /// Its locality's priority level: 0 is tried first.
+    pub priority: u32,
+    /// Its locality's `load_balancing_weight`, used by locality weighted
+    /// balancing (a locality without one takes no traffic then).
+    pub locality_weight: Option<u32>,
     pub health_check: EndpointHealthCheck,
     /// The `envoy.transport_socket_match` metadata, for `transport_socket_matches`.
     pub transport_socket_match: BTreeMap<String, serde_json::Value>,
