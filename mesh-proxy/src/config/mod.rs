@@ -267,6 +267,77 @@ pub struct RouteTable {
     pub name: String,
     pub virtual_hosts: Vec<VirtualHost>,
     pub headers: HeaderMutations,
+    /// The virtual hosts by domain, for lookups that do not scan them all.
+    pub domains: DomainIndex,
+}
+
+impl RouteTable {
+    pub fn new(name: String, virtual_hosts: Vec<VirtualHost>, headers: HeaderMutations) -> Self {
+        RouteTable {
+            domains: DomainIndex::new(&virtual_hosts),
+            name,
+            virtual_hosts,
+            headers,
+        }
+    }
+}
+
+/// Indexes of virtual hosts in Envoy's order of preference: exact domains,
+/// then the longest `*.suffix`, then the longest `prefix.*`, then `*`. For
+/// equally good domains the first virtual host wins.
+#[derive(Debug, Default)]
+pub struct DomainIndex {
+    pub exact: std::collections::HashMap<String, usize>,
+    /// Longest first.
+    pub suffixes: Vec<(String, usize)>,
+    /// Longest first.
+    pub prefixes: Vec<(String, usize)>,
+    pub any: Option<usize>,
+}
+
+impl DomainIndex {
+    fn new(virtual_hosts: &[VirtualHost]) -> DomainIndex {
+        let mut index = DomainIndex::default();
+        for (i, vhost) in virtual_hosts.iter().enumerate() {
+            for domain in &vhost.domains {
+                match domain {
+                    Domain::Exact(d) => {
+                        index.exact.entry(d.clone()).or_insert(i);
+                    }
+                    Domain::Suffix(s) => index.suffixes.push((s.clone(), i)),
+                    Domain::Prefix(p) => index.prefixes.push((p.clone(), i)),
+                    Domain::Any => {
+                        index.any.get_or_insert(i);
+                    }
+                }
+            }
+        }
+        // Stable: among equal lengths the earlier virtual host stays first.
+        index
+            .suffixes
+            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        index
+            .prefixes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        index
+    }
+
+    /// The index of the best virtual host for a lower-case host without port.
+    pub fn find(&self, host: &str) -> Option<usize> {
+        if let Some(i) = self.exact.get(host) {
+            return Some(*i);
+        }
+        let suffix = self
+            .suffixes
+            .iter()
+            .find(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()));
+        let prefix = || {
+            self.prefixes
+                .iter()
+                .find(|(p, _)| host.len() > p.len() && host.starts_with(p.as_str()))
+        };
+        suffix.or_else(prefix).map(|(_, i)| *i).or(self.any)
+    }
 }
 
 #[derive(Debug)]
