@@ -20,7 +20,9 @@
 # of the machine's CPU time stolen by the hypervisor (a noisy VM skews rows).
 #
 # Knobs (environment): RATE (1000), CONNS (16), RATE_SECS (15), MAX_SECS (10),
-# H2_SECS (10), H2_STREAMS (10), KEEP=1 keeps the temp dir with configs/logs.
+# H2_SECS (10), H2_STREAMS (10), MESH_CONCURRENCY (1: one worker thread per
+# mesh-proxy, as each nginx runs one worker process), KEEP=1 keeps the temp
+# dir with configs/logs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +32,7 @@ RATE_SECS=${RATE_SECS:-15}
 MAX_SECS=${MAX_SECS:-10}
 H2_SECS=${H2_SECS:-10}
 H2_STREAMS=${H2_STREAMS:-10}
+MESH_CONCURRENCY=${MESH_CONCURRENCY:-1}
 WARMUP_SECS=1
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -250,7 +253,7 @@ EOF
 # start_mesh DIR: sets MESH_PID and writes DIR/listeners (name::ip:port lines).
 start_mesh() {
     "$MESH_PROXY" --bootstrap "$1/bootstrap.json" --admin-address-path "$1/admin" \
-        --drain-timeout 1s --log warn >"$1/stdout.log" 2>"$1/stderr.log" &
+        --concurrency "$MESH_CONCURRENCY" --drain-timeout 1s --log warn >"$1/stdout.log" 2>"$1/stderr.log" &
     MESH_PID=$!
     PIDS+=("$MESH_PID")
     wait_for_file "$1/admin" "$MESH_PID"

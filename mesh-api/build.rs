@@ -36,7 +36,8 @@ fn main() {
     let proto_root = envoy_types_proto_dir();
     let mut includes: Vec<PathBuf> = INCLUDE_ROOTS.iter().map(|r| proto_root.join(r)).collect();
     // Istio's extension configs that envoy-types does not ship (see proto/README.md).
-    let own = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("proto");
+    let own =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("proto");
     includes.push(own);
     let mut files = Vec::new();
     for root in &includes {

@@ -1,4 +1,4 @@
-//! Consistent hashing and outlier detection, end to end.
+//! Consistent hashing, outlier detection and priority failover, end to end.
 
 mod support;
 
@@ -315,5 +315,124 @@ async fn connect_failures_eject_like_5xx() {
         served += 1;
     }
     assert!(served > 0);
+    assert!(proxy.quit().await.success());
+}
+
+/// A cluster with `primary` at priority 0 and `backup` at priority 1, in
+/// two zones.
+fn failover_cluster(name: &str, primary: SocketAddr, backup: SocketAddr) -> Value {
+    let group = |zone: &str, priority: u32, address: SocketAddr| {
+        json!({
+            "locality": {"region": "eu", "zone": zone},
+            "priority": priority,
+            "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": address.ip().to_string(), "port_value": address.port()}}}}]
+        })
+    };
+    json!({
+        "name": name,
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [
+            group("eu-1a", 0, primary),
+            group("eu-1b", 1, backup)
+        ]}
+    })
+}
+
+/// Sends requests until one is answered by `server`, and then `n` more
+/// that must all be answered by it with 200.
+async fn until_served_by(front: SocketAddr, server: &str, n: usize) {
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < DEADLINE, "{server} never answered");
+        let (status, body) = get(front, "/", &[]).await;
+        if status == 200 && server_of(&body) == server {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..n {
+        let (status, body) = get(front, "/", &[]).await;
+        assert_eq!((status.as_u16(), server_of(&body).as_str()), (200, server));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_health_checks_move_traffic_to_the_next_priority_and_back() {
+    let (primary, failing) = switchable("primary").await;
+    failing.store(false, Ordering::SeqCst);
+    let backup = Echo::start("backup").await;
+    let mut pool = failover_cluster("pool", primary, backup.address);
+    pool["health_checks"] = json!([{
+        "timeout": "1s", "interval": "0.05s",
+        "unhealthy_threshold": 2, "healthy_threshold": 2,
+        "http_health_check": {"path": "/healthz"}
+    }]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([http_listener("http", one_route("pool", json!([])))]),
+        json!([pool]),
+    ))
+    .await;
+    let front = proxy.listener("http");
+    until_served_by(front, "primary", 20).await;
+
+    let (_, page) = get(proxy.admin, "/clusters", &[]).await;
+    for line in [
+        format!("pool::{primary}::priority::0"),
+        format!("pool::{}::priority::1", backup.address),
+        format!("pool::{}::zone::eu-1b", backup.address),
+    ] {
+        assert!(page.lines().any(|l| l == line), "no {line} in\n{page}");
+    }
+
+    // The only priority 0 endpoint fails its checks: all traffic to P1.
+    failing.store(true, Ordering::SeqCst);
+    until_served_by(front, "backup", 20).await;
+    // It passes again: all traffic back to P0.
+    failing.store(false, Ordering::SeqCst);
+    until_served_by(front, "primary", 20).await;
+    assert!(proxy.quit().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_endpoint_moves_traffic_to_the_next_priority_until_it_returns() {
+    let (primary, failing) = switchable("primary").await;
+    let backup = Echo::start("backup").await;
+    let mut pool = failover_cluster("pool", primary, backup.address);
+    pool["outlier_detection"] = json!({
+        "consecutive_5xx": 3, "base_ejection_time": "1s", "interval": "0.1s",
+        "max_ejection_percent": 100
+    });
+    let proxy = Proxy::start(&bootstrap(
+        json!([http_listener("http", one_route("pool", json!([])))]),
+        json!([pool]),
+    ))
+    .await;
+    let front = proxy.listener("http");
+
+    // Priority 0 takes everything until its third 500 in a row ejects it.
+    for _ in 0..3 {
+        let (status, body) = get(front, "/", &[]).await;
+        assert_eq!(
+            (status.as_u16(), server_of(&body).as_str()),
+            (500, "primary")
+        );
+    }
+    let ejected = Instant::now();
+    let (status, body) = get(front, "/", &[]).await;
+    assert_eq!(
+        (status.as_u16(), server_of(&body).as_str()),
+        (200, "backup")
+    );
+    let active = "envoy_cluster_outlier_detection_ejections_active{envoy_cluster_name=\"pool\"}";
+    assert_eq!(proxy.stat(active).await, 1);
+
+    // Recovered, it takes the traffic back once the ejection ends.
+    failing.store(false, Ordering::SeqCst);
+    until_served_by(front, "primary", 20).await;
+    assert!(
+        ejected.elapsed() >= Duration::from_millis(900),
+        "back before base_ejection_time"
+    );
     assert!(proxy.quit().await.success());
 }

@@ -3,7 +3,7 @@
 //! `?format=json`, as Envoy's `envoy.admin.v3.Clusters`.
 //!
 //! Per endpoint: `rq_active`, `rq_error`, `rq_success`, `rq_total`,
-//! `health_flags`, `weight`, `region`, `zone`, `sub_zone`. Envoy's
+//! `health_flags`, `weight`, `region`, `zone`, `sub_zone`, `priority`. Envoy's
 //! `cx_active`, `cx_total`, `rq_timeout` and `success_rate` are not tracked
 //! per endpoint here and are left out.
 
@@ -49,6 +49,11 @@ pub fn text(upstreams: &Upstreams) -> String {
             let _ = writeln!(out, "{name}::{address}::region::{}", locality.region);
             let _ = writeln!(out, "{name}::{address}::zone::{}", locality.zone);
             let _ = writeln!(out, "{name}::{address}::sub_zone::{}", locality.sub_zone);
+            let _ = writeln!(
+                out,
+                "{name}::{address}::priority::{}",
+                host.endpoint.priority
+            );
         }
     }
     out
@@ -147,6 +152,7 @@ fn host_status(host: &HostStatus) -> EnvoyHostStatus {
             ..HostHealthStatus::default()
         }),
         weight: endpoint.weight,
+        priority: endpoint.priority,
         locality: Some(Locality {
             region: endpoint.locality.region.clone(),
             zone: endpoint.locality.zone.clone(),

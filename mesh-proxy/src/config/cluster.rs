@@ -2,17 +2,16 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster as EnvoyCluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier as Specifier;
-use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 
-use super::listener::socket_address;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
 use prost::Message;
 
+use super::load_assignment;
 use super::resources::Sources;
 use super::tls;
-use super::{At, Cluster, ConfigError, Endpoint, Limits, duration, health, lb_policy, outlier};
+use super::{At, Cluster, ConfigError, Limits, duration, health, lb_policy, outlier};
 
 /// Envoy's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -22,20 +21,15 @@ pub(super) fn compile(c: &EnvoyCluster, sources: &Sources<'_>) -> Result<Cluster
     if c.name.is_empty() {
         return Err(at.field("name").error("a cluster needs a name"));
     }
-    let endpoints = match discovery(c, &at)? {
-        Discovery::Static => match &c.load_assignment {
-            Some(assignment) => endpoints(assignment, &at.field("load_assignment"))?,
-            None => Vec::new(),
-        },
+    let assignment = match discovery(c, &at)? {
+        Discovery::Static => {
+            load_assignment::compile(c.load_assignment.as_ref(), &at.field("load_assignment"))?
+        }
         Discovery::Eds => {
             let name = eds_name(c).unwrap_or(&c.name);
-            match sources.assignment(name, &at.field("type"))? {
-                Some(assignment) => {
-                    endpoints(assignment, &At::resource("cluster_load_assignment", name))?
-                }
-                // Not received yet: no endpoints until it comes.
-                None => Vec::new(),
-            }
+            // Not received yet: no endpoints until it comes.
+            let received = sources.assignment(name, &at.field("type"))?;
+            load_assignment::compile(received, &At::resource("cluster_load_assignment", name))?
         }
     };
     let lb = lb_policy::compile(c, &at)?;
@@ -52,7 +46,9 @@ pub(super) fn compile(c: &EnvoyCluster, sources: &Sources<'_>) -> Result<Cluster
         name: c.name.clone(),
         connect_timeout,
         lb,
-        endpoints,
+        endpoints: assignment.endpoints,
+        overprovisioning_factor: assignment.overprovisioning_factor,
+        locality_weighted: lb_policy::locality_weighted(c, &at)?,
         http2: http2(c, &at)?,
         limits: limits(c, &at)?,
         outlier,
@@ -109,46 +105,6 @@ pub(super) fn eds_name(c: &EnvoyCluster) -> Option<&str> {
         .as_ref()
         .map(|eds| eds.service_name.as_str())
         .filter(|name| !name.is_empty())
-}
-
-/// The endpoints of an assignment, inline or from EDS; `at` is the assignment.
-fn endpoints(assignment: &ClusterLoadAssignment, at: &At) -> Result<Vec<Endpoint>, ConfigError> {
-    let mut endpoints = Vec::new();
-    let at = at.field("endpoints");
-    for (i, locality) in assignment.endpoints.iter().enumerate() {
-        let shared = std::sync::Arc::new(health::locality(locality.locality.as_ref()));
-        let at = at.index(i).field("lb_endpoints");
-        for (j, lb) in locality.lb_endpoints.iter().enumerate() {
-            let at = at.index(j);
-            let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
-                return Err(at.field("endpoint").error("an endpoint is required"));
-            };
-            let address = endpoint.address.as_ref().ok_or_else(|| {
-                at.field("endpoint")
-                    .field("address")
-                    .error("an address is required")
-            })?;
-            let address = socket_address(address, &at.field("endpoint").field("address"))?;
-            let weight = lb.load_balancing_weight.map_or(1, |w| w.value);
-            if weight == 0 {
-                return Err(at
-                    .field("load_balancing_weight")
-                    .error("weights must be at least 1"));
-            }
-            endpoints.push(Endpoint {
-                address,
-                weight,
-                health_status: health::status(lb.health_status, &at.field("health_status"))?,
-                locality: std::sync::Arc::clone(&shared),
-                health_check: health::endpoint_check(
-                    endpoint.health_check_config.as_ref(),
-                    &at.field("endpoint").field("health_check_config"),
-                )?,
-                transport_socket_match: tls::endpoint_match(lb.metadata.as_ref()),
-            });
-        }
-    }
-    Ok(endpoints)
 }
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";

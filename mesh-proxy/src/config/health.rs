@@ -67,12 +67,18 @@ impl HealthStatus {
     }
 }
 
-/// Where an endpoint runs; kept for locality-aware balancing later.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where an endpoint runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Locality {
     pub region: String,
     pub zone: String,
     pub sub_zone: String,
+}
+
+impl std::fmt::Display for Locality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.region, self.zone, self.sub_zone)
+    }
 }
 
 /// How active health checks reach one endpoint (`health_check_config`).

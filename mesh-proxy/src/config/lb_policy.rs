@@ -104,6 +104,23 @@ pub(super) fn compile(c: &EnvoyCluster, at: &At) -> Result<LbPolicy, ConfigError
     })
 }
 
+/// Whether `common_lb_config` asks for locality weighted balancing. Zone
+/// aware routing is refused: it needs the local cluster's membership.
+pub(super) fn locality_weighted(c: &EnvoyCluster, at: &At) -> Result<bool, ConfigError> {
+    let Some(common) = &c.common_lb_config else {
+        return Ok(false);
+    };
+    use cluster::common_lb_config::LocalityConfigSpecifier;
+    match &common.locality_config_specifier {
+        None => Ok(false),
+        Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)) => Ok(true),
+        Some(LocalityConfigSpecifier::ZoneAwareLbConfig(_)) => Err(at
+            .field("common_lb_config")
+            .field("zone_aware_lb_config")
+            .unsupported("zone aware routing (it needs the local cluster)")),
+    }
+}
+
 fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;

@@ -88,6 +88,17 @@
 //!   `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `RING_HASH`
 //!   (`ring_hash_lb_config` sizes; `XX_HASH` only) and `MAGLEV`
 //!   (`maglev_lb_config.table_size`, a prime); `connect_timeout`.
+//! - Priorities and localities: each locality's `priority`, with Envoy's
+//!   priority load, spill-over and panic across levels, scaled by
+//!   `load_assignment.policy.overprovisioning_factor` (default 140);
+//!   `common_lb_config.locality_weighted_lb_config` picks a locality of the
+//!   level by its `load_balancing_weight` times its availability first
+//!   (not for `RING_HASH` and `MAGLEV`, which hash over the whole level). A
+//!   locality appears once per priority. Refused:
+//!   `common_lb_config.zone_aware_lb_config`, `policy.drop_overloads`,
+//!   `policy.weighted_priority_health`, endpoints outside `lb_endpoints`
+//!   (LEDS); `policy.endpoint_stale_after` is ignored. See
+//!   [`crate::lb`].
 //! - Consistent hashing: a route's `hash_policy` (`header`, `cookie` with
 //!   `ttl`, `path` and `attributes`, `connection_properties.source_ip`,
 //!   `query_parameter`; `terminal`), used by `RING_HASH` and `MAGLEV`
@@ -95,8 +106,8 @@
 //! - Outlier detection: a cluster's `outlier_detection` by consecutive 5xx
 //!   and gateway failures; see [`OutlierDetection`] for the fields.
 //! - Endpoint health: `health_status` (`UNHEALTHY`, `DRAINING` and `TIMEOUT`
-//!   are not used, `DEGRADED` only when no healthy endpoint is left),
-//!   `locality` (kept, not yet used), `health_check_config` (`port_value`,
+//!   are not used, `DEGRADED` ones take the load that healthy ones cannot),
+//!   `locality`, `health_check_config` (`port_value`,
 //!   `hostname`, `disable_active_health_check`);
 //!   `common_lb_config.healthy_panic_threshold` (default 50%).
 //! - Istio telemetry (see [`crate::telemetry`]): the bootstrap `node` (id and
@@ -127,6 +138,7 @@ mod health;
 mod istio;
 mod lb_policy;
 mod listener;
+mod load_assignment;
 mod outlier;
 mod resources;
 mod retry;
@@ -155,6 +167,7 @@ pub use health::{
 };
 pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig};
 pub use lb_policy::{Maglev, RingHash};
+pub use load_assignment::DEFAULT_OVERPROVISIONING_FACTOR;
 pub use outlier::OutlierDetection;
 pub use resources::{Compiled, Fingerprints, References, Resources};
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
@@ -273,6 +286,77 @@ pub struct RouteTable {
     pub name: String,
     pub virtual_hosts: Vec<VirtualHost>,
     pub headers: HeaderMutations,
+    /// The virtual hosts by domain, for lookups that do not scan them all.
+    pub domains: DomainIndex,
+}
+
+impl RouteTable {
+    pub fn new(name: String, virtual_hosts: Vec<VirtualHost>, headers: HeaderMutations) -> Self {
+        RouteTable {
+            domains: DomainIndex::new(&virtual_hosts),
+            name,
+            virtual_hosts,
+            headers,
+        }
+    }
+}
+
+/// Indexes of virtual hosts in Envoy's order of preference: exact domains,
+/// then the longest `*.suffix`, then the longest `prefix.*`, then `*`. For
+/// equally good domains the first virtual host wins.
+#[derive(Debug, Default)]
+pub struct DomainIndex {
+    pub exact: std::collections::HashMap<String, usize>,
+    /// Longest first.
+    pub suffixes: Vec<(String, usize)>,
+    /// Longest first.
+    pub prefixes: Vec<(String, usize)>,
+    pub any: Option<usize>,
+}
+
+impl DomainIndex {
+    fn new(virtual_hosts: &[VirtualHost]) -> DomainIndex {
+        let mut index = DomainIndex::default();
+        for (i, vhost) in virtual_hosts.iter().enumerate() {
+            for domain in &vhost.domains {
+                match domain {
+                    Domain::Exact(d) => {
+                        index.exact.entry(d.clone()).or_insert(i);
+                    }
+                    Domain::Suffix(s) => index.suffixes.push((s.clone(), i)),
+                    Domain::Prefix(p) => index.prefixes.push((p.clone(), i)),
+                    Domain::Any => {
+                        index.any.get_or_insert(i);
+                    }
+                }
+            }
+        }
+        // Stable: among equal lengths the earlier virtual host stays first.
+        index
+            .suffixes
+            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        index
+            .prefixes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        index
+    }
+
+    /// The index of the best virtual host for a lower-case host without port.
+    pub fn find(&self, host: &str) -> Option<usize> {
+        if let Some(i) = self.exact.get(host) {
+            return Some(*i);
+        }
+        let suffix = self
+            .suffixes
+            .iter()
+            .find(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()));
+        let prefix = || {
+            self.prefixes
+                .iter()
+                .find(|(p, _)| host.len() > p.len() && host.starts_with(p.as_str()))
+        };
+        suffix.or_else(prefix).map(|(_, i)| *i).or(self.any)
+    }
 }
 
 #[derive(Debug)]
@@ -412,6 +496,11 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     pub lb: LbPolicy,
     pub endpoints: Vec<Endpoint>,
+    /// In percent: how much a priority level's or a locality's usable share
+    /// is scaled up before it counts as fully available (Envoy's 140).
+    pub overprovisioning_factor: u32,
+    /// Pick a locality by its weight first (`locality_weighted_lb_config`).
+    pub locality_weighted: bool,
     /// Speak HTTP/2 to the endpoints (gRPC needs it).
     pub http2: bool,
     pub limits: Limits,
@@ -465,6 +554,11 @@ pub struct Endpoint {
     pub health_status: HealthStatus,
     /// Shared by the endpoints of one locality.
     pub locality: Arc<Locality>,
+    /// Its locality's priority level: 0 is tried first.
+    pub priority: u32,
+    /// Its locality's `load_balancing_weight`, used by locality weighted
+    /// balancing (a locality without one takes no traffic then).
+    pub locality_weight: Option<u32>,
     pub health_check: EndpointHealthCheck,
     /// The `envoy.transport_socket_match` metadata, for `transport_socket_matches`.
     pub transport_socket_match: BTreeMap<String, serde_json::Value>,

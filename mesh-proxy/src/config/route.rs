@@ -37,11 +37,11 @@ pub(super) fn compile(config: &RouteConfiguration, at: &At) -> Result<RouteTable
         response_add: &config.response_headers_to_add,
         response_remove: &config.response_headers_to_remove,
     };
-    Ok(RouteTable {
-        name: config.name.clone(),
+    Ok(RouteTable::new(
+        config.name.clone(),
         virtual_hosts,
-        headers: headers::compile(lists, at)?,
-    })
+        headers::compile(lists, at)?,
+    ))
 }
 
 fn virtual_host(vh: &EnvoyVirtualHost, at: &At) -> Result<VirtualHost, ConfigError> {

@@ -1,16 +1,18 @@
 //! Choosing the virtual host and route for a request.
 
+use std::borrow::Cow;
+
 use http::request::Parts;
 
 use crate::config::{
-    Domain, HeaderKey, HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, RouteTable,
-    ValueMatch, VirtualHost,
+    HeaderKey, HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, RouteTable, ValueMatch,
+    VirtualHost,
 };
 
 /// The best virtual host for the request, and its first route that matches.
 pub fn select<'a>(table: &'a RouteTable, request: &Parts) -> Option<(&'a VirtualHost, &'a Route)> {
     let host = authority(request);
-    let vhost = best_virtual_host(table, &host)?;
+    let vhost = &table.virtual_hosts[table.domains.find(&host)?];
     let route = vhost
         .routes
         .iter()
@@ -19,7 +21,7 @@ pub fn select<'a>(table: &'a RouteTable, request: &Parts) -> Option<(&'a Virtual
 }
 
 /// The request's authority without its port, lower-cased.
-fn authority(request: &Parts) -> String {
+fn authority(request: &Parts) -> Cow<'_, str> {
     let raw = request
         .uri
         .authority()
@@ -37,32 +39,11 @@ fn authority(request: &Parts) -> String {
         }
         _ => raw,
     };
-    without_port.to_ascii_lowercase()
-}
-
-/// Envoy's order: exact domains, then the longest `*` suffix, then the longest
-/// `*` prefix, then `*`.
-fn best_virtual_host<'a>(table: &'a RouteTable, host: &str) -> Option<&'a VirtualHost> {
-    let mut best: Option<((u8, usize), &VirtualHost)> = None;
-    for vhost in &table.virtual_hosts {
-        for domain in &vhost.domains {
-            let rank = match domain {
-                Domain::Exact(d) if d == host => (4, d.len()),
-                Domain::Suffix(s) if host.len() > s.len() && host.ends_with(s.as_str()) => {
-                    (3, s.len())
-                }
-                Domain::Prefix(p) if host.len() > p.len() && host.starts_with(p.as_str()) => {
-                    (2, p.len())
-                }
-                Domain::Any => (1, 0),
-                _ => continue,
-            };
-            if best.is_none_or(|(top, _)| rank > top) {
-                best = Some((rank, vhost));
-            }
-        }
+    if without_port.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(without_port.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(without_port)
     }
-    best.map(|(_, vhost)| vhost)
 }
 
 fn matches(m: &RouteMatch, request: &Parts) -> bool {
@@ -106,36 +87,45 @@ pub(crate) fn value_matches(expected: &ValueMatch, value: &str) -> bool {
     }
 }
 
-/// The values of a header, or of a pseudo-header.
-fn header_values<'a>(key: &HeaderKey, request: &'a Parts) -> Vec<&'a str> {
-    let single = |value: Option<&'a str>| value.into_iter().collect();
-    match key {
-        HeaderKey::Method => single(Some(request.method.as_str())),
-        HeaderKey::Path => single(request.uri.path_and_query().map(|p| p.as_str())),
-        HeaderKey::Scheme => single(request.uri.scheme_str()),
-        HeaderKey::Authority => single(
-            request
-                .uri
-                .authority()
-                .map(|a| a.as_str())
-                .or_else(|| request.headers.get(http::header::HOST)?.to_str().ok()),
-        ),
-        HeaderKey::Regular(name) => request
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect(),
-    }
+/// The value of a header, or of a pseudo-header. Envoy matches repeated
+/// headers on their values joined with commas; one value needs no copy.
+fn header_value<'a>(key: &HeaderKey, request: &'a Parts) -> Option<Cow<'a, str>> {
+    let value = match key {
+        HeaderKey::Method => Some(request.method.as_str()),
+        HeaderKey::Path => request.uri.path_and_query().map(|p| p.as_str()),
+        HeaderKey::Scheme => request.uri.scheme_str(),
+        HeaderKey::Authority => request
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| request.headers.get(http::header::HOST)?.to_str().ok()),
+        HeaderKey::Regular(name) => {
+            let mut values = request
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            let first = values.next()?;
+            let Some(second) = values.next() else {
+                return Some(Cow::Borrowed(first));
+            };
+            let mut joined = format!("{first},{second}");
+            for more in values {
+                joined.push(',');
+                joined.push_str(more);
+            }
+            return Some(Cow::Owned(joined));
+        }
+    };
+    value.map(Cow::Borrowed)
 }
 
 fn header_matches(m: &HeaderMatch, request: &Parts) -> bool {
-    let values = header_values(&m.name, request);
-    // Envoy matches repeated headers on their values joined with commas.
-    let found = match &m.value {
-        ValueMatch::Present(present) => values.is_empty() != *present,
-        _ if values.is_empty() => false,
-        expected => value_matches(expected, &values.join(",")),
+    let value = header_value(&m.name, request);
+    let found = match (&m.value, value) {
+        (ValueMatch::Present(present), value) => value.is_some() == *present,
+        (_, None) => false,
+        (expected, Some(value)) => value_matches(expected, &value),
     };
     found != m.invert
 }

@@ -1,16 +1,12 @@
-//! Which endpoints are usable, panic mode, and what the admin pages show of
-//! each endpoint.
+//! Which endpoints are usable, and what the admin pages show of each
+//! endpoint.
 //!
 //! An endpoint is unhealthy when outlier detection ejected it, it fails its
 //! active health checks, or the control plane reports it `UNHEALTHY`,
 //! `DRAINING` or `TIMEOUT`; otherwise it is degraded when reported
-//! `DEGRADED`, and healthy. As in Envoy, when the healthy and degraded
-//! endpoints together are fewer than `healthy_panic_threshold` percent of
-//! all (by count, not weight), every endpoint is used; a threshold of 0
-//! turns panic mode off, and a cluster with no usable endpoint then has
-//! nothing to pick. Degraded endpoints take traffic only when no healthy
-//! one is left (Envoy would start sending them a share as soon as the
-//! healthy ones fall below 100/1.4 = 71.4%).
+//! `DEGRADED`, and healthy. How many of each a priority level has decides
+//! its load and panic mode (see [`super::priority`]): degraded endpoints
+//! take the share of the load that the healthy ones cannot, as in Envoy.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,27 +19,6 @@ pub enum Condition {
     Healthy,
     Degraded,
     Unhealthy,
-}
-
-/// The endpoints to pick from, by index: the healthy ones, else the degraded
-/// ones, or all of them in panic mode.
-pub fn in_service(conditions: &[Condition], panic_threshold: f64) -> Vec<usize> {
-    let of = |wanted: Condition| -> Vec<usize> {
-        (0..conditions.len())
-            .filter(|i| conditions[*i] == wanted)
-            .collect()
-    };
-    let healthy = of(Condition::Healthy);
-    let degraded = of(Condition::Degraded);
-    let usable = (healthy.len() + degraded.len()) as f64;
-    if conditions.is_empty() || 100.0 * usable / (conditions.len() as f64) < panic_threshold {
-        return (0..conditions.len()).collect();
-    }
-    if healthy.is_empty() {
-        degraded
-    } else {
-        healthy
-    }
 }
 
 /// Request counters of one endpoint.
@@ -173,46 +148,5 @@ impl Balancer {
                 }
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Condition::{Degraded, Healthy, Unhealthy};
-    use super::*;
-
-    #[test]
-    fn panic_mode_below_the_threshold() {
-        // Envoy's default threshold: half.
-        assert_eq!(in_service(&[Healthy, Unhealthy], 50.0), [0]);
-        assert_eq!(
-            in_service(&[Healthy, Unhealthy, Unhealthy], 50.0),
-            [0, 1, 2],
-            "one of three is below half: all serve"
-        );
-        assert_eq!(in_service(&[Healthy, Unhealthy, Unhealthy], 30.0), [0]);
-        assert_eq!(in_service(&[Unhealthy, Unhealthy], 50.0), [0, 1]);
-        // 0 turns panic mode off: nothing usable, nothing to pick.
-        assert_eq!(
-            in_service(&[Unhealthy, Unhealthy], 0.0),
-            Vec::<usize>::new()
-        );
-        // 100: anything unhealthy means all serve.
-        assert_eq!(
-            in_service(&[Healthy, Healthy, Healthy, Unhealthy], 100.0),
-            [0, 1, 2, 3]
-        );
-        assert_eq!(in_service(&[], 50.0), Vec::<usize>::new());
-    }
-
-    #[test]
-    fn degraded_endpoints_serve_last_and_count_as_usable() {
-        assert_eq!(in_service(&[Degraded, Healthy, Degraded], 50.0), [1]);
-        assert_eq!(in_service(&[Degraded, Unhealthy, Degraded], 50.0), [0, 2]);
-        assert_eq!(
-            in_service(&[Degraded, Unhealthy, Unhealthy], 50.0),
-            [0, 1, 2],
-            "panic counts healthy and degraded together"
-        );
     }
 }
