@@ -56,8 +56,14 @@ pub fn build(ctx: &Context) -> Clusters {
     for inbound in ctx.inbound_ports() {
         out.clusters.push(inbound_cluster(ctx, &inbound));
     }
-    out.clusters
-        .extend([passthrough(), blackhole(), inbound_passthrough()]);
+    out.clusters.push(blackhole());
+    // Without capture there is no original destination to pass through to.
+    if ctx.sidecar.captures_outbound() {
+        out.clusters.push(passthrough());
+    }
+    if ctx.sidecar.captures_inbound() {
+        out.clusters.push(inbound_passthrough());
+    }
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.endpoints
         .sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
@@ -242,7 +248,8 @@ fn unlimited() -> Option<CircuitBreakers> {
 /// `inbound|<port>||`: the local application. istiod makes this an
 /// ORIGINAL_DST cluster bound to 127.0.0.6 (the pod's own IP is the
 /// original destination); here the application listens beside the proxy,
-/// so the cluster is STATIC to `127.0.0.1:<port>`.
+/// so the cluster is STATIC to `127.0.0.1:<port>`, or to the Sidecar
+/// ingress port's `defaultEndpoint`.
 fn inbound_cluster(ctx: &Context, inbound: &InboundPort) -> Cluster {
     let name = ClusterName::inbound(inbound.port).to_string();
     let services: Vec<serde_json::Value> = inbound
@@ -261,7 +268,7 @@ fn inbound_cluster(ctx: &Context, inbound: &InboundPort) -> Cluster {
                 lb_endpoints: vec![LbEndpoint {
                     host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(
                         envoy_types::pb::envoy::config::endpoint::v3::Endpoint {
-                            address: Some(socket("127.0.0.1", inbound.port)),
+                            address: Some(super::sidecar_scope::inbound_address(ctx, inbound)),
                             ..Default::default()
                         },
                     )),

@@ -10,7 +10,8 @@ use mesh_api::networking::destination_rule::DestinationRuleSpec;
 use mesh_api::networking::gateway::Protocol;
 use mesh_api::networking::virtual_service::VirtualServiceSpec;
 
-use crate::model::{Endpoint, MeshSnapshot, Proxy, Service, ServicePort};
+use super::sidecar_scope::{self, SidecarScope};
+use crate::model::{Endpoint, MeshSnapshot, OutboundTrafficPolicy, Proxy, Service, ServicePort};
 
 /// A piece of Istio config with the namespace and name it came from.
 #[derive(Debug)]
@@ -33,7 +34,10 @@ impl<T> Copy for Config<'_, T> {}
 pub struct Context<'a> {
     pub proxy: &'a Proxy,
     pub snapshot: &'a MeshSnapshot,
-    /// Services visible to the proxy's namespace, by hostname.
+    /// The Sidecar resource that applies to the proxy.
+    pub sidecar: SidecarScope<'a>,
+    /// Services visible to the proxy's namespace and imported by its
+    /// Sidecar, by hostname.
     pub services: Vec<&'a Service>,
     /// By service hostname, then service namespace.
     endpoints: BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a Endpoint>>>,
@@ -61,6 +65,12 @@ pub struct InboundPort<'a> {
     /// The service port that leads here (of the first service).
     pub service_port: u16,
     pub services: Vec<&'a Service>,
+    /// A Sidecar ingress port's `defaultEndpoint`; empty for the
+    /// application beside the proxy on the same port.
+    pub default_endpoint: &'a str,
+    /// The address a listener of its own binds (Sidecar ingress with
+    /// capture mode NONE); `None` when `virtualInbound` serves the port.
+    pub bind: Option<String>,
 }
 
 /// Whether config exported to `export_to` from `owner` is visible in `namespace`.
@@ -178,9 +188,16 @@ impl<'a> Context<'a> {
                 _ => {}
             }
         }
+        let sidecar = SidecarScope::new(proxy, snapshot);
+        let dependencies =
+            sidecar.virtual_service_destinations(&virtual_services, &snapshot.mesh.domain);
+        services.retain(|s| {
+            sidecar.imports(&s.namespace, &s.hostname) || dependencies.contains(&s.hostname)
+        });
         Context {
             proxy,
             snapshot,
+            sidecar,
             services,
             endpoints,
             destination_rules,
@@ -190,6 +207,12 @@ impl<'a> Context<'a> {
 
     pub fn domain(&self) -> &str {
         &self.snapshot.mesh.domain
+    }
+
+    /// What happens to traffic for hosts the registry does not know.
+    pub fn outbound_traffic_policy(&self) -> OutboundTrafficPolicy {
+        self.sidecar
+            .outbound_traffic_policy(self.snapshot.mesh.outbound_traffic_policy)
     }
 
     pub fn service(&self, hostname: &str) -> Option<&'a Service> {
@@ -277,8 +300,19 @@ impl<'a> Context<'a> {
                 .all(|(k, v)| proxy.labels.get(k).is_none_or(|mine| mine == v))
     }
 
-    /// The ports the proxy's workload serves, by the services it backs.
+    /// The ports the proxy's workload serves: those its Sidecar's
+    /// `ingress` declares, else those of the services it backs.
     pub fn inbound_ports(&self) -> Vec<InboundPort<'a>> {
+        let own = self.service_ports();
+        if self.sidecar.ingress().is_empty() {
+            own
+        } else {
+            sidecar_scope::ingress_ports(self, &own)
+        }
+    }
+
+    /// The ports the proxy's workload serves, by the services it backs.
+    fn service_ports(&self) -> Vec<InboundPort<'a>> {
         let mut ports: BTreeMap<u16, InboundPort<'a>> = BTreeMap::new();
         for service in &self.services {
             for endpoint in self.endpoints(service) {
@@ -296,6 +330,8 @@ impl<'a> Context<'a> {
                         grpc: protocol(port) == Some(Protocol::Grpc),
                         service_port: port.number,
                         services: Vec::new(),
+                        default_endpoint: "",
+                        bind: None,
                     });
                     if !entry
                         .services

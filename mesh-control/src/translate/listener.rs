@@ -45,10 +45,28 @@ const INBOUND_RETRY_ON: &str = "reset-before-request";
 const INBOUND_RETRIES: u32 = 2;
 
 pub fn build(ctx: &Context) -> Vec<Listener> {
-    let mut listeners = vec![virtual_outbound(ctx), virtual_inbound(ctx)];
+    let mut listeners = super::sidecar_listener::bound(ctx);
+    if ctx.sidecar.captures_inbound() {
+        listeners.push(virtual_inbound(ctx));
+    }
+    if ctx.sidecar.captures_outbound() {
+        listeners.extend(captured_outbound(ctx));
+    }
+    listeners.sort_by(|a, b| a.name.cmp(&b.name));
+    listeners
+}
+
+/// `virtualOutbound` and the listeners it hands connections to.
+fn captured_outbound(ctx: &Context) -> Vec<Listener> {
+    let mut listeners = vec![virtual_outbound(ctx)];
     let http_ports = routes::http_ports(ctx);
     for port in http_ports.keys() {
-        listeners.push(http_outbound(*port));
+        listeners.push(http_outbound(
+            format!("0.0.0.0_{port}"),
+            "0.0.0.0",
+            *port,
+            false,
+        ));
     }
     for service in &ctx.services {
         for port in &service.ports {
@@ -68,11 +86,10 @@ pub fn build(ctx: &Context) -> Vec<Listener> {
                 if listeners.iter().any(|l| l.name == name) {
                     continue;
                 }
-                listeners.push(tcp_outbound(ctx, service, port, name, &address));
+                listeners.push(tcp_outbound(ctx, service, port, name, &address, false));
             }
         }
     }
-    listeners.sort_by(|a, b| a.name.cmp(&b.name));
     listeners
 }
 
@@ -117,7 +134,7 @@ fn blackhole_chain(name: &str, port: u16) -> FilterChain {
 }
 
 fn virtual_outbound(ctx: &Context) -> Listener {
-    let catch_all = match ctx.snapshot.mesh.outbound_traffic_policy {
+    let catch_all = match ctx.outbound_traffic_policy() {
         OutboundTrafficPolicy::AllowAny => PASSTHROUGH,
         OutboundTrafficPolicy::RegistryOnly => BLACKHOLE,
     };
@@ -163,10 +180,14 @@ fn connection_manager(stat_prefix: String, direction: Direction) -> HttpConnecti
     }
 }
 
-/// `0.0.0.0_<port>`: every HTTP service on the port, routed by the
-/// route configuration named after the port.
-fn http_outbound(port: u16) -> Listener {
-    let name = format!("0.0.0.0_{port}");
+/// `0.0.0.0_<port>` (or `<bind>_<port>`): every HTTP service on the
+/// port, routed by the route configuration named after the port.
+pub(super) fn http_outbound(
+    name: String,
+    address: &str,
+    port: u16,
+    bind_to_port: bool,
+) -> Listener {
     let mut hcm = connection_manager(format!("outbound_{name}"), Direction::Outbound);
     hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::Rds(Rds {
         config_source: Some(ads()),
@@ -174,8 +195,8 @@ fn http_outbound(port: u16) -> Listener {
     }));
     Listener {
         name,
-        address: Some(socket("0.0.0.0", port)),
-        bind_to_port: boolv(false),
+        address: Some(socket(address, port)),
+        bind_to_port: boolv(bind_to_port),
         traffic_direction: TrafficDirection::Outbound as i32,
         filter_chains: vec![FilterChain {
             filters: vec![network_filter(
@@ -190,12 +211,13 @@ fn http_outbound(port: u16) -> Listener {
 
 /// `<VIP>_<port>`: a TCP service, to the cluster its VirtualService's
 /// first applicable `tcp` rule names, else to the service's cluster.
-fn tcp_outbound(
+pub(super) fn tcp_outbound(
     ctx: &Context,
     service: &Service,
     port: &ServicePort,
     name: String,
     address: &str,
+    bind_to_port: bool,
 ) -> Listener {
     let cluster = ctx
         .virtual_service(service)
@@ -204,7 +226,7 @@ fn tcp_outbound(
     Listener {
         name,
         address: Some(socket(address, port.number)),
-        bind_to_port: boolv(false),
+        bind_to_port: boolv(bind_to_port),
         traffic_direction: TrafficDirection::Outbound as i32,
         filter_chains: vec![tcp_chain("", None, &cluster, Direction::Outbound)],
         ..Listener::default()
@@ -246,7 +268,9 @@ fn listener_filter<M: prost::Message + prost::Name>(name: &str, config: &M) -> L
 fn virtual_inbound(ctx: &Context) -> Listener {
     let mut chains = vec![blackhole_chain("virtualInbound-blackhole", INBOUND_PORT)];
     for inbound in ctx.inbound_ports() {
-        chains.extend(inbound_chains(&inbound));
+        if inbound.bind.is_none() {
+            chains.extend(inbound_chains(&inbound));
+        }
     }
     chains.push(tcp_chain(
         "virtualInbound",
@@ -258,28 +282,36 @@ fn virtual_inbound(ctx: &Context) -> Listener {
         name: "virtualInbound".into(),
         address: Some(socket("0.0.0.0", INBOUND_PORT)),
         traffic_direction: TrafficDirection::Inbound as i32,
-        listener_filters: vec![
-            listener_filter(
+        listener_filters: [
+            vec![listener_filter(
                 "envoy.filters.listener.original_dst",
                 &OriginalDst::default(),
-            ),
-            listener_filter(
-                "envoy.filters.listener.tls_inspector",
-                &TlsInspector::default(),
-            ),
-            listener_filter(
-                "envoy.filters.listener.http_inspector",
-                &HttpInspector::default(),
-            ),
-        ],
+            )],
+            inspectors(),
+        ]
+        .concat(),
         filter_chains: chains,
         ..Listener::default()
     }
 }
 
+/// TLS and HTTP inspection, for chains matched by transport and ALPN.
+pub(super) fn inspectors() -> Vec<ListenerFilter> {
+    vec![
+        listener_filter(
+            "envoy.filters.listener.tls_inspector",
+            &TlsInspector::default(),
+        ),
+        listener_filter(
+            "envoy.filters.listener.http_inspector",
+            &HttpInspector::default(),
+        ),
+    ]
+}
+
 /// The chains of one inbound port: mesh mTLS (told apart by TLS and
 /// Istio's ALPN) and plain text, both named `0.0.0.0_<port>`.
-fn inbound_chains(inbound: &InboundPort) -> Vec<FilterChain> {
+pub(super) fn inbound_chains(inbound: &InboundPort) -> Vec<FilterChain> {
     let name = format!("0.0.0.0_{}", inbound.port);
     let alpn: &[&str] = match inbound.kind {
         PortKind::Http { .. } => &["istio-http/1.0", "istio-http/1.1", "istio-h2"],

@@ -19,16 +19,31 @@
 //!   HTTP port, a virtual host per service, VirtualService HTTP rules.
 //! - Listeners ([`listener`], [`filters`]): `virtualOutbound`,
 //!   `0.0.0.0_<port>` (HTTP, RDS), `<VIP>_<port>` (TCP), `virtualInbound`.
+//! - The `Sidecar` that applies ([`sidecar_scope`]) narrows the services
+//!   (clusters, routes, listeners) to its egress hosts, sets the policy for
+//!   unknown hosts and the inbound ports. Listeners with capture mode NONE,
+//!   or every listener of a proxy with `INTERCEPTION_MODE: NONE`, bind their
+//!   address ([`sidecar_listener`]): `<bind>_<port>` for egress and ingress,
+//!   and then no `virtualOutbound` / `virtualInbound`, no
+//!   `PassthroughCluster` / `InboundPassthroughCluster`.
 //!
 //! # Left out, and where this differs from istiod
 //! - Gateways (router proxies) and proxyless gRPC clients get no resources
 //!   yet; waypoints neither.
-//! - VirtualService `delegate` rules are skipped; `Sidecar` resources,
-//!   PeerAuthentication (inbound is always PERMISSIVE) and
+//! - VirtualService `delegate` rules are skipped; PeerAuthentication (inbound is always PERMISSIVE) and
 //!   AuthorizationPolicy are not read. `retries.retryRemoteLocalities`,
 //!   `localityLbSetting`, `warmup`, `tunnel`, `proxyProtocol`,
 //!   `retryBudget`, `connectionPool.tcp.idleTimeout` and
 //!   `outlierDetection.consecutiveLocalOriginFailures` are not translated.
+//! - Sidecar: `inboundConnectionPool`, ingress `tls` and `connectionPool`,
+//!   `outboundTrafficPolicy.egressProxy` and egress listeners on `unix://`
+//!   sockets are not translated; in capture mode, egress listeners' ports
+//!   and binds are not used (only their hosts), and one route
+//!   configuration per port serves every egress listener on that port. A
+//!   proxy with `INTERCEPTION_MODE: NONE` refuses unknown hosts
+//!   (`block_all`) whatever `outboundTrafficPolicy` says, since it has no
+//!   original destination to pass them to; without ingress listeners it
+//!   gets no inbound listener.
 //! - Weighted TCP routes send everything to the first destination.
 //! - `DYNAMIC_DNS` ServiceEntries get no cluster.
 //! - Secrets: `default` and `ROOTCA` are referenced over SDS on ADS but not
@@ -48,6 +63,8 @@ mod listener;
 mod policy;
 mod proto;
 mod route;
+mod sidecar_listener;
+mod sidecar_scope;
 mod tls;
 
 #[cfg(test)]

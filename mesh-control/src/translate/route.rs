@@ -134,7 +134,7 @@ fn prefix_all() -> RouteMatch {
 /// Hosts the registry does not know: passed through (`allow_any`) or
 /// refused with 502 (`block_all`), per `outboundTrafficPolicy`.
 fn catch_all(ctx: &Context) -> VirtualHost {
-    let (name, action) = match ctx.snapshot.mesh.outbound_traffic_policy {
+    let (name, action) = match ctx.outbound_traffic_policy() {
         OutboundTrafficPolicy::AllowAny => (
             "allow_any",
             route::Action::Route(RouteAction {
