@@ -1,8 +1,9 @@
 //! A real third-party xDS client: Python `grpcio` with an xDS bootstrap
 //! file dials `xds:///echo.default.svc.cluster.local:50051` through the
 //! mesh-control binary, to two gRPC servers (versions v1 and v2, Python as
-//! well), and a VirtualService splits its calls 80/20 between the subsets
-//! and sends calls with `x-version: v2` to v2.
+//! well), and a VirtualService splits its calls 80/20 between the subsets,
+//! sends calls with `x-version: v2` to v2 and aborts those with
+//! `x-fault: abort`.
 //!
 //! Needs `python3` with `grpcio` (requirements-dev.txt); without it the
 //! test fails, saying so.
@@ -127,6 +128,9 @@ metadata: {{name: echo, namespace: default}}
 spec:
   hosts: [echo]
   http:
+  - match: [{{headers: {{x-fault: {{exact: abort}}}}}}]
+    fault: {{abort: {{grpcStatus: PERMISSION_DENIED, percentage: {{value: 100}}}}}}
+    route: [{{destination: {{host: echo, subset: v1}}}}]
   - match: [{{headers: {{x-version: {{exact: v2}}}}}}]
     route: [{{destination: {{host: echo, subset: v2}}}}]
   - route:
@@ -201,7 +205,7 @@ fn run_client(dir: &Path, control_log: &Path) -> serde_json::Value {
             .arg(script("client.py"))
             .arg(format!("xds:///{HOST}:{SERVICE_PORT}"))
             .arg(CALLS.to_string())
-            .arg("x-version=v2")
+            .args(["x-version=v2", "x-fault=abort"])
             .env("GRPC_XDS_BOOTSTRAP", dir.join("bootstrap.json"))
             .stdin(Stdio::null())
             .stdout(fs::File::create(&out).unwrap())
@@ -278,5 +282,10 @@ fn grpcio_xds_client_is_routed_and_split_by_mesh_control() {
         calls(&result, "x-version=v2", "v2"),
         u64::from(CALLS),
         "calls with x-version: v2 all go to v2: {result}"
+    );
+    assert_eq!(
+        calls(&result, "x-fault=abort", "error:PERMISSION_DENIED"),
+        u64::from(CALLS),
+        "calls with x-fault: abort are all aborted by fault injection: {result}"
     );
 }

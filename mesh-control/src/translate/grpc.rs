@@ -196,7 +196,6 @@ fn for_grpc(mut route: Route) -> Route {
     if let Some(route::Action::Route(action)) = &mut route.action {
         action.request_mirror_policies.clear();
         action.hash_policy.clear();
-        action.timeout = None;
         if let Some(retry) = &mut action.retry_policy {
             retry.retry_host_predicate.clear();
             retry.host_selection_retry_max_attempts = 0;

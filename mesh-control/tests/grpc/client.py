@@ -1,6 +1,7 @@
 """A proxyless gRPC client: calls `/test.Echo/Version` on an `xds:///`
 target through the control plane named in $GRPC_XDS_BOOTSTRAP, and prints
-one JSON line: how many calls each version answered, by request header.
+one JSON line: how many calls each version answered (or failed with
+`error:<status code>`), by request header.
 
 Usage: client.py TARGET CALLS [HEADER=VALUE ...]. The first call waits (up
 to 30 s) for the xDS config; each later call has 5 s.
@@ -20,8 +21,11 @@ def count(call, calls, metadata):
     seen = {}
     for i in range(calls):
         timeout = 30 if i == 0 else 5
-        version = call(b"", timeout=timeout, wait_for_ready=True, metadata=metadata).decode()
-        seen[version] = seen.get(version, 0) + 1
+        try:
+            answer = call(b"", timeout=timeout, wait_for_ready=True, metadata=metadata).decode()
+        except grpc.RpcError as error:
+            answer = f"error:{error.code().name}"
+        seen[answer] = seen.get(answer, 0) + 1
     return seen
 
 
