@@ -20,9 +20,13 @@
 //! - Listeners ([`listener`], [`filters`]): `virtualOutbound`,
 //!   `0.0.0.0_<port>` (HTTP, RDS), `<VIP>_<port>` (TCP), `virtualInbound`.
 //!
+//! # A proxyless gRPC client
+//! ([`grpc`], `GENERATOR=grpc`): `api_listener` listeners per service port
+//! under the names clients dial, a route configuration per service port,
+//! EDS clusters and endpoints.
+//!
 //! # Left out, and where this differs from istiod
-//! - Gateways (router proxies) and proxyless gRPC clients get no resources
-//!   yet; waypoints neither.
+//! - Gateways (router proxies) get no resources yet; waypoints neither.
 //! - VirtualService `delegate` rules are skipped; `Sidecar` resources,
 //!   PeerAuthentication (inbound is always PERMISSIVE) and
 //!   AuthorizationPolicy are not read. `retries.retryRemoteLocalities`,
@@ -43,6 +47,7 @@ mod cluster;
 mod context;
 mod endpoint;
 mod filters;
+mod grpc;
 mod http_route;
 mod listener;
 mod policy;
@@ -77,10 +82,13 @@ pub struct Resources {
 
 /// The resources `proxy` needs from `snapshot`.
 pub fn translate(proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
-    if proxy.kind != ProxyKind::Sidecar || proxy.grpc_generator {
+    if proxy.kind != ProxyKind::Sidecar {
         return Resources::default();
     }
     let ctx = context::Context::new(proxy, snapshot);
+    if proxy.grpc_generator {
+        return grpc::build(&ctx);
+    }
     let clusters = cluster::build(&ctx);
     let mut routes = route::outbound(&ctx);
     routes.sort_by(|a, b| a.name.cmp(&b.name));
