@@ -20,9 +20,14 @@
 //! - Listeners ([`listener`], [`filters`]): `virtualOutbound`,
 //!   `0.0.0.0_<port>` (HTTP, RDS), `<VIP>_<port>` (TCP), `virtualInbound`.
 //!
+//!
+//! # What a gateway gets
+//! Listeners from the Gateway servers that select it, routes from the
+//! VirtualServices bound to them, clusters and endpoints as a sidecar's:
+//! see [`gateway`].
+//!
 //! # Left out, and where this differs from istiod
-//! - Gateways (router proxies) and proxyless gRPC clients get no resources
-//!   yet; waypoints neither.
+//! - Proxyless gRPC clients get no resources yet; waypoints neither.
 //! - VirtualService `delegate` rules are skipped; `Sidecar` resources,
 //!   PeerAuthentication (inbound is always PERMISSIVE) and
 //!   AuthorizationPolicy are not read. `retries.retryRemoteLocalities`,
@@ -43,6 +48,7 @@ mod cluster;
 mod context;
 mod endpoint;
 mod filters;
+mod gateway;
 mod http_route;
 mod listener;
 mod policy;
@@ -77,6 +83,9 @@ pub struct Resources {
 
 /// The resources `proxy` needs from `snapshot`.
 pub fn translate(proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
+    if proxy.kind == ProxyKind::Router && !proxy.grpc_generator {
+        return gateway::build(&context::Context::new(proxy, snapshot));
+    }
     if proxy.kind != ProxyKind::Sidecar || proxy.grpc_generator {
         return Resources::default();
     }
