@@ -40,6 +40,9 @@ mod listeners;
 mod routes;
 mod servers;
 
+#[cfg(test)]
+mod tests;
+
 use super::Resources;
 use super::cluster::{self, INBOUND_PASSTHROUGH, PASSTHROUGH};
 use super::context::Context;
