@@ -25,8 +25,13 @@
 //! under the names clients dial, a route configuration per service port,
 //! EDS clusters and endpoints.
 //!
+//! # What a gateway gets
+//! Listeners from the Gateway servers that select it, routes from the
+//! VirtualServices bound to them, clusters and endpoints as a sidecar's:
+//! see [`gateway`].
+//!
 //! # Left out, and where this differs from istiod
-//! - Gateways (router proxies) get no resources yet; waypoints neither.
+//! - Waypoints get no resources.
 //! - VirtualService `delegate` rules are skipped; `Sidecar` resources,
 //!   PeerAuthentication (inbound is always PERMISSIVE) and
 //!   AuthorizationPolicy are not read. `retries.retryRemoteLocalities`,
@@ -47,6 +52,7 @@ mod cluster;
 mod context;
 mod endpoint;
 mod filters;
+mod gateway;
 mod grpc;
 mod http_route;
 mod listener;
@@ -82,12 +88,14 @@ pub struct Resources {
 
 /// The resources `proxy` needs from `snapshot`.
 pub fn translate(proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
-    if proxy.kind != ProxyKind::Sidecar {
-        return Resources::default();
-    }
     let ctx = context::Context::new(proxy, snapshot);
     if proxy.grpc_generator {
         return grpc::build(&ctx);
+    }
+    match proxy.kind {
+        ProxyKind::Router => return gateway::build(&ctx),
+        ProxyKind::Sidecar => {}
+        ProxyKind::Waypoint => return Resources::default(),
     }
     let clusters = cluster::build(&ctx);
     let mut routes = route::outbound(&ctx);
