@@ -1,5 +1,6 @@
 //! Golden tests: what a productpage sidecar gets for the Bookinfo registry
-//! and each of the Bookinfo walkthrough configs, as Envoy JSON kept in
+//! and each of the Bookinfo walkthrough configs, and what the ingress
+//! gateway gets for the Bookinfo gateway, as Envoy JSON kept in
 //! `tests/golden/`. Run with `UPDATE_GOLDEN=1` to rewrite the files, then
 //! review the diff.
 
@@ -7,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Source, examples, productpage, read, snapshot, testdata};
+use common::{Source, examples, ingress_gateway, productpage, read, snapshot, testdata};
 use mesh_api::envoy::to_json;
 use mesh_api::load::Resource;
 use mesh_control::translate::{Resources, translate};
@@ -188,5 +189,109 @@ fn walkthrough_facts() {
     assert!(
         routes[1].get("typed_per_filter_config").is_none(),
         "others are not aborted"
+    );
+}
+
+#[test]
+fn bookinfo_ingress_gateway() {
+    let _descriptors = descriptors();
+    let config = read(Source::File(&testdata().join("bookinfo-gateway.yaml")));
+    let resources = translate(&ingress_gateway(), &snapshot(config));
+    let mut all = rendered(&resources, Parts::All);
+    all["secrets"] = render(&resources.secrets);
+    check("ingressgateway-bookinfo", &all);
+
+    let walkthrough = read(Source::File(&examples().join("bookinfo-gateway.yaml")));
+    // Compared as JSON: `Struct`s inside `Any`s encode in no fixed order.
+    let other = translate(&ingress_gateway(), &snapshot(walkthrough));
+    let mut same = rendered(&other, Parts::All);
+    same["secrets"] = render(&other.secrets);
+    assert_eq!(
+        same, all,
+        "the walkthrough's gateway config is the sample's"
+    );
+}
+
+#[test]
+fn bookinfo_ingress_gateway_facts() {
+    let _descriptors = descriptors();
+    let config = read(Source::File(&testdata().join("bookinfo-gateway.yaml")));
+    let resources = translate(&ingress_gateway(), &snapshot(config));
+
+    let names: Vec<&str> = resources
+        .listeners
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(names, ["0.0.0.0_8080"]);
+    let listener = to_json(&resources.listeners[0]).unwrap();
+    assert_eq!(listener["address"]["socket_address"]["port_value"], 8080);
+    assert_eq!(listener["traffic_direction"], "OUTBOUND");
+    assert!(
+        listener.get("bind_to_port").is_none(),
+        "bound, as by default"
+    );
+    let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(hcm["rds"]["route_config_name"], "http.8080");
+    assert_eq!(hcm["use_remote_address"], true);
+    let filters: Vec<&str> = hcm["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            "istio.metadata_exchange",
+            "envoy.filters.http.cors",
+            "envoy.filters.http.fault",
+            "istio.stats",
+            "envoy.filters.http.router"
+        ]
+    );
+    let stats = &hcm["http_filters"][3]["typed_config"];
+    assert_eq!(stats["disable_host_header_fallback"], true);
+    let exchange = &hcm["http_filters"][0]["typed_config"]["value"];
+    assert!(exchange.get("upstream_discovery").is_some(), "{exchange}");
+
+    let names: Vec<&str> = resources.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["http.8080"]);
+    let vhosts = &resources.routes[0].virtual_hosts;
+    assert_eq!(vhosts.len(), 1);
+    assert_eq!(vhosts[0].name, "*:8080");
+    assert_eq!(vhosts[0].domains, ["*"]);
+    let routes: Vec<Value> = vhosts[0]
+        .routes
+        .iter()
+        .map(|r| to_json(r).unwrap())
+        .collect();
+    let matches: Vec<&Value> = routes.iter().map(|r| &r["match"]).collect();
+    assert_eq!(
+        matches,
+        [
+            &json!({"path": "/productpage"}),
+            &json!({"prefix": "/static"}),
+            &json!({"path": "/login"}),
+            &json!({"path": "/logout"}),
+            &json!({"prefix": "/api/v1/products"}),
+        ]
+    );
+    for route in &routes {
+        assert_eq!(
+            route["route"]["cluster"],
+            "outbound|9080||productpage.default.svc.cluster.local"
+        );
+    }
+
+    let clusters: Vec<&str> = resources.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert!(clusters.contains(&"outbound|9080||productpage.default.svc.cluster.local"));
+    assert!(clusters.contains(&"BlackHoleCluster"));
+    assert!(!clusters.contains(&"PassthroughCluster"), "{clusters:?}");
+    assert!(
+        resources
+            .endpoints
+            .iter()
+            .any(|e| e.cluster_name == "outbound|9080||productpage.default.svc.cluster.local")
     );
 }

@@ -3,12 +3,16 @@
 //! config, made into a static bootstrap (each EDS cluster's assignment
 //! inlined as a STATIC `load_assignment`, each RDS reference replaced by
 //! its route configuration, the SDS certificates given as static secrets)
-//! compile with `Config::from_bootstrap`.
+//! compile with `Config::from_bootstrap`. The ingress gateway's resources
+//! are compiled as they arrive over xDS, with `Config::from_resources`.
 
 mod common;
 
-use common::{Source, productpage, read, snapshot, testdata};
+use std::collections::BTreeMap;
+
+use common::{Source, ingress_gateway, productpage, read, snapshot, testdata};
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use mesh_api::envoy::{Descriptors, from_json, to_json};
 use mesh_control::translate::{Resources, translate};
 use mesh_proxy::config::Config;
@@ -149,4 +153,57 @@ fn mesh_proxy_runs_the_bookinfo_sidecar_config() {
         }
         accepts(&translate(&proxy, &snapshot(config)), &secrets, &file);
     }
+}
+
+fn by_name<T: Clone>(items: &[T], name: impl Fn(&T) -> &str) -> BTreeMap<String, T> {
+    items
+        .iter()
+        .map(|item| (name(item).to_owned(), item.clone()))
+        .collect()
+}
+
+/// The resources as mesh-proxy's xDS client holds them, by name, with
+/// the mesh certificates SDS would deliver.
+fn received(resources: &Resources, secrets: &Value) -> mesh_proxy::config::Resources {
+    let mut all: Vec<Secret> = secrets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| from_json(s).unwrap())
+        .collect();
+    all.extend(resources.secrets.iter().cloned());
+    mesh_proxy::config::Resources {
+        listeners: by_name(&resources.listeners, |l| &l.name),
+        routes: by_name(&resources.routes, |r| &r.name),
+        clusters: by_name(&resources.clusters, |c| &c.name),
+        endpoints: by_name(&resources.endpoints, |e| &e.cluster_name),
+        secrets: by_name(&all, |s| &s.name),
+    }
+}
+
+#[test]
+fn mesh_proxy_runs_the_bookinfo_ingress_gateway_config() {
+    let _descriptors = Descriptors::get();
+    let config = read(Source::File(&testdata().join("bookinfo-gateway.yaml")));
+    let resources = translate(&ingress_gateway(), &snapshot(config));
+    let bootstrap: Bootstrap = from_json(&json!({
+        "node": {"id": ingress_gateway().id.to_string()},
+    }))
+    .unwrap();
+    let compiled = Config::from_resources(&bootstrap, &received(&resources, &secrets()));
+    assert!(
+        compiled.references.missing.is_empty(),
+        "{:?}",
+        compiled.references.missing
+    );
+    let config = compiled
+        .config
+        .unwrap_or_else(|err| panic!("mesh-proxy refuses the gateway's config: {err}"));
+    assert_eq!(config.listeners.len(), 1);
+    assert_eq!(config.clusters.len(), resources.clusters.len());
+    assert!(
+        compiled.references.routes.contains("http.8080"),
+        "{:?}",
+        compiled.references.routes
+    );
 }

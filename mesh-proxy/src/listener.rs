@@ -52,6 +52,9 @@ pub struct Runtime {
     /// Some chain matches on the transport, server name or application
     /// protocol, so the first bytes must be read.
     sniffs: bool,
+    /// Some chain matches on application protocols, which plaintext HTTP
+    /// offers too.
+    inspects_http: bool,
 }
 
 #[derive(Debug)]
@@ -202,12 +205,14 @@ impl Runtime {
             .as_ref()
             .map(&mut build_chain)
             .transpose()?;
-        let sniffs = chains.iter().any(|c| {
-            let m = &c.matcher;
-            m.transport.is_some()
-                || !m.server_names.is_empty()
-                || !m.application_protocols.is_empty()
-        });
+        let inspects_http = chains
+            .iter()
+            .any(|c| !c.matcher.application_protocols.is_empty());
+        let sniffs = inspects_http
+            || chains.iter().any(|c| {
+                let m = &c.matcher;
+                m.transport.is_some() || !m.server_names.is_empty()
+            });
         Ok(Runtime {
             name: listener.name.clone(),
             address: listener.address,
@@ -217,6 +222,7 @@ impl Runtime {
             chains,
             default_chain,
             sniffs,
+            inspects_http,
         })
     }
 
@@ -354,7 +360,7 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) 
     };
     let drain = target.drain.clone();
     let sniffed = if target.sniffs {
-        match sniff(&stream).await {
+        match sniff(&stream, target.inspects_http).await {
             Some(sniffed) => sniffed,
             None => {
                 tracing::debug!(listener = %target.name, "unreadable ClientHello; closing");
@@ -448,7 +454,7 @@ fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
 /// client starts with one; raw when it starts with anything else, or says
 /// nothing for a while (server-first protocols). The bytes are peeked, not
 /// read. `None` when a ClientHello is too large or too slow to arrive.
-async fn sniff(stream: &TcpStream) -> Option<Sniffed> {
+async fn sniff(stream: &TcpStream, inspect_http: bool) -> Option<Sniffed> {
     let raw = Sniffed {
         transport: Some(Transport::Raw),
         hello: ClientHello::default(),
@@ -456,6 +462,7 @@ async fn sniff(stream: &TcpStream) -> Option<Sniffed> {
     let mut first = [0u8; 1];
     match tokio::time::timeout(SNIFF_TIMEOUT, stream.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
+        Ok(Ok(1)) if inspect_http => return Some(http_inspector(stream, raw).await),
         _ => return Some(raw),
     }
     let hello = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, peek_client_hello(stream))
@@ -468,6 +475,62 @@ async fn sniff(stream: &TcpStream) -> Option<Sniffed> {
         },
         None => raw,
     })
+}
+
+/// The HTTP inspector: a plaintext connection that starts with an HTTP/1
+/// request line or the HTTP/2 preface offers `http/1.1` or `h2c`, as Envoy
+/// reports them, so that chains can match on `application_protocols`.
+async fn http_inspector(stream: &TcpStream, mut raw: Sniffed) -> Sniffed {
+    let mut buffer = [0u8; HTTP_INSPECT_BYTES];
+    let deadline = tokio::time::Instant::now() + SNIFF_TIMEOUT;
+    let mut seen = 0;
+    loop {
+        let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await else {
+            break;
+        };
+        match http_protocol(&buffer[..n]) {
+            Some(Some(protocol)) => {
+                raw.hello.alpn = vec![protocol.to_owned()];
+                break;
+            }
+            Some(None) => break,
+            None if n == 0 || n == buffer.len() => break,
+            None => {}
+        }
+        if n == seen {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen = n;
+    }
+    raw
+}
+
+/// Enough bytes to see an HTTP/1 request line of a usual length.
+const HTTP_INSPECT_BYTES: usize = 8 * 1024;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// `Some(Some(protocol))` for HTTP, `Some(None)` for anything else, `None`
+/// while the bytes so far cannot tell.
+fn http_protocol(bytes: &[u8]) -> Option<Option<&'static str>> {
+    let shared = bytes.len().min(H2_PREFACE.len());
+    if bytes[..shared] == H2_PREFACE[..shared] {
+        return (shared == H2_PREFACE.len()).then_some(Some("h2c"));
+    }
+    // METHOD SP target SP HTTP/1.x CRLF
+    let method_len = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    match bytes.get(method_len) {
+        None if method_len < 20 => return None,
+        Some(b' ') if method_len > 0 => {}
+        _ => return Some(None),
+    }
+    let Some(end) = bytes.windows(2).position(|w| w == b"\r\n") else {
+        let printable = bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
+        return if printable { None } else { Some(None) };
+    };
+    let line = &bytes[..end];
+    let http1 = line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0");
+    Some(http1.then_some("http/1.1"))
 }
 
 /// Peeks until the ClientHello is complete: `Some(None)` for bytes that are

@@ -81,3 +81,60 @@ async fn the_transport_picks_the_chain() {
     .unwrap();
     assert_eq!(reply, "tls backend");
 }
+
+/// Istio's inbound shape: plaintext HTTP (HTTP/1.1 or the h2c preface) goes
+/// to the connection manager, other plaintext bytes to a TCP proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_inspector_tells_http_from_tcp() {
+    let (echo, tcp_backend) = (
+        Echo::start("http").await,
+        banner_server("tcp backend").await,
+    );
+    let http = http_listener(
+        "inbound",
+        json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": "web"}}]}]),
+    );
+    let mut listener = http.clone();
+    let mut http_chain = http["filter_chains"][0].clone();
+    http_chain["filter_chain_match"] = json!({
+        "transport_protocol": "raw_buffer", "application_protocols": ["http/1.1", "h2c"]});
+    listener["listener_filters"] = json!([
+        {"name": "envoy.filters.listener.tls_inspector"},
+        {"name": "envoy.filters.listener.http_inspector"}
+    ]);
+    listener["filter_chains"] = json!([
+        http_chain,
+        {"filter_chain_match": {"transport_protocol": "raw_buffer"}, "filters": [{"name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": "tcp", "cluster": "tcp"}}]}
+    ]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([listener]),
+        json!([
+            cluster("web", &[echo.address]),
+            cluster("tcp", &[tcp_backend])
+        ]),
+    ))
+    .await;
+    let front = proxy.listener("inbound");
+
+    let (status, body) = get(front, "/", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(server_of(&body), "http");
+
+    let mut stream = TcpStream::connect(front).await.unwrap();
+    stream
+        .write_all(b"\x00\x01 some binary protocol")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_string(&mut reply),
+    )
+    .await
+    .expect("the backend answered in time")
+    .unwrap();
+    assert_eq!(reply, "tcp backend");
+}

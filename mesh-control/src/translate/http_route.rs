@@ -43,15 +43,48 @@ pub const DEFAULT_RETRIES: u32 = 2;
 const HOST_SELECTION_ATTEMPTS: i64 = 5;
 const PREVIOUS_HOSTS: &str = "envoy.retry_host_predicates.previous_hosts";
 
-/// The routes of one VirtualService for a virtual host on `port`.
+/// What routes are built for: sidecars (the `mesh` gateway of
+/// VirtualServices) or one Gateway, named `<namespace>/<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound<'a> {
+    Mesh,
+    Gateway(&'a str),
+}
+
+impl Bound<'_> {
+    /// Whether a `gateways` list written in a VirtualService of `namespace`
+    /// names this: `mesh`, or the gateway as `<ns>/<name>` or as a name in
+    /// the VirtualService's own namespace.
+    pub fn named_in(self, gateways: &[String], namespace: &str) -> bool {
+        gateways.iter().any(|g| match self {
+            Bound::Mesh => g == "mesh",
+            Bound::Gateway(full) => match g.split_once('/') {
+                Some(_) => g == full,
+                None => full.split_once('/') == Some((namespace, g.as_str())),
+            },
+        })
+    }
+}
+
+/// The routes of one VirtualService for a sidecar's virtual host on `port`.
 pub fn routes(ctx: &Context, vs: Config<VirtualServiceSpec>, port: u16) -> Vec<Route> {
+    bound_routes(ctx, vs, port, Bound::Mesh)
+}
+
+/// The routes of one VirtualService on `port` of what `bound` names.
+pub fn bound_routes(
+    ctx: &Context,
+    vs: Config<VirtualServiceSpec>,
+    port: u16,
+    bound: Bound,
+) -> Vec<Route> {
     let metadata = config_metadata(vs);
     vs.spec
         .http
         .iter()
         .filter(|rule| rule.delegate.is_none())
         .filter_map(|rule| {
-            let matches = applicable_matches(ctx, rule, port)?;
+            let matches = applicable_matches(ctx, rule, port, bound, vs.namespace)?;
             let built = Rule {
                 ctx,
                 vs,
@@ -71,6 +104,8 @@ fn applicable_matches<'r>(
     ctx: &Context,
     rule: &'r HttpRoute,
     port: u16,
+    bound: Bound,
+    namespace: &str,
 ) -> Option<Vec<&'r HttpMatchRequest>> {
     if rule.r#match.is_empty() {
         return Some(Vec::new());
@@ -79,7 +114,7 @@ fn applicable_matches<'r>(
     let kept: Vec<&HttpMatchRequest> = rule
         .r#match
         .iter()
-        .filter(|m| m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"))
+        .filter(|m| m.gateways.is_empty() || bound.named_in(&m.gateways, namespace))
         .filter(|m| selects(&m.source_labels, &proxy.labels))
         .filter(|m| m.source_namespace.is_empty() || m.source_namespace == proxy.namespace)
         .filter(|m| m.port.is_none_or(|p| p == u32::from(port)))

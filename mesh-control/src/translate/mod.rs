@@ -27,11 +27,20 @@
 //!   and then no `virtualOutbound` / `virtualInbound`, no
 //!   `PassthroughCluster` / `InboundPassthroughCluster`.
 //!
+//! # A proxyless gRPC client
+//! ([`grpc`], `GENERATOR=grpc`): `api_listener` listeners per service port
+//! under the names clients dial, a route configuration per service port,
+//! EDS clusters and endpoints.
+//!
+//! # What a gateway gets
+//! Listeners from the Gateway servers that select it, routes from the
+//! VirtualServices bound to them, clusters and endpoints as a sidecar's:
+//! see [`gateway`].
+//!
 //! # Left out, and where this differs from istiod
-//! - Gateways (router proxies) and proxyless gRPC clients get no resources
-//!   yet; waypoints neither.
-//! - VirtualService `delegate` rules are skipped; PeerAuthentication (inbound is always PERMISSIVE) and
-//!   AuthorizationPolicy are not read. `retries.retryRemoteLocalities`,
+//! - Waypoints get no resources.
+//! - VirtualService `delegate` rules are skipped; PeerAuthentication
+//!   (inbound is always PERMISSIVE) and AuthorizationPolicy are not read. `retries.retryRemoteLocalities`,
 //!   `localityLbSetting`, `warmup`, `tunnel`, `proxyProtocol`,
 //!   `retryBudget`, `connectionPool.tcp.idleTimeout` and
 //!   `outlierDetection.consecutiveLocalOriginFailures` are not translated.
@@ -58,6 +67,8 @@ mod cluster;
 mod context;
 mod endpoint;
 mod filters;
+mod gateway;
+mod grpc;
 mod http_route;
 mod listener;
 mod policy;
@@ -94,10 +105,15 @@ pub struct Resources {
 
 /// The resources `proxy` needs from `snapshot`.
 pub fn translate(proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
-    if proxy.kind != ProxyKind::Sidecar || proxy.grpc_generator {
-        return Resources::default();
-    }
     let ctx = context::Context::new(proxy, snapshot);
+    if proxy.grpc_generator {
+        return grpc::build(&ctx);
+    }
+    match proxy.kind {
+        ProxyKind::Router => return gateway::build(&ctx),
+        ProxyKind::Sidecar => {}
+        ProxyKind::Waypoint => return Resources::default(),
+    }
     let clusters = cluster::build(&ctx);
     let mut routes = route::outbound(&ctx);
     routes.sort_by(|a, b| a.name.cmp(&b.name));

@@ -114,7 +114,8 @@ impl Connection {
         request: &DiscoveryRequest,
         nonces: &Nonces,
     ) -> Handled {
-        let subscription = Subscription::from_names(xds_type, &request.resource_names);
+        let previous = self.watches.get(&xds_type).map(|w| &w.subscription);
+        let subscription = Subscription::from_names(xds_type, &request.resource_names, previous);
         let Some(watch) = self.watches.get_mut(&xds_type) else {
             // A first request, or the first on this stream after a reconnect
             // (which may carry the nonce of the previous server): answer it.

@@ -5,8 +5,9 @@
 //! - Per stream, the node of the first request becomes a [`Proxy`]; a node id
 //!   that does not read is refused with `InvalidArgument` naming the id.
 //! - Types: CDS, EDS, LDS, RDS and SDS. CDS and LDS are wildcard unless the
-//!   client names resources (gRPC's xDS client does); EDS, RDS and SDS send
-//!   only what the client subscribed to. Other type URLs are ignored.
+//!   client names resources (gRPC's xDS client does; a later empty list
+//!   then unsubscribes from all); EDS, RDS and SDS send only what the
+//!   client subscribed to. Other type URLs are ignored.
 //! - A request with a new subscription is answered at once; an ACK records the
 //!   version; a NACK (`error_detail`) is logged with the proxy id and reason and
 //!   kept for `/debug/syncz`; a request whose nonce is not the last one sent is

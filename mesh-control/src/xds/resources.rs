@@ -69,9 +69,19 @@ pub enum Subscription {
 }
 
 impl Subscription {
-    /// Reads a request's names: none (for CDS and LDS) or `*` mean all.
-    pub fn from_names(xds_type: XdsType, names: &[String]) -> Subscription {
-        if (names.is_empty() && xds_type.wildcard()) || names.iter().any(|n| n == "*") {
+    /// Reads a request's names given what the stream subscribed to before:
+    /// `*`, or none for CDS and LDS, mean all; but once a client has named resources of a wildcard type (as gRPC's xDS
+    /// client does for LDS and CDS), an empty list unsubscribes from all of
+    /// them instead of asking for everything, as the xDS protocol says.
+    pub fn from_names(
+        xds_type: XdsType,
+        names: &[String],
+        previous: Option<&Subscription>,
+    ) -> Subscription {
+        let named_before = matches!(previous, Some(Subscription::Names(_)));
+        if names.iter().any(|n| n == "*")
+            || (names.is_empty() && xds_type.wildcard() && !named_before)
+        {
             Subscription::All
         } else {
             Subscription::Names(names.iter().cloned().collect())
@@ -149,20 +159,27 @@ mod tests {
     #[test]
     fn subscriptions_select_by_name() {
         let all = clusters(vec![cluster("a", 1), cluster("b", 1)]);
-        let wildcard = Subscription::from_names(XdsType::Cluster, &[]);
+        let wildcard = Subscription::from_names(XdsType::Cluster, &[], None);
         assert_eq!(wildcard, Subscription::All);
         assert_eq!(wildcard.select(&all).len(), 2);
-        let named = Subscription::from_names(XdsType::Endpoint, &["b".into(), "zz".into()]);
+        let named = Subscription::from_names(XdsType::Endpoint, &["b".into(), "zz".into()], None);
         assert_eq!(
             named.select(&all).keys().collect::<Vec<_>>(),
             vec!["b"],
             "unknown names are left out"
         );
-        let nothing = Subscription::from_names(XdsType::Endpoint, &[]);
+        let nothing = Subscription::from_names(XdsType::Endpoint, &[], None);
         assert!(nothing.select(&all).is_empty());
         assert_eq!(
-            Subscription::from_names(XdsType::Route, &["*".into()]),
+            Subscription::from_names(XdsType::Route, &["*".into()], None),
             Subscription::All
         );
+        // Named LDS/CDS select by name; emptied later, they select nothing.
+        let named = Subscription::from_names(XdsType::Cluster, &["b".into()], None);
+        assert_eq!(named.select(&all).keys().collect::<Vec<_>>(), vec!["b"]);
+        let emptied = Subscription::from_names(XdsType::Cluster, &[], Some(&named));
+        assert!(emptied.select(&all).is_empty());
+        let still_all = Subscription::from_names(XdsType::Cluster, &[], Some(&wildcard));
+        assert_eq!(still_all, Subscription::All);
     }
 }

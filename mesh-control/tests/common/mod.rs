@@ -167,3 +167,20 @@ pub fn sidecar(app: &str, version: &str, ip: &str) -> Proxy {
 pub fn productpage() -> Proxy {
     sidecar("productpage", "v1", "127.0.0.10")
 }
+
+/// Istio's ingress gateway, `istio-ingressgateway` in `istio-system`.
+pub fn ingress_gateway() -> Proxy {
+    Proxy {
+        id: "router~10.0.0.9~istio-ingressgateway-abc.istio-system~istio-system.svc.cluster.local"
+            .parse()
+            .expect("a valid node id"),
+        kind: mesh_api::names::ProxyKind::Router,
+        namespace: "istio-system".into(),
+        ip: "10.0.0.9".parse().expect("an IP"),
+        labels: [("istio".to_owned(), "ingressgateway".to_owned())].into(),
+        service_account: "istio-ingressgateway-service-account".into(),
+        workload_name: "istio-ingressgateway".into(),
+        grpc_generator: false,
+        metadata: BTreeMap::new(),
+    }
+}

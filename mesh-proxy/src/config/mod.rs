@@ -27,7 +27,9 @@
 //!   in that order as Envoy ranks them, plus `default_filter_chain`; the SNI
 //!   and ALPN come from the ClientHello, peeked (not read) whenever a chain
 //!   matches on them, and a ClientHello over 16 KiB or slower than 5 s
-//!   closes the connection. Listener filters
+//!   closes the connection; a plaintext connection offers `http/1.1` or
+//!   `h2c` when it starts with an HTTP/1 request line or the HTTP/2 preface
+//!   (Envoy's HTTP inspector). Listener filters
 //!   `original_dst`, `tls_inspector`, `http_inspector`. Each chain holds one
 //!   `envoy.filters.network.http_connection_manager` (inline `route_config`,
 //!   `upgrade_configs` for WebSocket, `request_headers_timeout`,

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
@@ -101,7 +102,7 @@ async fn forward_to(
         Version::HTTP_11
     };
     if let Some(protocol) = upgrade_to {
-        return upgrade::forward(upstream, parts, protocol, &path_and_query, body).await;
+        return upgrade::forward(upstream, parts, protocol, path_and_query.as_str(), body).await;
     }
     let retry = to.retry.as_ref().filter(|r| r.num_retries > 0);
     let body = if retry.is_some() || !to.mirrors.is_empty() {
@@ -114,7 +115,7 @@ async fn forward_to(
             &state.upstreams,
             &to.mirrors,
             &parts,
-            &path_and_query,
+            path_and_query.as_str(),
             bytes,
         );
     }
@@ -173,7 +174,7 @@ impl RequestBody {
 struct Attempts<'a> {
     upstream: &'a Upstream,
     parts: Parts,
-    path_and_query: String,
+    path_and_query: PathAndQuery,
     body: RequestBody,
     retry: Option<&'a RetryPolicy>,
     hash: RequestHash,
@@ -231,11 +232,17 @@ impl Attempts<'_> {
     async fn attempt(&mut self, tried: &[SocketAddr]) -> Option<(Outcome, SocketAddr)> {
         let pick = self.pick(tried)?;
         let endpoint = pick.endpoint().address;
-        let uri: Uri = format!("http://{endpoint}{}", self.path_and_query)
-            .parse()
-            .ok()?;
-        let mut parts = self.parts.clone();
-        parts.uri = uri;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(pick.authority());
+        uri.path_and_query = Some(self.path_and_query.clone());
+        // Without retries there is one attempt, which may have the request's
+        // head instead of a copy.
+        let mut parts = match self.retry {
+            Some(_) => self.parts.clone(),
+            None => std::mem::replace(&mut self.parts, Request::new(()).into_parts().0),
+        };
+        parts.uri = Uri::from_parts(uri).ok()?;
         let Some(body) = self.body.next() else {
             return Some((Outcome::Reset, endpoint));
         };
@@ -401,31 +408,39 @@ fn pick_weighted(clusters: &[(String, u32)]) -> &str {
 }
 
 /// The path and query to send upstream, with the matched prefix replaced.
-fn rewrite_path(uri: &Uri, matched: &PathMatch, prefix_rewrite: Option<&str>) -> String {
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+/// Without a rewrite the request's own is shared, not copied.
+fn rewrite_path(uri: &Uri, matched: &PathMatch, prefix_rewrite: Option<&str>) -> PathAndQuery {
+    let original = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let matched_len = match matched {
         PathMatch::Prefix(prefix) => prefix.len(),
         PathMatch::Exact(exact) => exact.len(),
         // Envoy does not allow prefix_rewrite with a regex match.
-        PathMatch::Regex(_) => return path_and_query.to_owned(),
+        PathMatch::Regex(_) => return original,
     };
     match prefix_rewrite {
-        Some(replacement) if path_and_query.len() >= matched_len => {
-            format!("{replacement}{}", &path_and_query[matched_len..])
+        Some(replacement) if original.as_str().len() >= matched_len => {
+            let rewritten = format!("{replacement}{}", &original.as_str()[matched_len..]);
+            rewritten.parse().unwrap_or(original)
         }
-        _ => path_and_query.to_owned(),
+        _ => original,
     }
 }
 
 /// The path with every match of the rewrite's regex replaced; the query stays.
-fn regex_rewrite_path(uri: &Uri, rewrite: &RegexRewrite) -> String {
+fn regex_rewrite_path(uri: &Uri, rewrite: &RegexRewrite) -> PathAndQuery {
     let path = rewrite
         .pattern
         .replace_all(uri.path(), rewrite.substitution.as_str());
-    match uri.query() {
+    let rewritten = match uri.query() {
         Some(query) => format!("{path}?{query}"),
         None => path.into_owned(),
-    }
+    };
+    rewritten
+        .parse()
+        .unwrap_or_else(|_| PathAndQuery::from_static("/"))
 }
 
 /// Removes hop-by-hop headers; `te: trailers` stays, as gRPC needs it.

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
+use http::uri::Authority;
 use tokio::time::{Instant, MissedTickBehavior};
 
 pub use health::{Condition, HostStatus, Membership};
@@ -34,6 +35,8 @@ use view::{Table, View};
 #[derive(Debug)]
 pub struct Balancer {
     endpoints: Vec<Endpoint>,
+    /// Each endpoint as a URI authority, for requests to it.
+    authorities: Vec<Authority>,
     policy: LbPolicy,
     /// The endpoints by priority level and locality.
     priorities: Vec<view::Priority>,
@@ -66,6 +69,11 @@ impl Pick {
         &self.balancer.endpoints[self.index]
     }
 
+    /// The endpoint's `ip:port` as a URI authority, made once per endpoint.
+    pub fn authority(&self) -> Authority {
+        self.balancer.authorities[self.index].clone()
+    }
+
     /// Tells outlier detection how the request went: the response status, or
     /// 503 for a connect failure or a reset and 504 for a timeout.
     pub fn report(&self, status: u16) {
@@ -86,6 +94,14 @@ impl Balancer {
     pub fn new(cluster: &Cluster) -> Balancer {
         let mut balancer = Balancer {
             endpoints: cluster.endpoints.clone(),
+            authorities: cluster
+                .endpoints
+                .iter()
+                .map(|e| {
+                    Authority::try_from(e.address.to_string())
+                        .expect("a socket address is a valid authority")
+                })
+                .collect(),
             policy: cluster.lb,
             priorities: view::priorities(&cluster.endpoints, cluster.lb),
             overprovisioning: cluster.overprovisioning_factor,

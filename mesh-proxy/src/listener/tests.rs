@@ -194,3 +194,29 @@ fn matches_refused_until_supported_name_the_field() {
         "listener \"l\": filter_chains[0].filter_chain_match.source_ports: matching on source_ports (yet) is not supported by this proxy"
     );
 }
+
+#[test]
+fn the_http_inspector_tells_http_from_other_bytes() {
+    use super::http_protocol;
+    assert_eq!(
+        http_protocol(b"GET /productpage HTTP/1.1\r\nhost: x\r\n"),
+        Some(Some("http/1.1"))
+    );
+    assert_eq!(
+        http_protocol(b"POST / HTTP/1.0\r\n"),
+        Some(Some("http/1.1"))
+    );
+    assert_eq!(
+        http_protocol(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        Some(Some("h2c"))
+    );
+    // Not yet decided: a partial preface, a partial request line.
+    assert_eq!(http_protocol(b"PRI * HT"), None);
+    assert_eq!(http_protocol(b"GET /very/long/pa"), None);
+    assert_eq!(http_protocol(b"GE"), None);
+    // Not HTTP.
+    assert_eq!(http_protocol(b"\x00\x01binary"), Some(None));
+    assert_eq!(http_protocol(b"GET / SMTP\r\n"), Some(None));
+    assert_eq!(http_protocol(b"hello world\r\n"), Some(None));
+    assert_eq!(http_protocol(b"GET /x\x00y"), Some(None));
+}
