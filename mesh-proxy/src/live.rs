@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, Fingerprint};
 use crate::drain::{Drain, Trigger};
 use crate::http::proxy::HttpState;
 use crate::listener::{self, BuildContext, Handoffs, Runtime};
@@ -63,7 +63,7 @@ struct State {
 #[derive(Debug)]
 struct ClusterEntry {
     upstream: Arc<Upstream>,
-    fingerprint: u64,
+    fingerprint: Arc<Fingerprint>,
     /// Stops the cluster's health checker.
     stop: Trigger,
 }
@@ -71,7 +71,7 @@ struct ClusterEntry {
 #[derive(Debug)]
 struct ListenerEntry {
     runtime: Arc<Runtime>,
-    fingerprint: u64,
+    fingerprint: Arc<Fingerprint>,
     /// Drains the connections accepted under this definition.
     generation: Trigger,
     bound: Option<Arc<Bound>>,
@@ -91,7 +91,7 @@ struct Bound {
 #[derive(Debug)]
 struct PreparedCluster {
     upstream: Arc<Upstream>,
-    fingerprint: u64,
+    fingerprint: Arc<Fingerprint>,
     fresh: bool,
 }
 
@@ -99,7 +99,7 @@ struct PreparedCluster {
 #[derive(Debug)]
 struct Prepared {
     runtime: Arc<Runtime>,
-    fingerprint: u64,
+    fingerprint: Arc<Fingerprint>,
     /// The definition is unchanged: connections and drain carry over.
     same: bool,
     generation: Trigger,
@@ -164,7 +164,7 @@ impl Live {
         let mut http = Vec::new();
         let mut prepared = BTreeMap::new();
         for listener in &config.listeners {
-            let fingerprint = config.fingerprints.listeners[&listener.name];
+            let fingerprint = Arc::clone(&config.fingerprints.listeners[&listener.name]);
             let entry = self
                 .prepare_listener(&state, listener, fingerprint, &upstreams, &mut http)
                 .await?;
@@ -205,7 +205,7 @@ impl Live {
             .clusters
             .iter()
             .map(|(name, cluster)| {
-                let fingerprint = config.fingerprints.clusters[name];
+                let fingerprint = Arc::clone(&config.fingerprints.clusters[name]);
                 let prepared = match state.clusters.get(name) {
                     Some(entry) if entry.fingerprint == fingerprint => PreparedCluster {
                         upstream: Arc::clone(&entry.upstream),
@@ -227,7 +227,7 @@ impl Live {
         &self,
         state: &State,
         listener: &crate::config::Listener,
-        fingerprint: u64,
+        fingerprint: Arc<Fingerprint>,
         upstreams: &Arc<Upstreams>,
         http: &mut Vec<Arc<HttpState>>,
     ) -> anyhow::Result<Prepared> {

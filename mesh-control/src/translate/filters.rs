@@ -16,10 +16,10 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpFilter, http_filter,
 };
-use envoy_types::pb::google::protobuf::{Any, Struct};
+use envoy_types::pb::google::protobuf::Any;
 use prost::Name;
 
-use super::proto::{any, structure};
+use super::proto::{SortedStruct, any, sorted_structure};
 
 pub const FAULT: &str = "envoy.filters.http.fault";
 pub const CORS: &str = "envoy.filters.http.cors";
@@ -39,7 +39,7 @@ pub struct TypedStruct {
     #[prost(string, tag = "1")]
     pub type_url: String,
     #[prost(message, optional, tag = "2")]
-    pub value: Option<Struct>,
+    pub value: Option<SortedStruct>,
 }
 
 impl Name for TypedStruct {
@@ -82,7 +82,7 @@ fn metadata_exchange(direction: Direction) -> HttpFilter {
         Direction::Inbound => "downstream",
         Direction::Outbound => "upstream",
     };
-    let value = structure(serde_json::json!({
+    let value = sorted_structure(serde_json::json!({
         format!("{side}_discovery"): [{"istio_headers": {}}, {"workload_discovery": {}}],
         format!("{side}_propagation"): [{"istio_headers": {}}],
     }));

@@ -19,7 +19,6 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener as EnvoyListener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
-use prost::Message;
 
 use super::tls::Secrets;
 use super::{At, Config, ConfigError, cluster, listener};
@@ -65,12 +64,31 @@ impl Compiled {
     }
 }
 
-/// Hashes of what each listener and cluster was compiled from, so that a new
-/// config tells which of them changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What each listener and cluster was compiled from, so that a new config
+/// tells which of them changed.
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Fingerprints {
-    pub listeners: BTreeMap<String, u64>,
-    pub clusters: BTreeMap<String, u64>,
+    pub listeners: BTreeMap<String, Arc<Fingerprint>>,
+    pub clusters: BTreeMap<String, Arc<Fingerprint>>,
+}
+
+/// A listener's or cluster's definition with what it was compiled with.
+/// Compared as messages rather than as encoded bytes: protobuf maps (such as
+/// the `Struct`s in metadata) encode in no fixed order, so equal definitions
+/// may arrive as different bytes, and must not count as changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fingerprint {
+    Listener {
+        definition: EnvoyListener,
+        /// The secrets' hash, when a chain speaks TLS.
+        secrets: Option<u64>,
+    },
+    Cluster {
+        definition: EnvoyCluster,
+        assignment: Option<ClusterLoadAssignment>,
+        /// The secrets' hash, when the cluster speaks TLS.
+        secrets: Option<u64>,
+    },
 }
 
 /// What the compile of one listener or cluster may look up by name.
@@ -256,32 +274,33 @@ pub(super) fn compile(
 
 /// A cluster changes with its definition, its EDS assignment, and, when it
 /// speaks TLS, the secrets.
-fn cluster_fingerprint(cluster: &EnvoyCluster, sources: &Sources<'_>) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    hasher.write(&cluster.encode_to_vec());
+fn cluster_fingerprint(cluster: &EnvoyCluster, sources: &Sources<'_>) -> Arc<Fingerprint> {
     let name = cluster::eds_name(cluster).unwrap_or(&cluster.name);
-    if let Some(assignment) = sources.endpoints.and_then(|e| e.get(name)) {
-        hasher.write(&assignment.encode_to_vec());
-    }
-    if cluster.transport_socket.is_some() || !cluster.transport_socket_matches.is_empty() {
-        sources.secrets.hash(&mut hasher);
-    }
-    hasher.finish()
+    let tls = cluster.transport_socket.is_some() || !cluster.transport_socket_matches.is_empty();
+    Arc::new(Fingerprint::Cluster {
+        definition: cluster.clone(),
+        assignment: sources.endpoints.and_then(|e| e.get(name)).cloned(),
+        secrets: tls.then(|| secrets_hash(sources)),
+    })
 }
 
 /// A listener changes with its definition and, when a chain speaks TLS, the
 /// secrets; its RDS routes are swapped in without replacing it.
-fn listener_fingerprint(listener: &EnvoyListener, sources: &Sources<'_>) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    hasher.write(&listener.encode_to_vec());
+fn listener_fingerprint(listener: &EnvoyListener, sources: &Sources<'_>) -> Arc<Fingerprint> {
     let tls = listener
         .filter_chains
         .iter()
         .chain(&listener.default_filter_chain)
         .any(|chain| chain.transport_socket.is_some());
-    if tls {
-        sources.secrets.hash(&mut hasher);
-    }
+    Arc::new(Fingerprint::Listener {
+        definition: listener.clone(),
+        secrets: tls.then(|| secrets_hash(sources)),
+    })
+}
+
+fn secrets_hash(sources: &Sources<'_>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    sources.secrets.hash(&mut hasher);
     hasher.finish()
 }
 

@@ -223,3 +223,27 @@ fn fingerprints_follow_definitions_and_endpoints_not_routes() {
         .insert("http".into(), proto(&rds_listener("http", "other")));
     assert_ne!(one.listeners["http"], prints(&after).listeners["http"]);
 }
+
+#[test]
+fn equal_definitions_are_unchanged_whatever_order_their_maps_encode_in() {
+    // Istio's service metadata: a Struct per service, which prost encodes in
+    // its HashMap's order, different for every copy.
+    let mut cluster = eds_cluster("a", "");
+    let services: Vec<Value> = (0..8)
+        .map(|i| json!({"host": format!("s{i}.ns.svc.cluster.local"), "name": format!("s{i}"), "namespace": "ns"}))
+        .collect();
+    cluster["metadata"] = json!({"filter_metadata": {"istio": {"services": services}}});
+    let build = || {
+        resources(
+            &[rds_listener("http", "80")],
+            &[route_config("80", "a")],
+            &[cluster.clone()],
+            &[assignment("a", &[1])],
+        )
+    };
+    let prints = |r: &Resources| compiled(r).config.unwrap().fingerprints;
+    for _ in 0..20 {
+        let (one, two) = (build(), build());
+        assert_eq!(prints(&one).clusters["a"], prints(&two).clusters["a"]);
+    }
+}
