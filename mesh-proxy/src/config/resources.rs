@@ -79,12 +79,12 @@ pub struct Fingerprints {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fingerprint {
     Listener {
-        definition: EnvoyListener,
+        definition: Box<EnvoyListener>,
         /// The secrets' hash, when a chain speaks TLS.
         secrets: Option<u64>,
     },
     Cluster {
-        definition: EnvoyCluster,
+        definition: Box<EnvoyCluster>,
         assignment: Option<ClusterLoadAssignment>,
         /// The secrets' hash, when the cluster speaks TLS.
         secrets: Option<u64>,
@@ -278,7 +278,7 @@ fn cluster_fingerprint(cluster: &EnvoyCluster, sources: &Sources<'_>) -> Arc<Fin
     let name = cluster::eds_name(cluster).unwrap_or(&cluster.name);
     let tls = cluster.transport_socket.is_some() || !cluster.transport_socket_matches.is_empty();
     Arc::new(Fingerprint::Cluster {
-        definition: cluster.clone(),
+        definition: Box::new(cluster.clone()),
         assignment: sources.endpoints.and_then(|e| e.get(name)).cloned(),
         secrets: tls.then(|| secrets_hash(sources)),
     })
@@ -293,7 +293,7 @@ fn listener_fingerprint(listener: &EnvoyListener, sources: &Sources<'_>) -> Arc<
         .chain(&listener.default_filter_chain)
         .any(|chain| chain.transport_socket.is_some());
     Arc::new(Fingerprint::Listener {
-        definition: listener.clone(),
+        definition: Box::new(listener.clone()),
         secrets: tls.then(|| secrets_hash(sources)),
     })
 }
