@@ -11,7 +11,8 @@
 # time is printed too.
 #
 # Knobs (environment): CLIENTS (2000), CONNECT_TIMEOUT (120 s),
-# CHANGE_TIMEOUT (30 s), KEEP=1 keeps the temp dir with config and logs,
+# CHANGE_TIMEOUT (30 s), MAX_RSS_MIB (8192: past this mesh-control RSS the
+# run stops, to spare a shared machine), KEEP=1 keeps the temp dir with config and logs,
 # NO_BUILD=1 uses the release binaries already built.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS=${CLIENTS:-2000}
 CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-120}
 CHANGE_TIMEOUT=${CHANGE_TIMEOUT:-30}
+MAX_RSS_MIB=${MAX_RSS_MIB:-8192}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'control-plane: %s\n' "$*" >&2; exit 1; }
@@ -85,4 +87,5 @@ done
 log "connecting $CLIENTS sidecars to $XDS"
 CLK_TCK=$(getconf CLK_TCK) timeout $((CONNECT_TIMEOUT + CHANGE_TIMEOUT + 60)) \
     "$LOAD" run --xds "$XDS" --config-dir "$T/config" --pid "$CONTROL_PID" \
-    --clients "$CLIENTS" --connect-timeout "$CONNECT_TIMEOUT" --change-timeout "$CHANGE_TIMEOUT"
+    --clients "$CLIENTS" --connect-timeout "$CONNECT_TIMEOUT" --change-timeout "$CHANGE_TIMEOUT" \
+    --max-rss-mib "$MAX_RSS_MIB"

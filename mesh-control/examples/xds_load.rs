@@ -71,7 +71,7 @@ fn run_command() -> anyhow::Result<()> {
         }
         _ => anyhow::bail!(
             "usage: xds_load generate DIR | xds_load run --xds ADDR --config-dir DIR --pid PID \
-             [--clients N] [--connect-timeout SECS] [--change-timeout SECS]"
+             [--clients N] [--connect-timeout SECS] [--change-timeout SECS] [--max-rss-mib MIB]"
         ),
     }
 }
@@ -153,7 +153,7 @@ fn virtual_service_yaml(i: usize, v1_weight: u32) -> String {
          metadata: {{name: svc-{i:04}, namespace: {NAMESPACE}}}\n\
          spec:\n  hosts: [{host}]\n  http:\n"
     );
-    let rules = if i % 2 == 0 {
+    let rules = if i.is_multiple_of(2) {
         format!(
             "  - route:\n    - destination: {{host: {host}, subset: v1}}\n      weight: {v1_weight}\n    \
              - destination: {{host: {host}, subset: v2}}\n      weight: {}\n",
@@ -189,6 +189,7 @@ struct Options {
     clients: usize,
     connect_timeout: Duration,
     change_timeout: Duration,
+    max_rss_mib: f64,
 }
 
 impl Options {
@@ -200,6 +201,7 @@ impl Options {
             clients: 2000,
             connect_timeout: Duration::from_secs(120),
             change_timeout: Duration::from_secs(30),
+            max_rss_mib: 8192.0,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
@@ -217,6 +219,7 @@ impl Options {
                 "--change-timeout" => {
                     options.change_timeout = Duration::from_secs(value.parse()?);
                 }
+                "--max-rss-mib" => options.max_rss_mib = value.parse()?,
                 other => anyhow::bail!("unknown flag {other}"),
             }
         }
@@ -559,19 +562,40 @@ fn percentiles(mut samples: Vec<Duration>) -> Option<(f64, f64, f64)> {
     Some((at(0.50), at(0.99), at(1.0)))
 }
 
-/// Collects events until `want` sidecars reported `pick`, or the deadline.
+/// Where a phase stops.
+struct Limits<'a> {
+    deadline: Instant,
+    /// mesh-control's pid, and the RSS (MiB) past which the phase is
+    /// abandoned, so that a run never takes a shared machine's memory.
+    pid: &'a str,
+    max_rss: f64,
+}
+
+/// Collects events until `want` sidecars reported `pick`, or a limit.
 async fn collect(
     events: &mut mpsc::UnboundedReceiver<Event>,
     want: usize,
-    deadline: Instant,
+    limits: &Limits<'_>,
     mut pick: impl FnMut(&Event) -> Option<Instant>,
 ) -> (Vec<Instant>, Vec<String>) {
     let mut times = Vec::with_capacity(want);
     let mut failures = Vec::new();
+    let mut sample = tokio::time::interval(Duration::from_millis(200));
     while times.len() + failures.len() < want {
         let event = tokio::select! {
             event = events.recv() => event,
-            () = tokio::time::sleep_until(deadline.into()) => break,
+            _ = sample.tick() => {
+                let rss = status_mib(limits.pid, "VmRSS:").unwrap_or(0.0);
+                if rss > limits.max_rss {
+                    failures.push(format!(
+                        "mesh-control RSS {rss:.0} MiB is over the limit of {:.0} MiB: phase abandoned",
+                        limits.max_rss
+                    ));
+                    break;
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(limits.deadline.into()) => break,
         };
         let Some(event) = event else { break };
         if let Event::Failed(n, reason) = &event {
@@ -616,10 +640,15 @@ async fn run(options: Options) -> anyhow::Result<()> {
         ));
     }
     let mut full_at = vec![None; n];
+    let limits = |deadline| Limits {
+        deadline,
+        pid: &pid,
+        max_rss: options.max_rss_mib,
+    };
     let (_, connect_failures) = collect(
         &mut events,
         n,
-        start + options.connect_timeout,
+        &limits(start + options.connect_timeout),
         |e| match e {
             Event::Full(i, at) => {
                 full_at[*i] = Some(*at);
@@ -649,7 +678,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let mut change_failures = Vec::new();
     let mut change_usage = connected_usage;
     let mut own_changed = own_connected;
-    if full_count > 0 {
+    if full_count > 0 && connect_failures.is_empty() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = usage(&pid)?;
         let own_before = cpu_seconds("self")?;
@@ -659,7 +688,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         let (times, failures) = collect(
             &mut events,
             full_count,
-            changed_at + options.change_timeout,
+            &limits(changed_at + options.change_timeout),
             |e| match e {
                 Event::Changed(at) => Some(*at),
                 _ => None,
