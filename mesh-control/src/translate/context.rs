@@ -2,7 +2,7 @@
 //! namespace, the DestinationRule and VirtualService that apply to each host,
 //! the endpoints of each service, and the proxy's own inbound ports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use mesh_api::load::Resource;
 use mesh_api::names::fqdn;
@@ -43,6 +43,49 @@ pub struct Context<'a> {
     endpoints: BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a Endpoint>>>,
     destination_rules: Vec<Config<'a, DestinationRuleSpec>>,
     virtual_services: Vec<Config<'a, VirtualServiceSpec>>,
+    /// `destination_rules` and `virtual_services` by the hosts they name.
+    destination_rule_hosts: HostIndex,
+    virtual_service_hosts: HostIndex,
+}
+
+/// Rules (by their index in a list) by the fully qualified hosts they name.
+/// A lookup per service is then a map access plus a pass over the wildcard
+/// hosts, where scanning every rule and qualifying its hosts each time made
+/// translate quadratic: a thousand services with a rule each took a
+/// million host comparisons and allocations per proxy.
+#[derive(Debug, Default)]
+struct HostIndex {
+    exact: HashMap<String, Vec<usize>>,
+    /// Hosts starting with `*`.
+    wildcard: Vec<(usize, String)>,
+}
+
+impl HostIndex {
+    fn insert(&mut self, rule: usize, host: String) {
+        if host.starts_with('*') {
+            self.wildcard.push((rule, host));
+        } else {
+            self.exact.entry(host).or_default().push(rule);
+        }
+    }
+
+    /// The rules with a host covering `hostname`, in list order, each with
+    /// whether one of its hosts names `hostname` exactly.
+    fn covering(&self, hostname: &str) -> BTreeMap<usize, bool> {
+        let mut rules: BTreeMap<usize, bool> = self
+            .exact
+            .get(hostname)
+            .into_iter()
+            .flatten()
+            .map(|rule| (*rule, true))
+            .collect();
+        for (rule, pattern) in &self.wildcard {
+            if host_matches(pattern, hostname) {
+                rules.entry(*rule).or_insert(false);
+            }
+        }
+        rules
+    }
 }
 
 /// How a service port is proxied.
@@ -194,6 +237,17 @@ impl<'a> Context<'a> {
         services.retain(|s| {
             sidecar.imports(&s.namespace, &s.hostname) || dependencies.contains(&s.hostname)
         });
+        let domain = snapshot.mesh.domain.as_str();
+        let mut destination_rule_hosts = HostIndex::default();
+        for (i, dr) in destination_rules.iter().enumerate() {
+            destination_rule_hosts.insert(i, fqdn(&dr.spec.host, dr.namespace, domain));
+        }
+        let mut virtual_service_hosts = HostIndex::default();
+        for (i, vs) in virtual_services.iter().enumerate() {
+            for host in &vs.spec.hosts {
+                virtual_service_hosts.insert(i, fqdn(host, vs.namespace, domain));
+            }
+        }
         Context {
             proxy,
             snapshot,
@@ -202,6 +256,8 @@ impl<'a> Context<'a> {
             endpoints,
             destination_rules,
             virtual_services,
+            destination_rule_hosts,
+            virtual_service_hosts,
         }
     }
 
@@ -241,15 +297,13 @@ impl<'a> Context<'a> {
                 namespaces.push(ns);
             }
         }
+        let covering = self.destination_rule_hosts.covering(&service.hostname);
         namespaces.into_iter().find_map(|ns| {
-            self.destination_rules
+            covering
                 .iter()
-                .filter(|dr| dr.namespace == ns)
-                .filter_map(|dr| {
-                    let host = fqdn(&dr.spec.host, dr.namespace, self.domain());
-                    if !host_matches(&host, &service.hostname) {
-                        return None;
-                    }
+                .map(|(i, exact)| (self.destination_rules[*i], *exact))
+                .filter(|(dr, _)| dr.namespace == ns)
+                .filter_map(|(dr, exact)| {
                     let selected = match &dr.spec.workload_selector {
                         None => false,
                         Some(selector) if dr.namespace == self.proxy.namespace => {
@@ -261,7 +315,7 @@ impl<'a> Context<'a> {
                         Some(_) => return None,
                     };
                     // Lower ranks first: exact hosts, then selecting rules.
-                    Some(((host.starts_with('*'), !selected), *dr))
+                    Some(((!exact, !selected), dr))
                 })
                 .min_by_key(|(rank, _)| *rank)
                 .map(|(_, dr)| dr)
@@ -272,16 +326,12 @@ impl<'a> Context<'a> {
     /// namespace first, then the first in config order; an exact host
     /// before a wildcard.
     pub fn virtual_service(&self, service: &Service) -> Option<Config<'a, VirtualServiceSpec>> {
-        self.virtual_services
-            .iter()
-            .filter_map(|vs| {
-                let exact = vs.spec.hosts.iter().any(|h| {
-                    !h.starts_with('*') && fqdn(h, vs.namespace, self.domain()) == service.hostname
-                });
-                let wildcard = vs.spec.hosts.iter().any(|h| {
-                    host_matches(&fqdn(h, vs.namespace, self.domain()), &service.hostname)
-                });
-                (exact || wildcard).then_some(((!exact, vs.namespace != self.proxy.namespace), *vs))
+        self.virtual_service_hosts
+            .covering(&service.hostname)
+            .into_iter()
+            .map(|(i, exact)| {
+                let vs = self.virtual_services[i];
+                ((!exact, vs.namespace != self.proxy.namespace), vs)
             })
             .min_by_key(|(rank, _)| *rank)
             .map(|(_, vs)| vs)

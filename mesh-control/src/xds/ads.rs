@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::connection::{Connection, Connections, Nonces, lock};
-use super::resources::Encoded;
+use super::resources::{Encoded, Interner};
 use super::{Generator, Push, XdsType, stopped};
 use crate::metrics::Metrics;
 use crate::model::Proxy;
@@ -40,6 +40,8 @@ struct Shared {
     connections: Arc<Connections>,
     metrics: Arc<Metrics>,
     nonces: Nonces,
+    /// Shares equal resource sets between proxies.
+    interner: Interner,
     /// Turns true when the server stops: streams end, so that connections can close.
     shutdown: watch::Receiver<bool>,
 }
@@ -67,6 +69,7 @@ impl Ads {
                 connections,
                 metrics,
                 nonces: Nonces::default(),
+                interner: Interner::default(),
                 shutdown,
             }),
         }
@@ -177,6 +180,7 @@ async fn serve_stream(
     let push = pushes.borrow_and_update().clone();
     let encoded = Arc::new(Encoded::new(
         &shared.generator.generate(&proxy, &push.snapshot),
+        &shared.interner,
     ));
     let (id, connection) =
         shared
@@ -264,6 +268,7 @@ async fn push_snapshot(
 ) -> bool {
     let encoded = Arc::new(Encoded::new(
         &shared.generator.generate(proxy, &push.snapshot),
+        &shared.interner,
     ));
     let responses = lock(connection).update(encoded, &shared.nonces);
     let pushed = !responses.is_empty();

@@ -266,11 +266,12 @@ mod tests {
 
     use super::*;
     use crate::translate::Resources;
+    use crate::xds::resources::Interner;
 
     const NODE: &str = "sidecar~10.0.0.1~app-1.default~default.svc.cluster.local";
 
     fn resources(clusters: &[&str], timeout: i64) -> Arc<Encoded> {
-        Arc::new(Encoded::new(&Resources {
+        let resources = Resources {
             clusters: clusters
                 .iter()
                 .map(|name| Cluster {
@@ -290,7 +291,8 @@ mod tests {
                 })
                 .collect(),
             ..Resources::default()
-        }))
+        };
+        Arc::new(Encoded::new(&resources, &Interner::default()))
     }
 
     fn connection(encoded: Arc<Encoded>) -> Connection {

@@ -1,9 +1,14 @@
 //! A proxy's resources encoded once per snapshot, by type and name, and the
 //! selection a subscription asks for with its version.
+//!
+//! Proxies of one namespace mostly get the same resources (every cluster,
+//! endpoint and route of the mesh), so equal sets are shared between them
+//! through an [`Interner`]: a thousand services encode to megabytes, which
+//! thousands of proxies would otherwise each hold a copy of.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
@@ -21,7 +26,9 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    pub fn new(resources: &Resources) -> Encoded {
+    /// Encodes `resources`, sharing each type's set with other proxies that
+    /// have an equal one.
+    pub fn new(resources: &Resources, interner: &Interner) -> Encoded {
         let Resources {
             listeners,
             routes,
@@ -36,6 +43,7 @@ impl Encoded {
             (XdsType::Route, encode(routes, |r| &r.name)),
             (XdsType::Secret, encode(secrets, |s| &s.name)),
         ]
+        .map(|(xds_type, set)| (xds_type, interner.intern(xds_type, set)))
         .into();
         Encoded { by_type }
     }
@@ -45,20 +53,74 @@ impl Encoded {
     }
 }
 
-fn encode<M: Message + Name>(messages: &[M], name: impl Fn(&M) -> &String) -> Set {
+fn encode<M: Message + Name>(
+    messages: &[M],
+    name: impl Fn(&M) -> &String,
+) -> BTreeMap<String, Any> {
     let type_url = M::type_url();
-    Arc::new(
-        messages
-            .iter()
-            .map(|m| {
-                let any = Any {
-                    type_url: type_url.clone(),
-                    value: m.encode_to_vec(),
-                };
-                (name(m).clone(), any)
-            })
-            .collect(),
-    )
+    messages
+        .iter()
+        .map(|m| {
+            let any = Any {
+                type_url: type_url.clone(),
+                value: m.encode_to_vec(),
+            };
+            (name(m).clone(), any)
+        })
+        .collect()
+}
+
+/// Sets of encoded resources by type and content, held weakly: a set lives
+/// as long as a proxy holds it.
+#[derive(Debug)]
+pub struct Interner {
+    sets: Mutex<Sets>,
+}
+
+#[derive(Debug)]
+struct Sets {
+    by_content: HashMap<(XdsType, u64), Weak<BTreeMap<String, Any>>>,
+    /// Dead entries are dropped when the map grows to this size.
+    prune_at: usize,
+}
+
+const FIRST_PRUNE: usize = 64;
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            sets: Mutex::new(Sets {
+                by_content: HashMap::new(),
+                prune_at: FIRST_PRUNE,
+            }),
+        }
+    }
+}
+
+impl Interner {
+    /// The shared set equal to `set`, or `set` itself, now shared.
+    pub fn intern(&self, xds_type: XdsType, set: BTreeMap<String, Any>) -> Set {
+        let key = (xds_type, content_hash(&set));
+        let existing = self.lock().by_content.get(&key).and_then(Weak::upgrade);
+        // Compared outside the lock: sets can be megabytes.
+        if let Some(existing) = existing
+            && *existing == set
+        {
+            return existing;
+        }
+        let set = Arc::new(set);
+        let mut sets = self.lock();
+        sets.by_content.insert(key, Arc::downgrade(&set));
+        if sets.by_content.len() >= sets.prune_at {
+            sets.by_content.retain(|_, set| set.strong_count() > 0);
+            sets.prune_at = (2 * sets.by_content.len()).max(FIRST_PRUNE);
+        }
+        set
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sets> {
+        self.sets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// What a client asked for, of one type.
@@ -70,9 +132,10 @@ pub enum Subscription {
 
 impl Subscription {
     /// Reads a request's names given what the stream subscribed to before:
-    /// `*`, or none for CDS and LDS, mean all; but once a client has named resources of a wildcard type (as gRPC's xDS
-    /// client does for LDS and CDS), an empty list unsubscribes from all of
-    /// them instead of asking for everything, as the xDS protocol says.
+    /// `*`, or none for CDS and LDS, mean all; but once a client has named
+    /// resources of a wildcard type (as gRPC's xDS client does for LDS and
+    /// CDS), an empty list unsubscribes from all of them instead of asking
+    /// for everything, as the xDS protocol says.
     pub fn from_names(
         xds_type: XdsType,
         names: &[String],
@@ -92,6 +155,13 @@ impl Subscription {
     pub fn select(&self, all: &Set) -> Set {
         match self {
             Subscription::All => Arc::clone(all),
+            // Every name (as a sidecar's EDS and RDS usually ask): the set
+            // itself, shared rather than copied.
+            Subscription::Names(names)
+                if names.len() == all.len() && all.keys().all(|k| names.contains(k)) =>
+            {
+                Arc::clone(all)
+            }
             Subscription::Names(names) => Arc::new(
                 names
                     .iter()
@@ -112,13 +182,17 @@ impl Subscription {
 /// The version of a set of resources: a hash of their names and bytes, so
 /// that equal content always has the same version, across reconnects too.
 pub fn version(set: &BTreeMap<String, Any>) -> String {
+    format!("{:016x}", content_hash(set))
+}
+
+fn content_hash(set: &BTreeMap<String, Any>) -> u64 {
     let mut hasher = DefaultHasher::new();
     for (name, any) in set {
         name.hash(&mut hasher);
         any.type_url.hash(&mut hasher);
         any.value.hash(&mut hasher);
     }
-    format!("{:016x}", hasher.finish())
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -139,11 +213,49 @@ mod tests {
     }
 
     fn clusters(list: Vec<Cluster>) -> Set {
-        Encoded::new(&Resources {
-            clusters: list,
-            ..Resources::default()
-        })
+        Encoded::new(
+            &Resources {
+                clusters: list,
+                ..Resources::default()
+            },
+            &Interner::default(),
+        )
         .of(XdsType::Cluster)
+    }
+
+    #[test]
+    fn equal_sets_are_shared_and_dead_ones_forgotten() {
+        let interner = Interner::default();
+        let encode = |list: Vec<Cluster>| {
+            Encoded::new(
+                &Resources {
+                    clusters: list,
+                    ..Resources::default()
+                },
+                &interner,
+            )
+            .of(XdsType::Cluster)
+        };
+        let a = encode(vec![cluster("a", 1), cluster("b", 1)]);
+        let same = encode(vec![cluster("a", 1), cluster("b", 1)]);
+        let changed = encode(vec![cluster("a", 2), cluster("b", 1)]);
+        assert!(Arc::ptr_eq(&a, &same));
+        assert!(!Arc::ptr_eq(&a, &changed));
+        for timeout in 0..2 * FIRST_PRUNE as i64 {
+            encode(vec![cluster("a", 10 + timeout)]);
+        }
+        assert!(interner.lock().by_content.len() < FIRST_PRUNE);
+        let again = encode(vec![cluster("a", 1), cluster("b", 1)]);
+        assert!(Arc::ptr_eq(&a, &again), "a set in use stays shared");
+    }
+
+    #[test]
+    fn a_subscription_to_every_name_shares_the_set() {
+        let all = clusters(vec![cluster("a", 1), cluster("b", 1)]);
+        let every = Subscription::from_names(XdsType::Endpoint, &["a".into(), "b".into()], None);
+        assert!(Arc::ptr_eq(&every.select(&all), &all));
+        let other = Subscription::from_names(XdsType::Endpoint, &["a".into(), "c".into()], None);
+        assert_eq!(other.select(&all).keys().collect::<Vec<_>>(), vec!["a"]);
     }
 
     #[test]
