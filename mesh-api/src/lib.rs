@@ -17,6 +17,7 @@ pub mod names;
 pub mod networking;
 pub mod security;
 pub mod selector;
+pub mod time;
 pub mod validate;
 
 pub use load::Resource;
