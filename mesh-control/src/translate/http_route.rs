@@ -709,27 +709,6 @@ fn fault_share(percentage: Option<Percent>, percent: Option<i32>) -> Option<Frac
     })
 }
 
-/// gRPC status codes by name.
-const GRPC_STATUSES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 pub fn http_fault(fault: &HttpFaultInjection) -> HttpFault {
     let delay = fault.delay.as_ref().and_then(|d| {
         Some(FaultDelay {
@@ -744,7 +723,7 @@ pub fn http_fault(fault: &HttpFaultInjection) -> HttpFault {
             fault_abort::ErrorType::HttpStatus(status as u32)
         } else {
             let name = a.grpc_status.as_deref()?;
-            let code = GRPC_STATUSES
+            let code = mesh_api::networking::virtual_service::GRPC_STATUSES
                 .iter()
                 .position(|s| s.eq_ignore_ascii_case(name))
                 .or_else(|| name.parse().ok())?;
