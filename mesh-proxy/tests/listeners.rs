@@ -3,7 +3,7 @@
 
 mod support;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{Echo, Proxy, bootstrap, cluster, get, http_listener, server_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,49 +28,56 @@ async fn banner_server(banner: &'static str) -> std::net::SocketAddr {
     address
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_transport_picks_the_chain() {
-    let (echo, tls_backend) = (
-        Echo::start("http").await,
-        banner_server("tls backend").await,
-    );
+/// A listener of `chains` (the first an HTTP chain to cluster `web` matched
+/// by `http_match`, then `others`) behind `listener_filters`.
+fn listener(name: &str, http_match: Value, others: Vec<Value>, listener_filters: Value) -> Value {
     let http = http_listener(
-        "mixed",
+        name,
         json!([{"name": "all", "domains": ["*"], "routes": [
         {"match": {"prefix": "/"}, "route": {"cluster": "web"}}]}]),
     );
     let mut listener = http.clone();
-    let http_chain = http["filter_chains"][0].clone();
-    let mut raw_chain = http_chain.clone();
-    raw_chain["filter_chain_match"] = json!({"transport_protocol": "raw_buffer"});
-    listener["listener_filters"] = json!([{"name": "envoy.filters.listener.tls_inspector"}]);
-    listener["filter_chains"] = json!([
-        raw_chain,
-        {"filter_chain_match": {"transport_protocol": "tls"}, "filters": [{"name": "envoy.filters.network.tcp_proxy",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                "stat_prefix": "tls", "cluster": "tls"}}]}
-    ]);
+    let mut http_chain = http["filter_chains"][0].clone();
+    http_chain["filter_chain_match"] = http_match;
+    let mut chains = vec![http_chain];
+    chains.extend(others);
+    listener["filter_chains"] = Value::Array(chains);
+    listener["listener_filters"] = listener_filters;
+    listener
+}
+
+/// A chain matched by `matcher` that proxies TCP to `cluster`.
+fn tcp_chain(matcher: Value, cluster: &str) -> Value {
+    json!({"filter_chain_match": matcher, "filters": [{"name": "envoy.filters.network.tcp_proxy",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": cluster, "cluster": cluster}}]})
+}
+
+/// Starts a proxy with `listener`, checks that HTTP reaches the echo server,
+/// then sends `first_bytes` on a new connection and returns what came back.
+async fn http_then_bytes(
+    listener: Value,
+    tcp_cluster: &str,
+    tcp_backend: std::net::SocketAddr,
+    first_bytes: &[u8],
+) -> String {
+    let echo = Echo::start("http").await;
+    let name = listener["name"].as_str().unwrap().to_owned();
     let proxy = Proxy::start(&bootstrap(
         json!([listener]),
         json!([
             cluster("web", &[echo.address]),
-            cluster("tls", &[tls_backend])
+            cluster(tcp_cluster, &[tcp_backend])
         ]),
     ))
     .await;
-    let front = proxy.listener("mixed");
-
+    let front = proxy.listener(&name);
     let (status, body) = get(front, "/", &[]).await;
     assert_eq!(status, 200);
     assert_eq!(server_of(&body), "http");
 
     let mut stream = TcpStream::connect(front).await.unwrap();
-    // A minimal ClientHello (no extensions): the inspector waits for a
-    // whole one, as Envoy's does, before choosing the chain.
-    let mut hello = vec![0x16, 0x03, 0x01, 0x00, 45, 0x01, 0x00, 0x00, 41, 0x03, 0x03];
-    hello.extend_from_slice(&[0; 32]); // random
-    hello.extend_from_slice(&[0, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
-    stream.write_all(&hello).await.unwrap();
+    stream.write_all(first_bytes).await.unwrap();
     let mut reply = String::new();
     tokio::time::timeout(
         std::time::Duration::from_secs(20),
@@ -79,6 +86,24 @@ async fn the_transport_picks_the_chain() {
     .await
     .expect("the backend answered in time")
     .unwrap();
+    reply
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transport_picks_the_chain() {
+    let tls_backend = banner_server("tls backend").await;
+    let mixed = listener(
+        "mixed",
+        json!({"transport_protocol": "raw_buffer"}),
+        vec![tcp_chain(json!({"transport_protocol": "tls"}), "tls")],
+        json!([{"name": "envoy.filters.listener.tls_inspector"}]),
+    );
+    // A minimal ClientHello (no extensions): the inspector waits for a
+    // whole one, as Envoy's does, before choosing the chain.
+    let mut hello = vec![0x16, 0x03, 0x01, 0x00, 45, 0x01, 0x00, 0x00, 41, 0x03, 0x03];
+    hello.extend_from_slice(&[0; 32]); // random
+    hello.extend_from_slice(&[0, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+    let reply = http_then_bytes(mixed, "tls", tls_backend, &hello).await;
     assert_eq!(reply, "tls backend");
 }
 
@@ -86,55 +111,25 @@ async fn the_transport_picks_the_chain() {
 /// to the connection manager, other plaintext bytes to a TCP proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_inspector_tells_http_from_tcp() {
-    let (echo, tcp_backend) = (
-        Echo::start("http").await,
-        banner_server("tcp backend").await,
-    );
-    let http = http_listener(
+    let tcp_backend = banner_server("tcp backend").await;
+    let inbound = listener(
         "inbound",
-        json!([{"name": "all", "domains": ["*"], "routes": [
-        {"match": {"prefix": "/"}, "route": {"cluster": "web"}}]}]),
-    );
-    let mut listener = http.clone();
-    let mut http_chain = http["filter_chains"][0].clone();
-    http_chain["filter_chain_match"] = json!({
-        "transport_protocol": "raw_buffer", "application_protocols": ["http/1.1", "h2c"]});
-    listener["listener_filters"] = json!([
-        {"name": "envoy.filters.listener.tls_inspector"},
-        {"name": "envoy.filters.listener.http_inspector"}
-    ]);
-    listener["filter_chains"] = json!([
-        http_chain,
-        {"filter_chain_match": {"transport_protocol": "raw_buffer"}, "filters": [{"name": "envoy.filters.network.tcp_proxy",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                "stat_prefix": "tcp", "cluster": "tcp"}}]}
-    ]);
-    let proxy = Proxy::start(&bootstrap(
-        json!([listener]),
+        json!({"transport_protocol": "raw_buffer", "application_protocols": ["http/1.1", "h2c"]}),
+        vec![tcp_chain(
+            json!({"transport_protocol": "raw_buffer"}),
+            "tcp",
+        )],
         json!([
-            cluster("web", &[echo.address]),
-            cluster("tcp", &[tcp_backend])
+            {"name": "envoy.filters.listener.tls_inspector"},
+            {"name": "envoy.filters.listener.http_inspector"}
         ]),
-    ))
-    .await;
-    let front = proxy.listener("inbound");
-
-    let (status, body) = get(front, "/", &[]).await;
-    assert_eq!(status, 200);
-    assert_eq!(server_of(&body), "http");
-
-    let mut stream = TcpStream::connect(front).await.unwrap();
-    stream
-        .write_all(b"\x00\x01 some binary protocol")
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        stream.read_to_string(&mut reply),
+    );
+    let reply = http_then_bytes(
+        inbound,
+        "tcp",
+        tcp_backend,
+        b"\x00\x01 some binary protocol",
     )
-    .await
-    .expect("the backend answered in time")
-    .unwrap();
+    .await;
     assert_eq!(reply, "tcp backend");
 }
