@@ -3,21 +3,19 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::service::service_fn;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use support::{Echo, Proxy, bootstrap, closed_port, cluster, get, http_listener, server_of};
-use tokio::net::TcpListener;
+use support::{
+    Echo, Proxy, bootstrap, closed_port, cluster, flagged, get, http_listener, server_of,
+};
 
 /// How long a condition may take before a test fails. Only ever a bound on
 /// waiting: no test asserts that something happened quickly.
@@ -170,40 +168,6 @@ async fn a_cookie_with_a_ttl_is_made_up_and_then_sticks() {
     assert!(proxy.quit().await.success());
 }
 
-/// A server that answers 500 while `failing` is set, 200 otherwise, with
-/// echo-style JSON naming it.
-async fn switchable(name: &'static str) -> (SocketAddr, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let failing = Arc::new(AtomicBool::new(true));
-    let flag = Arc::clone(&failing);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let flag = Arc::clone(&flag);
-            tokio::spawn(async move {
-                let service = service_fn(move |_request| {
-                    let status = if flag.load(Ordering::SeqCst) {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    } else {
-                        StatusCode::OK
-                    };
-                    let body = json!({"server": name}).to_string();
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
-                    *response.status_mut() = status;
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (address, failing)
-}
-
 fn outlier_cluster(name: &str, endpoints: &[SocketAddr]) -> Value {
     let mut c = cluster(name, endpoints);
     c["outlier_detection"] = json!({
@@ -216,7 +180,7 @@ fn outlier_cluster(name: &str, endpoints: &[SocketAddr]) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outlier_detection_ejects_a_failing_endpoint_and_brings_it_back() {
     let good = Echo::start("good").await;
-    let (bad, failing) = switchable("bad").await;
+    let (bad, failing) = flagged("bad", |_| Some(StatusCode::INTERNAL_SERVER_ERROR)).await;
     let proxy = Proxy::start(&bootstrap(
         json!([http_listener("http", one_route("pool", json!([])))]),
         json!([outlier_cluster("pool", &[good.address, bad])]),
@@ -359,7 +323,7 @@ async fn until_served_by(front: SocketAddr, server: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_health_checks_move_traffic_to_the_next_priority_and_back() {
-    let (primary, failing) = switchable("primary").await;
+    let (primary, failing) = flagged("primary", |_| Some(StatusCode::INTERNAL_SERVER_ERROR)).await;
     failing.store(false, Ordering::SeqCst);
     let backup = Echo::start("backup").await;
     let mut pool = failover_cluster("pool", primary, backup.address);
@@ -396,7 +360,7 @@ async fn failing_health_checks_move_traffic_to_the_next_priority_and_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ejected_endpoint_moves_traffic_to_the_next_priority_until_it_returns() {
-    let (primary, failing) = switchable("primary").await;
+    let (primary, failing) = flagged("primary", |_| Some(StatusCode::INTERNAL_SERVER_ERROR)).await;
     let backup = Echo::start("backup").await;
     let mut pool = failover_cluster("pool", primary, backup.address);
     pool["outlier_detection"] = json!({

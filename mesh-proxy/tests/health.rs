@@ -3,58 +3,16 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Response, StatusCode};
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::StatusCode;
 use serde_json::{Value, json};
-use support::{Echo, Proxy, bootstrap, cluster, get, http_listener, post, server_of};
-use tokio::net::TcpListener;
+use support::{Echo, Proxy, bootstrap, cluster, flagged, get, http_listener, post, server_of};
 
 /// How long a condition may take to come true before a test fails.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A server that answers `/healthz` with 503 while `sick` is set, and every
-/// other path with 200 and an echo-style body naming it.
-async fn patient(name: &'static str) -> (SocketAddr, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let sick = Arc::new(AtomicBool::new(true));
-    let flag = Arc::clone(&sick);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let flag = Arc::clone(&flag);
-            tokio::spawn(async move {
-                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let status =
-                        if request.uri().path() == "/healthz" && flag.load(Ordering::SeqCst) {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        } else {
-                            StatusCode::OK
-                        };
-                    let body = json!({"server": name, "path": request.uri().path()}).to_string();
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
-                    *response.status_mut() = status;
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (address, sick)
-}
 
 fn vhosts(cluster: &str) -> Value {
     json!([{"name": "all", "domains": ["*"], "routes": [
@@ -92,7 +50,10 @@ async fn wait_for_flags(proxy: &Proxy, endpoint: SocketAddr, wanted: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_failing_its_health_checks_gets_no_traffic_until_it_passes() {
     let good = Echo::start("good").await;
-    let (sick, failing) = patient("sick").await;
+    let (sick, failing) = flagged("sick", |path| {
+        (path == "/healthz").then_some(StatusCode::SERVICE_UNAVAILABLE)
+    })
+    .await;
     let mut pool = cluster("pool", &[good.address, sick]);
     pool["health_checks"] = json!([{
         "timeout": "1s", "interval": "0.05s",

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -84,6 +85,43 @@ async fn echo(name: &str, request: Request<Incoming>) -> Result<Response<Full<By
     let mut response = Response::new(Full::new(Bytes::from(reply.to_string())));
     *response.status_mut() = status;
     Ok(response)
+}
+
+/// A server answering echo-style JSON that names it and the path. While the
+/// returned flag is set (it starts set), a request for which `failure`
+/// gives a status is answered with that status instead of 200.
+pub async fn flagged(
+    name: &'static str,
+    failure: fn(&str) -> Option<StatusCode>,
+) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let set = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&set);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let flag = Arc::clone(&flag);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let path = request.uri().path();
+                    let status = failure(path)
+                        .filter(|_| flag.load(Ordering::SeqCst))
+                        .unwrap_or(StatusCode::OK);
+                    let body = json!({"server": name, "path": path}).to_string();
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    *response.status_mut() = status;
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (address, set)
 }
 
 /// A mesh-proxy process; killed when dropped.
