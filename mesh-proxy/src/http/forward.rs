@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 
 use super::info::{ResponseFlags, ResponseInfo};
-use super::proxy::{HttpState, local_reply, original_authority};
+use super::proxy::{HttpState, local_reply, request_authority};
 use super::{Body, mirror, upgrade};
 use crate::config::{Forward, PathMatch, RegexRewrite, RetryPolicy};
 use crate::lb::{Pick, RequestHash};
@@ -77,7 +77,7 @@ async fn forward_to(
             ResponseFlags::UO,
         );
     };
-    let authority = original_authority(&parts);
+    let authority = request_authority(&parts).map(str::to_owned);
     let hash = RequestHash::new(&to.hash_policy, &parts);
     let path_and_query = match &to.regex_rewrite {
         Some(rewrite) => regex_rewrite_path(&parts.uri, rewrite),

@@ -123,28 +123,39 @@ async fn routed(
 }
 
 /// The authority the client asked for (HTTP/2 `:authority` or the Host header).
-pub(crate) fn original_authority(parts: &http::request::Parts) -> Option<String> {
+pub(crate) fn request_authority(parts: &http::request::Parts) -> Option<&str> {
     parts
         .uri
         .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)?
-                .to_str()
-                .ok()
-                .map(str::to_owned)
-        })
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(header::HOST)?.to_str().ok())
+}
+
+/// `host:port` without the port; an IPv6 literal keeps its brackets, and a
+/// bare IPv6 address stays whole.
+pub(crate) fn strip_port(authority: &str) -> &str {
+    if let Some(end) = authority.strip_prefix('[').and_then(|h| h.find(']')) {
+        return &authority[..end + 2];
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !host.contains(':') =>
+        {
+            host
+        }
+        _ => authority,
+    }
 }
 
 fn redirect_reply(redirect: &Redirect, parts: &http::request::Parts) -> Response<Body> {
     let scheme = redirect.scheme.as_deref().unwrap_or("http");
-    let authority = original_authority(parts).unwrap_or_default();
+    let authority = request_authority(parts).unwrap_or_default();
     let host = redirect
         .host
         .as_deref()
-        .unwrap_or_else(|| authority.split(':').next().unwrap_or_default());
+        .unwrap_or_else(|| strip_port(authority));
     let port = redirect.port.map(|p| format!(":{p}")).unwrap_or_default();
     let path = match (&redirect.path, &redirect.prefix_rewrite) {
         (Some(path), _) => path.clone(),
@@ -197,6 +208,17 @@ fn new_request_id() -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ports_come_off_authorities() {
+        use super::strip_port;
+        assert_eq!(strip_port("reviews:9080"), "reviews");
+        assert_eq!(strip_port("reviews"), "reviews");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("::1"), "::1");
+        assert_eq!(strip_port("host:"), "host:");
+    }
+
     #[test]
     fn request_ids_are_version_4_uuids() {
         let a = super::new_request_id();

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 
 use http::request::Parts;
 
+use super::proxy::{request_authority, strip_port};
+
 use crate::config::{
     HeaderKey, HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, RouteTable, ValueMatch,
     VirtualHost,
@@ -22,23 +24,7 @@ pub fn select<'a>(table: &'a RouteTable, request: &Parts) -> Option<(&'a Virtual
 
 /// The request's authority without its port, lower-cased.
 fn authority(request: &Parts) -> Cow<'_, str> {
-    let raw = request
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            request
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or_default();
-    let without_port = match raw.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':') => {
-            host
-        }
-        _ => raw,
-    };
+    let without_port = strip_port(request_authority(request).unwrap_or_default());
     if without_port.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(without_port.to_ascii_lowercase())
     } else {

@@ -25,6 +25,7 @@ use crate::config::{
 use crate::http::Body;
 use crate::http::info::ResponseInfo;
 use crate::http::observe;
+use crate::http::proxy::{request_authority, strip_port};
 use crate::tls::DownstreamTls;
 use metrics::{
     ById, Metrics, Overrides, Peers, Protocol, Reporter, RequestLabels, RequestSample, Security,
@@ -138,6 +139,7 @@ pub struct RequestStart {
     downstream_peer: Option<Arc<Workload>>,
     /// The caller's SPIFFE id, when it came over mTLS.
     downstream_principal: Option<Arc<str>>,
+    /// The authority without its port, when it may stand in for the service.
     host: Option<String>,
     grpc: bool,
     request_bytes: u64,
@@ -189,7 +191,8 @@ impl HttpTelemetry {
                 .stats
                 .as_ref()
                 .filter(|s| s.host_fallback)
-                .and_then(|_| crate::http::proxy::original_authority(parts)),
+                .and_then(|_| request_authority(parts))
+                .map(|authority| strip_port(authority).to_owned()),
             grpc: parts
                 .headers
                 .get(http::header::CONTENT_TYPE)
@@ -279,7 +282,7 @@ impl HttpTelemetry {
         };
         let service = match (&info.service, &start.host) {
             (Some(service), _) => Arc::clone(service),
-            (None, Some(host)) => shared.host_service(strip_port(host)),
+            (None, Some(host)) => shared.host_service(host),
             (None, None) => Arc::clone(&shared.unknown_service),
         };
         Peers {
@@ -343,28 +346,4 @@ fn header_bytes(headers: &HeaderMap) -> u64 {
         .iter()
         .map(|(name, value)| (name.as_str().len() + value.len() + 4) as u64)
         .sum()
-}
-
-/// `host:port` without the port; IPv6 literals keep their brackets.
-fn strip_port(host: &str) -> &str {
-    if let Some(end) = host.strip_prefix('[').and_then(|h| h.find(']')) {
-        return &host[..end + 2];
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_come_off_hosts() {
-        assert_eq!(strip_port("reviews:9080"), "reviews");
-        assert_eq!(strip_port("reviews"), "reviews");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
-    }
 }
