@@ -1,10 +1,8 @@
 //! What translate emits is inside what mesh-proxy runs: the resources of a
 //! productpage sidecar, for the Bookinfo registry and each walkthrough
-//! config, made into a static bootstrap (each EDS cluster's assignment
-//! inlined as a STATIC `load_assignment`, each RDS reference replaced by
-//! its route configuration, the SDS certificates given as static secrets)
-//! compile with `Config::from_bootstrap`. The ingress gateway's resources
-//! are compiled as they arrive over xDS, with `Config::from_resources`.
+//! config, and of the ingress gateway compile with `Config::from_resources`
+//! as mesh-proxy's xDS client receives them, with the certificates SDS
+//! would deliver.
 
 mod common;
 
@@ -12,76 +10,18 @@ use std::collections::BTreeMap;
 
 use common::{Source, ingress_gateway, productpage, read, snapshot, testdata};
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
-use mesh_api::envoy::{Descriptors, from_json, to_json};
+use mesh_api::envoy::{Descriptors, from_json};
 use mesh_control::translate::{Resources, translate};
 use mesh_proxy::config::Config;
 use serde_json::{Value, json};
 
-const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-
-/// Clusters mesh-proxy cannot build yet (ORIGINAL_DST), by name. They stay
-/// in the bootstrap as STATIC clusters without endpoints so that the
-/// listeners naming them still compile; every other cluster goes in as
-/// translate wrote it.
+/// Clusters mesh-proxy cannot build yet (ORIGINAL_DST), by name. They are
+/// given as STATIC clusters without endpoints so that the listeners naming
+/// them still compile; every other resource goes in as translate wrote it.
 const ORIGINAL_DST_CLUSTERS: [&str; 2] = ["PassthroughCluster", "InboundPassthroughCluster"];
-
-fn statics(resources: &Resources) -> Value {
-    let assignments: Vec<Value> = resources
-        .endpoints
-        .iter()
-        .map(|e| to_json(e).unwrap())
-        .collect();
-    let routes: Vec<Value> = resources
-        .routes
-        .iter()
-        .map(|r| to_json(r).unwrap())
-        .collect();
-    let clusters: Vec<Value> = resources
-        .clusters
-        .iter()
-        .map(|c| {
-            let mut cluster = to_json(c).unwrap();
-            if cluster["type"] == "EDS" {
-                let assignment = assignments
-                    .iter()
-                    .find(|a| a["cluster_name"] == cluster["name"])
-                    .unwrap_or_else(|| panic!("no assignment for {}", cluster["name"]));
-                let object = cluster.as_object_mut().unwrap();
-                object.remove("eds_cluster_config");
-                object.insert("type".into(), json!("STATIC"));
-                object.insert("load_assignment".into(), assignment.clone());
-            }
-            if ORIGINAL_DST_CLUSTERS.contains(&cluster["name"].as_str().unwrap()) {
-                assert_eq!(cluster["type"], "ORIGINAL_DST");
-                cluster = json!({"name": cluster["name"], "type": "STATIC"});
-            }
-            cluster
-        })
-        .collect();
-    let listeners: Vec<Value> = resources
-        .listeners
-        .iter()
-        .map(|l| {
-            let mut listener = to_json(l).unwrap();
-            for chain in listener["filter_chains"].as_array_mut().unwrap() {
-                for filter in chain["filters"].as_array_mut().unwrap() {
-                    let config = &mut filter["typed_config"];
-                    if config["@type"] != HCM || config.get("rds").is_none() {
-                        continue;
-                    }
-                    let name = config["rds"]["route_config_name"].clone();
-                    let route = routes.iter().find(|r| r["name"] == name).unwrap();
-                    let object = config.as_object_mut().unwrap();
-                    object.remove("rds");
-                    object.insert("route_config".into(), route.clone());
-                }
-            }
-            listener
-        })
-        .collect();
-    json!({"listeners": listeners, "clusters": clusters})
-}
 
 /// The workload certificate and trust bundle SDS would deliver.
 fn secrets() -> Value {
@@ -107,14 +47,33 @@ fn secrets() -> Value {
 }
 
 fn accepts(resources: &Resources, secrets: &Value, scenario: &str) {
-    let mut statics = statics(resources);
-    statics["secrets"] = secrets.clone();
+    let mut received = received(resources, secrets);
+    for name in ORIGINAL_DST_CLUSTERS {
+        let cluster = received.clusters.get_mut(name).unwrap();
+        assert_eq!(
+            cluster.cluster_discovery_type,
+            Some(ClusterDiscoveryType::Type(
+                DiscoveryType::OriginalDst as i32
+            )),
+            "{scenario}: {name}"
+        );
+        *cluster = Cluster {
+            name: name.to_owned(),
+            ..Cluster::default()
+        };
+    }
     let bootstrap: Bootstrap = from_json(&json!({
         "node": {"id": "sidecar~127.0.0.10~productpage-v1-6b9f.default~default.svc.cluster.local"},
-        "static_resources": statics,
     }))
-    .unwrap_or_else(|err| panic!("{scenario}: not a bootstrap: {err}"));
-    let config = Config::from_bootstrap(&bootstrap)
+    .unwrap();
+    let compiled = Config::from_resources(&bootstrap, &received);
+    assert!(
+        compiled.references.missing.is_empty(),
+        "{scenario}: {:?}",
+        compiled.references.missing
+    );
+    let config = compiled
+        .config
         .unwrap_or_else(|err| panic!("{scenario}: mesh-proxy refuses it: {err}"));
     assert_eq!(
         config.listeners.len(),
