@@ -79,3 +79,17 @@ pub fn route_config(name: &str, cluster: &str) -> Value {
 pub fn proto<M: prost::Message + Default + prost::Name>(value: &Value) -> M {
     mesh_api::envoy::from_json(value).expect("valid Envoy JSON")
 }
+
+/// Compiles a bootstrap whose one cluster, `a`, also has `fields`.
+pub fn compile_with_cluster(fields: Value) -> Result<Config, ConfigError> {
+    let route = json!({"match": {"prefix": "/"}, "route": {"cluster": "a"}});
+    let mut bootstrap = http_bootstrap(
+        json!([{"name": "all", "domains": ["*"], "routes": [route]}]),
+        &["a"],
+    );
+    let cluster = &mut bootstrap["static_resources"]["clusters"][0];
+    for (key, value) in fields.as_object().expect("an object of cluster fields") {
+        cluster[key] = value.clone();
+    }
+    compile(&bootstrap)
+}

@@ -70,6 +70,19 @@ pub struct Problem {
     pub reason: String,
 }
 
+impl Problem {
+    /// A file that cannot be read at all.
+    pub fn unreadable(file: &str, err: &std::io::Error) -> Problem {
+        Problem {
+            file: file.to_owned(),
+            line: 0,
+            subject: None,
+            path: None,
+            reason: format!("cannot read: {err}"),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}: ", self.file, self.line)?;
@@ -182,13 +195,7 @@ fn config_files(dir: &FsPath) -> std::io::Result<Vec<std::path::PathBuf>> {
 
 fn io_problem(name: &str, err: &std::io::Error) -> Report {
     Report {
-        problems: vec![Problem {
-            file: name.to_owned(),
-            line: 0,
-            subject: None,
-            path: None,
-            reason: format!("cannot read: {err}"),
-        }],
+        problems: vec![Problem::unreadable(name, err)],
         ..Report::default()
     }
 }

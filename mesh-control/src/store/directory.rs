@@ -232,13 +232,7 @@ fn unreadable(name: &str, stamp: Stamp, err: &io::Error) -> File {
         stamp,
         text: None,
         entries: Vec::new(),
-        problems: vec![Problem {
-            file: name.to_owned(),
-            line: 0,
-            subject: None,
-            path: None,
-            reason: format!("cannot read: {err}"),
-        }],
+        problems: vec![Problem::unreadable(name, err)],
     }
 }
 

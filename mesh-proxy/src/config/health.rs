@@ -441,20 +441,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::testing::{compile as compile_bootstrap, http_bootstrap};
-
-    fn cluster_with(fields: serde_json::Value) -> Result<crate::config::Config, ConfigError> {
-        let route = json!({"match": {"prefix": "/"}, "route": {"cluster": "a"}});
-        let mut bootstrap = http_bootstrap(
-            json!([{"name": "all", "domains": ["*"], "routes": [route]}]),
-            &["a"],
-        );
-        let cluster = &mut bootstrap["static_resources"]["clusters"][0];
-        for (key, value) in fields.as_object().unwrap() {
-            cluster[key] = value.clone();
-        }
-        compile_bootstrap(&bootstrap)
-    }
+    use crate::testing::compile_with_cluster;
 
     fn pairs(ranges: &[Range<u16>]) -> Vec<(u16, u16)> {
         ranges.iter().map(|r| (r.start, r.end)).collect()
@@ -462,7 +449,7 @@ mod tests {
 
     fn check(check: serde_json::Value) -> Result<Option<HealthCheck>, ConfigError> {
         Ok(
-            cluster_with(json!({"health_checks": [check]}))?.clusters["a"]
+            compile_with_cluster(json!({"health_checks": [check]}))?.clusters["a"]
                 .health_check
                 .clone(),
         )
@@ -579,7 +566,7 @@ mod tests {
         let two = json!({"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1,
             "healthy_threshold": 1, "tcp_health_check": {}});
         assert_eq!(
-            cluster_with(json!({"health_checks": [two.clone(), two]}))
+            compile_with_cluster(json!({"health_checks": [two.clone(), two]}))
                 .unwrap_err()
                 .to_string(),
             "cluster \"a\": health_checks: more than one health check per cluster is not supported by this proxy"
@@ -588,7 +575,7 @@ mod tests {
 
     #[test]
     fn endpoint_status_locality_and_panic_threshold() {
-        let config = cluster_with(json!({
+        let config = compile_with_cluster(json!({
             "common_lb_config": {"healthy_panic_threshold": {"value": 25.0}},
             "load_assignment": {"cluster_name": "a", "endpoints": [{
                 "locality": {"region": "eu", "zone": "eu-1a", "sub_zone": "rack-7"},
@@ -620,10 +607,10 @@ mod tests {
         assert_eq!(one.health_check.port, Some(8081));
         assert_eq!(one.health_check.hostname, "one");
 
-        let default = cluster_with(json!({})).unwrap();
+        let default = compile_with_cluster(json!({})).unwrap();
         assert_eq!(default.clusters["a"].healthy_panic_threshold, 50.0);
         assert_eq!(
-            cluster_with(
+            compile_with_cluster(
                 json!({"common_lb_config": {"healthy_panic_threshold": {"value": 101.0}}})
             )
             .unwrap_err()

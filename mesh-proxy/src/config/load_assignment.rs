@@ -135,22 +135,7 @@ fn policy(assignment: &ClusterLoadAssignment, at: &At) -> Result<u32, ConfigErro
 mod tests {
     use serde_json::json;
 
-    use super::*;
-    use crate::config::Config;
-    use crate::testing::{compile as compile_bootstrap, http_bootstrap};
-
-    fn with_cluster(fields: serde_json::Value) -> Result<Config, ConfigError> {
-        let route = json!({"match": {"prefix": "/"}, "route": {"cluster": "a"}});
-        let mut bootstrap = http_bootstrap(
-            json!([{"name": "all", "domains": ["*"], "routes": [route]}]),
-            &["a"],
-        );
-        let cluster = &mut bootstrap["static_resources"]["clusters"][0];
-        for (key, value) in fields.as_object().unwrap() {
-            cluster[key] = value.clone();
-        }
-        compile_bootstrap(&bootstrap)
-    }
+    use crate::testing::compile_with_cluster;
 
     fn endpoint(port: u16) -> serde_json::Value {
         json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}})
@@ -158,7 +143,7 @@ mod tests {
 
     #[test]
     fn priorities_locality_weights_and_the_overprovisioning_factor() {
-        let config = with_cluster(json!({
+        let config = compile_with_cluster(json!({
             "common_lb_config": {"locality_weighted_lb_config": {}},
             "load_assignment": {"cluster_name": "a",
                 "policy": {"overprovisioning_factor": 200},
@@ -195,14 +180,15 @@ mod tests {
             ]
         );
 
-        let defaults = with_cluster(json!({})).unwrap();
+        let defaults = compile_with_cluster(json!({})).unwrap();
         assert_eq!(defaults.clusters["a"].overprovisioning_factor, 140);
         assert!(!defaults.clusters["a"].locality_weighted);
     }
 
     #[test]
     fn refuses_what_it_cannot_do() {
-        let refused = |fields: serde_json::Value| with_cluster(fields).unwrap_err().to_string();
+        let refused =
+            |fields: serde_json::Value| compile_with_cluster(fields).unwrap_err().to_string();
         let assignment = |extra: serde_json::Value| {
             let mut assignment = json!({"cluster_name": "a", "endpoints": [
                 {"lb_endpoints": [endpoint(1)]}]});
