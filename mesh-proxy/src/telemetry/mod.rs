@@ -139,8 +139,9 @@ pub struct RequestStart {
     downstream_peer: Option<Arc<Workload>>,
     /// The caller's SPIFFE id, when it came over mTLS.
     downstream_principal: Option<Arc<str>>,
-    /// The authority without its port, when it may stand in for the service.
-    host: Option<String>,
+    /// The service the authority names, when it may stand in for the
+    /// cluster's.
+    host: Option<Arc<ServiceRef>>,
     grpc: bool,
     request_bytes: u64,
 }
@@ -175,6 +176,18 @@ impl HttpTelemetry {
         } else {
             None
         };
+        let start = RequestStart {
+            started: Instant::now(),
+            downstream_peer,
+            downstream_principal: None,
+            host: None,
+            grpc: false,
+            request_bytes: 0,
+        };
+        // The rest only serves the metrics.
+        let Some(stats) = &self.stats else {
+            return start;
+        };
         let content_length = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -182,22 +195,18 @@ impl HttpTelemetry {
             .unwrap_or(0);
         let tls = parts.extensions.get::<DownstreamTls>();
         RequestStart {
-            started: Instant::now(),
-            downstream_peer,
             downstream_principal: tls
                 .and_then(|tls| tls.peer_uri_san.as_ref())
                 .map(|id| self.shared.principal(id)),
-            host: self
-                .stats
-                .as_ref()
-                .filter(|s| s.host_fallback)
-                .and_then(|_| request_authority(parts))
-                .map(|authority| strip_port(authority).to_owned()),
+            host: request_authority(parts)
+                .filter(|_| stats.host_fallback)
+                .map(|authority| self.shared.host_service(strip_port(authority))),
             grpc: parts
                 .headers
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")),
             request_bytes: header_bytes(&parts.headers) + content_length,
+            ..start
         }
     }
 
@@ -282,7 +291,7 @@ impl HttpTelemetry {
         };
         let service = match (&info.service, &start.host) {
             (Some(service), _) => Arc::clone(service),
-            (None, Some(host)) => shared.host_service(host),
+            (None, Some(host)) => Arc::clone(host),
             (None, None) => Arc::clone(&shared.unknown_service),
         };
         Peers {
