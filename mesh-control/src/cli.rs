@@ -8,13 +8,13 @@ use clap::Parser;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+use crate::api;
 use crate::app::{self, Options};
 use crate::model::MeshConfig;
 use crate::registry::ServiceEntryRegistry;
 use crate::snapshot::{self, Inputs};
 use crate::store::{ConfigSource, DirectorySource, MemoryStore};
-use crate::xds::Generator;
-use crate::{api, translate};
+use crate::xds::{Generator, Translate};
 
 /// The mesh's control plane: Istio config and services in, xDS out.
 #[derive(Debug, Parser)]
@@ -83,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             api: Some(Arc::new(api)),
             ..Options::default()
         };
-        let generator: Arc<dyn Generator> = Arc::new(translate::translate);
+        let generator: Arc<dyn Generator> = Arc::new(Translate);
         let running = app::start(options, snapshots, generator).await?;
         if let Some(path) = &args.address_file {
             running.write_addresses(path)?;

@@ -39,7 +39,10 @@ pub struct Clusters {
     pub endpoints: Vec<ClusterLoadAssignment>,
 }
 
-pub fn build(ctx: &Context) -> Clusters {
+/// What every sidecar of one scope gets alike: the clusters of the visible
+/// services with their load assignments, `BlackHoleCluster` and
+/// `PassthroughCluster`.
+pub fn outbound(ctx: &Context) -> Clusters {
     let mut out = Clusters::default();
     for service in &ctx.services {
         if service.resolution == Resolution::DynamicDns {
@@ -53,21 +56,29 @@ pub fn build(ctx: &Context) -> Clusters {
             outbound_clusters(ctx, service, port, kind, rule, &mut out);
         }
     }
-    for inbound in ctx.inbound_ports() {
-        out.clusters.push(inbound_cluster(ctx, &inbound));
-    }
     out.clusters.push(blackhole());
     // Without capture there is no original destination to pass through to.
     if ctx.sidecar.captures_outbound() {
         out.clusters.push(passthrough());
     }
-    if ctx.sidecar.captures_inbound() {
-        out.clusters.push(inbound_passthrough());
-    }
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.endpoints
         .sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
     out
+}
+
+/// The proxy's own clusters: `inbound|<port>||` and `InboundPassthroughCluster`.
+pub fn inbound(ctx: &Context) -> Vec<Cluster> {
+    let mut clusters: Vec<Cluster> = ctx
+        .inbound_ports()
+        .iter()
+        .map(|inbound| inbound_cluster(ctx, inbound))
+        .collect();
+    if ctx.sidecar.captures_inbound() {
+        clusters.push(inbound_passthrough());
+    }
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    clusters
 }
 
 /// The service port's cluster, and one per subset of its DestinationRule.

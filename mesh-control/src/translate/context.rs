@@ -170,6 +170,39 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, St
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// Whether outbound translation for a sidecar in `namespace` reads the
+/// proxy's labels: a DestinationRule there with a `workloadSelector`, or a
+/// VirtualService match on `sourceLabels`. Without either, sidecars that
+/// differ only by labels get the same outbound resources.
+pub fn outbound_reads_labels(namespace: &str, snapshot: &MeshSnapshot) -> bool {
+    snapshot
+        .config
+        .iter()
+        .any(|resource| match resource.as_ref() {
+            Resource::DestinationRule(dr) => {
+                dr.spec.workload_selector.is_some() && resource.namespace() == namespace
+            }
+            Resource::VirtualService(vs) => {
+                let spec = &vs.spec;
+                spec.http
+                    .iter()
+                    .flat_map(|r| &r.r#match)
+                    .any(|m| !m.source_labels.is_empty())
+                    || spec
+                        .tcp
+                        .iter()
+                        .flat_map(|r| &r.r#match)
+                        .any(|m| !m.source_labels.is_empty())
+                    || spec
+                        .tls
+                        .iter()
+                        .flat_map(|r| &r.r#match)
+                        .any(|m| !m.source_labels.is_empty())
+            }
+            _ => false,
+        })
+}
+
 impl<'a> Context<'a> {
     pub fn new(proxy: &'a Proxy, snapshot: &'a MeshSnapshot) -> Context<'a> {
         let namespace = proxy.namespace.as_str();

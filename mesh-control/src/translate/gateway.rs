@@ -44,7 +44,7 @@ mod servers;
 mod tests;
 
 use super::Resources;
-use super::cluster::{self, INBOUND_PASSTHROUGH, PASSTHROUGH};
+use super::cluster::{self, PASSTHROUGH};
 use super::context::Context;
 
 pub fn build(ctx: &Context) -> Resources {
@@ -57,15 +57,11 @@ pub fn build(ctx: &Context) -> Resources {
         out.routes.extend(built.routes);
         out.secrets.extend(built.secrets);
     }
-    let clusters = cluster::build(ctx);
+    let clusters = cluster::outbound(ctx);
     out.clusters = clusters
         .clusters
         .into_iter()
-        .filter(|c| {
-            c.name != PASSTHROUGH
-                && c.name != INBOUND_PASSTHROUGH
-                && !c.name.starts_with("inbound|")
-        })
+        .filter(|c| c.name != PASSTHROUGH)
         .collect();
     out.endpoints = clusters.endpoints;
     out.listeners.sort_by(|a, b| a.name.cmp(&b.name));

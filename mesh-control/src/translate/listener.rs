@@ -44,13 +44,22 @@ const INBOUND_PORT: u16 = 15006;
 const INBOUND_RETRY_ON: &str = "reset-before-request";
 const INBOUND_RETRIES: u32 = 2;
 
-pub fn build(ctx: &Context) -> Vec<Listener> {
-    let mut listeners = super::sidecar_listener::bound(ctx);
-    if ctx.sidecar.captures_inbound() {
-        listeners.push(virtual_inbound(ctx));
-    }
+/// What every sidecar of one scope gets alike: `virtualOutbound` and the
+/// per-port outbound listeners, or the bound egress listeners.
+pub fn outbound(ctx: &Context) -> Vec<Listener> {
+    let mut listeners = super::sidecar_listener::egress(ctx);
     if ctx.sidecar.captures_outbound() {
         listeners.extend(captured_outbound(ctx));
+    }
+    listeners.sort_by(|a, b| a.name.cmp(&b.name));
+    listeners
+}
+
+/// The proxy's own listeners: `virtualInbound`, or the bound ingress listeners.
+pub fn inbound(ctx: &Context) -> Vec<Listener> {
+    let mut listeners = super::sidecar_listener::ingress(ctx);
+    if ctx.sidecar.captures_inbound() {
+        listeners.push(virtual_inbound(ctx));
     }
     listeners.sort_by(|a, b| a.name.cmp(&b.name));
     listeners

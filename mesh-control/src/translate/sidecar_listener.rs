@@ -24,13 +24,8 @@ use super::proto::socket;
 use super::route::http_ports;
 use super::sidecar_scope::{egress_ports, is_unix};
 
-pub fn bound(ctx: &Context) -> Vec<Listener> {
-    let mut listeners = ingress(ctx);
-    listeners.extend(egress(ctx));
-    listeners
-}
-
-fn ingress(ctx: &Context) -> Vec<Listener> {
+/// Bound ingress listeners: the proxy's own.
+pub fn ingress(ctx: &Context) -> Vec<Listener> {
     ctx.inbound_ports()
         .iter()
         .filter_map(|inbound| {
@@ -47,7 +42,8 @@ fn ingress(ctx: &Context) -> Vec<Listener> {
         .collect()
 }
 
-fn egress(ctx: &Context) -> Vec<Listener> {
+/// Bound egress listeners: alike for every sidecar of one scope.
+pub fn egress(ctx: &Context) -> Vec<Listener> {
     let routed = http_ports(ctx);
     let mut listeners: Vec<Listener> = Vec::new();
     for (listener, bind) in ctx.sidecar.bound_egress() {

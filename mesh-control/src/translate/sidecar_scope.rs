@@ -68,6 +68,11 @@ impl<'a> SidecarScope<'a> {
         }
     }
 
+    /// The namespace and name of the Sidecar that applies, if any.
+    pub fn name(&self) -> Option<(&'a str, &'a str)> {
+        self.sidecar.map(|s| (s.namespace, s.name))
+    }
+
     fn spec(&self) -> Option<&'a SidecarSpec> {
         self.sidecar.map(|s| s.spec)
     }

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::XdsType;
-use super::resources::{Encoded, Set, Subscription, version};
+use super::resources::{Encoded, Selected, Set, Subscription};
+use super::response::Response;
 use crate::model::Proxy;
 
 /// Makes nonces unique per response, and across restarts of the process.
@@ -64,12 +65,15 @@ pub struct Watch {
     pub acked: Option<(String, String)>,
     /// Cleared by the next ACK.
     pub nack: Option<Nack>,
+    /// What the subscription last selected, reused while the resources
+    /// are the same.
+    selected: Option<Selected>,
 }
 
 /// What a request led to.
 #[derive(Debug, Default)]
 pub struct Handled {
-    pub response: Option<DiscoveryResponse>,
+    pub response: Option<Response>,
     /// The proxy rejected the last response of this type, for this reason.
     pub nack: Option<String>,
 }
@@ -84,12 +88,12 @@ pub struct Connection {
     pub cluster_id: String,
     pub connected_at: SystemTime,
     /// The proxy's resources for the newest snapshot.
-    encoded: Arc<Encoded>,
+    encoded: Encoded,
     pub watches: BTreeMap<XdsType, Watch>,
 }
 
 impl Connection {
-    pub fn new(proxy: Proxy, node_id: String, encoded: Arc<Encoded>) -> Connection {
+    pub fn new(proxy: Proxy, node_id: String, encoded: Encoded) -> Connection {
         let cluster_id = proxy
             .metadata
             .get("CLUSTER_ID")
@@ -126,6 +130,7 @@ impl Connection {
                     sent: None,
                     acked: None,
                     nack: None,
+                    selected: None,
                 },
             );
             return Handled {
@@ -158,48 +163,59 @@ impl Connection {
         let renewed = request.response_nonce.is_empty();
         if renewed || watch.subscription != subscription {
             watch.subscription = subscription;
+            watch.selected = None;
             handled.response = Some(self.respond(xds_type, nonces));
         }
         handled
     }
 
+    /// The proxy's resources for the newest snapshot.
+    pub fn encoded(&self) -> &Encoded {
+        &self.encoded
+    }
+
     /// Takes the resources of a new snapshot; returns, in push order, the
     /// responses for the subscribed types whose content changed.
-    pub fn update(&mut self, encoded: Arc<Encoded>, nonces: &Nonces) -> Vec<DiscoveryResponse> {
+    pub fn update(&mut self, encoded: Encoded, nonces: &Nonces) -> Vec<Response> {
         self.encoded = encoded;
-        let changed: Vec<XdsType> = self
-            .watches
-            .iter()
-            .filter(|(xds_type, watch)| {
-                let selected = watch.subscription.select(&self.encoded.of(**xds_type));
-                watch.sent.as_ref().map(|s| s.version.as_str()) != Some(version(&selected).as_str())
-            })
-            .map(|(xds_type, _)| *xds_type)
-            .collect();
+        let mut changed = Vec::new();
+        for (xds_type, watch) in &mut self.watches {
+            let selected = watch
+                .subscription
+                .select(&self.encoded.of(*xds_type), watch.selected.as_ref());
+            let version = selected.set.version();
+            watch.selected = Some(selected);
+            if watch.sent.as_ref().map(|s| &s.version) != Some(&version) {
+                changed.push(*xds_type);
+            }
+        }
         changed
             .into_iter()
             .map(|xds_type| self.respond(xds_type, nonces))
             .collect()
     }
 
-    fn respond(&mut self, xds_type: XdsType, nonces: &Nonces) -> DiscoveryResponse {
+    fn respond(&mut self, xds_type: XdsType, nonces: &Nonces) -> Response {
         let watch = self
             .watches
             .get_mut(&xds_type)
             .expect("responses are only built for watched types");
-        let resources = watch.subscription.select(&self.encoded.of(xds_type));
+        let selected = watch
+            .subscription
+            .select(&self.encoded.of(xds_type), watch.selected.as_ref());
+        let resources = selected.set.clone();
+        watch.selected = Some(selected);
         let sent = Sent {
-            version: version(&resources),
+            version: resources.version(),
             nonce: nonces.next(),
             at: SystemTime::now(),
             resources,
         };
-        let response = DiscoveryResponse {
-            version_info: sent.version.clone(),
-            resources: sent.resources.values().cloned().collect(),
-            type_url: xds_type.type_url().into(),
+        let response = Response {
+            xds_type,
+            version: sent.version.clone(),
             nonce: sent.nonce.clone(),
-            ..DiscoveryResponse::default()
+            resources: sent.resources.clone(),
         };
         watch.sent = Some(sent);
         response
@@ -266,11 +282,13 @@ mod tests {
 
     use super::*;
     use crate::translate::Resources;
-    use crate::xds::resources::Interner;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+
+    use crate::xds::resources::Part;
 
     const NODE: &str = "sidecar~10.0.0.1~app-1.default~default.svc.cluster.local";
 
-    fn resources(clusters: &[&str], timeout: i64) -> Arc<Encoded> {
+    fn resources(clusters: &[&str], timeout: i64) -> Encoded {
         let resources = Resources {
             clusters: clusters
                 .iter()
@@ -292,10 +310,13 @@ mod tests {
                 .collect(),
             ..Resources::default()
         };
-        Arc::new(Encoded::new(&resources, &Interner::default()))
+        Encoded {
+            shared: None,
+            own: Arc::new(Part::new(resources, None)),
+        }
     }
 
-    fn connection(encoded: Arc<Encoded>) -> Connection {
+    fn connection(encoded: Encoded) -> Connection {
         let node = Node {
             id: NODE.into(),
             ..Node::default()
@@ -317,6 +338,13 @@ mod tests {
         }
     }
 
+    fn update(conn: &mut Connection, encoded: Encoded, nonces: &Nonces) -> Vec<DiscoveryResponse> {
+        conn.update(encoded, nonces)
+            .iter()
+            .map(Response::decode)
+            .collect()
+    }
+
     #[test]
     fn ack_nack_and_stale_nonces() {
         let nonces = Nonces::default();
@@ -328,7 +356,8 @@ mod tests {
                 &nonces,
             )
             .response
-            .unwrap();
+            .unwrap()
+            .decode();
         assert_eq!(first.resources.len(), 2);
         let ack = conn.request(
             XdsType::Cluster,
@@ -339,7 +368,7 @@ mod tests {
         let watch = &conn.watches[&XdsType::Cluster];
         assert_eq!(watch.acked.as_ref().unwrap().0, first.version_info);
 
-        let second = conn.update(resources(&["a", "b"], 2), &nonces);
+        let second = update(&mut conn, resources(&["a", "b"], 2), &nonces);
         assert_eq!(second.len(), 1);
         let mut nack = request(XdsType::Cluster, &[], Some(&first));
         nack.response_nonce = second[0].nonce.clone();
@@ -370,7 +399,7 @@ mod tests {
         assert!(stale.response.is_none());
         assert!(conn.watches[&XdsType::Cluster].nack.is_some());
         // A fix arrives and is ACKed: the NACK is forgotten.
-        let third = conn.update(resources(&["a", "b"], 3), &nonces);
+        let third = update(&mut conn, resources(&["a", "b"], 3), &nonces);
         conn.request(
             XdsType::Cluster,
             &request(XdsType::Cluster, &[], Some(&third[0])),
@@ -392,7 +421,8 @@ mod tests {
                 &nonces,
             )
             .response
-            .unwrap();
+            .unwrap()
+            .decode();
         let eds = conn
             .request(
                 XdsType::Endpoint,
@@ -400,7 +430,8 @@ mod tests {
                 &nonces,
             )
             .response
-            .unwrap();
+            .unwrap()
+            .decode();
         assert_eq!(eds.resources.len(), 1);
         // A new name is answered even with an ACK.
         let more = conn
@@ -410,19 +441,20 @@ mod tests {
                 &nonces,
             )
             .response
-            .unwrap();
+            .unwrap()
+            .decode();
         assert_eq!(more.resources.len(), 2);
         assert_ne!(more.nonce, eds.nonce);
         // Same endpoints, new cluster timeouts: only CDS goes out.
-        let pushed = conn.update(resources(&["a", "b"], 5), &nonces);
+        let pushed = update(&mut conn, resources(&["a", "b"], 5), &nonces);
         assert_eq!(pushed.len(), 1);
         assert_eq!(pushed[0].type_url, XdsType::Cluster.type_url());
         assert_ne!(pushed[0].version_info, cds.version_info);
         // Nothing changed: nothing goes out.
-        assert!(conn.update(resources(&["a", "b"], 5), &nonces).is_empty());
+        assert!(update(&mut conn, resources(&["a", "b"], 5), &nonces).is_empty());
         // A new cluster: CDS first, then EDS only if its names changed; here
         // the subscription is unchanged (a, b) so only CDS.
-        let pushed = conn.update(resources(&["a", "b", "c"], 5), &nonces);
+        let pushed = update(&mut conn, resources(&["a", "b", "c"], 5), &nonces);
         assert_eq!(
             pushed
                 .iter()
@@ -431,7 +463,7 @@ mod tests {
             vec![XdsType::Cluster.type_url()]
         );
         // A removed cluster changes both, in Envoy's order.
-        let pushed = conn.update(resources(&["b", "c"], 5), &nonces);
+        let pushed = update(&mut conn, resources(&["b", "c"], 5), &nonces);
         assert_eq!(
             pushed
                 .iter()

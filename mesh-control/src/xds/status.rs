@@ -170,15 +170,9 @@ pub fn config_dump(connections: &Connections, proxy_id: &str) -> Option<ConfigDu
         sent(t)
             .map(|s| {
                 s.resources
-                    .iter()
-                    .map(|(name, any)| {
-                        (
-                            name.clone(),
-                            any.clone(),
-                            s.version.clone(),
-                            timestamp(s.at),
-                        )
-                    })
+                    .anys()
+                    .into_iter()
+                    .map(|(name, any)| (name.to_owned(), any, s.version.clone(), timestamp(s.at)))
                     .collect()
             })
             .unwrap_or_default()
