@@ -21,7 +21,7 @@
 //! editors keep swap files there, and Kubernetes ConfigMap volumes keep a
 //! second copy of every file under `..data`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -130,7 +130,9 @@ struct File {
 #[derive(Debug)]
 struct Scanner {
     dir: PathBuf,
-    files: BTreeMap<PathBuf, File>,
+    /// Hashed, not ordered: every tick looks up every file, and ordered
+    /// paths compare component by component.
+    files: HashMap<PathBuf, File>,
     /// Problems of the last published set, so each is logged once.
     logged: Vec<Problem>,
 }
@@ -139,7 +141,7 @@ impl Scanner {
     fn new(dir: &Path) -> Scanner {
         Scanner {
             dir: dir.to_owned(),
-            files: BTreeMap::new(),
+            files: HashMap::new(),
             logged: Vec::new(),
         }
     }
@@ -193,9 +195,11 @@ impl Scanner {
 
     /// The valid config of every file, in path order.
     fn config(&self) -> ConfigSet {
-        let entries = self.files.values().flat_map(|f| f.entries.iter().cloned());
+        let mut files: Vec<(&PathBuf, &File)> = self.files.iter().collect();
+        files.sort_by(|a, b| a.0.cmp(b.0));
+        let entries = files.iter().flat_map(|(_, f)| f.entries.iter().cloned());
         let mut set = ConfigSet::from_entries(entries);
-        let problems = self.files.values().flat_map(|f| f.problems.iter().cloned());
+        let problems = files.iter().flat_map(|(_, f)| f.problems.iter().cloned());
         let duplicates = std::mem::take(&mut set.problems);
         set.problems = problems.chain(duplicates).collect();
         set
@@ -236,14 +240,14 @@ fn unreadable(name: &str, stamp: Stamp, err: &io::Error) -> File {
     }
 }
 
-/// Every config file below `dir` with its stamp, in path order.
-fn config_files(dir: &Path) -> io::Result<BTreeMap<PathBuf, Stamp>> {
-    let mut files = BTreeMap::new();
+/// Every config file below `dir` with its stamp.
+fn config_files(dir: &Path) -> io::Result<HashMap<PathBuf, Stamp>> {
+    let mut files = HashMap::new();
     collect(dir, &mut files)?;
     Ok(files)
 }
 
-fn collect(dir: &Path, files: &mut BTreeMap<PathBuf, Stamp>) -> io::Result<()> {
+fn collect(dir: &Path, files: &mut HashMap<PathBuf, Stamp>) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with('.') {

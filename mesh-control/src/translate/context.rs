@@ -2,6 +2,7 @@
 //! namespace, the DestinationRule and VirtualService that apply to each host,
 //! the endpoints of each service, and the proxy's own inbound ports.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 
 use mesh_api::load::Resource;
@@ -40,13 +41,19 @@ pub struct Context<'a> {
     /// Sidecar, by hostname.
     pub services: Vec<&'a Service>,
     /// By service hostname, then service namespace.
-    endpoints: BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a Endpoint>>>,
+    endpoints: OnceCell<EndpointIndex>,
     destination_rules: Vec<Config<'a, DestinationRuleSpec>>,
     virtual_services: Vec<Config<'a, VirtualServiceSpec>>,
     /// `destination_rules` and `virtual_services` by the hosts they name.
-    destination_rule_hosts: HostIndex,
-    virtual_service_hosts: HostIndex,
+    /// These indexes, and `endpoints`, are built on first use: a sidecar's
+    /// own (inbound) resources need none of them, and are built once per
+    /// proxy where the rest is built once per scope.
+    destination_rule_hosts: OnceCell<HostIndex>,
+    virtual_service_hosts: OnceCell<HostIndex>,
 }
+
+/// Positions in the snapshot's endpoints, by service hostname and namespace.
+type EndpointIndex = HashMap<(String, String), Vec<usize>>;
 
 /// Rules (by their index in a list) by the fully qualified hosts they name.
 /// A lookup per service is then a map access plus a pass over the wildcard
@@ -223,15 +230,6 @@ impl<'a> Context<'a> {
             }
             true
         });
-        let mut endpoints: BTreeMap<&str, BTreeMap<&str, Vec<&Endpoint>>> = BTreeMap::new();
-        for endpoint in &snapshot.endpoints {
-            endpoints
-                .entry(&endpoint.service)
-                .or_default()
-                .entry(&endpoint.service_namespace)
-                .or_default()
-                .push(endpoint);
-        }
         let mut destination_rules = Vec::new();
         let mut virtual_services = Vec::new();
         for resource in &snapshot.config {
@@ -270,28 +268,50 @@ impl<'a> Context<'a> {
         services.retain(|s| {
             sidecar.imports(&s.namespace, &s.hostname) || dependencies.contains(&s.hostname)
         });
-        let domain = snapshot.mesh.domain.as_str();
-        let mut destination_rule_hosts = HostIndex::default();
-        for (i, dr) in destination_rules.iter().enumerate() {
-            destination_rule_hosts.insert(i, fqdn(&dr.spec.host, dr.namespace, domain));
-        }
-        let mut virtual_service_hosts = HostIndex::default();
-        for (i, vs) in virtual_services.iter().enumerate() {
-            for host in &vs.spec.hosts {
-                virtual_service_hosts.insert(i, fqdn(host, vs.namespace, domain));
-            }
-        }
         Context {
             proxy,
             snapshot,
             sidecar,
             services,
-            endpoints,
+            endpoints: OnceCell::new(),
             destination_rules,
             virtual_services,
-            destination_rule_hosts,
-            virtual_service_hosts,
+            destination_rule_hosts: OnceCell::new(),
+            virtual_service_hosts: OnceCell::new(),
         }
+    }
+
+    fn endpoint_index(&self) -> &EndpointIndex {
+        self.endpoints.get_or_init(|| {
+            let mut index = EndpointIndex::new();
+            for (i, endpoint) in self.snapshot.endpoints.iter().enumerate() {
+                let key = (endpoint.service.clone(), endpoint.service_namespace.clone());
+                index.entry(key).or_default().push(i);
+            }
+            index
+        })
+    }
+
+    fn destination_rule_hosts(&self) -> &HostIndex {
+        self.destination_rule_hosts.get_or_init(|| {
+            let mut index = HostIndex::default();
+            for (i, dr) in self.destination_rules.iter().enumerate() {
+                index.insert(i, fqdn(&dr.spec.host, dr.namespace, self.domain()));
+            }
+            index
+        })
+    }
+
+    fn virtual_service_hosts(&self) -> &HostIndex {
+        self.virtual_service_hosts.get_or_init(|| {
+            let mut index = HostIndex::default();
+            for (i, vs) in self.virtual_services.iter().enumerate() {
+                for host in &vs.spec.hosts {
+                    index.insert(i, fqdn(host, vs.namespace, self.domain()));
+                }
+            }
+            index
+        })
     }
 
     pub fn domain(&self) -> &str {
@@ -311,11 +331,14 @@ impl<'a> Context<'a> {
             .map(|i| self.services[i])
     }
 
-    pub fn endpoints(&self, service: &Service) -> &[&'a Endpoint] {
-        self.endpoints
-            .get(service.hostname.as_str())
-            .and_then(|by_namespace| by_namespace.get(service.namespace.as_str()))
-            .map_or(&[], Vec::as_slice)
+    /// The endpoints of `service`, in snapshot order.
+    pub fn endpoints(&self, service: &Service) -> impl Iterator<Item = &'a Endpoint> + '_ {
+        let snapshot = self.snapshot;
+        self.endpoint_index()
+            .get(&(service.hostname.clone(), service.namespace.clone()))
+            .into_iter()
+            .flatten()
+            .map(move |i| snapshot.endpoints[*i].as_ref())
     }
 
     /// The DestinationRule for `service`, looked up as Istio does: in the
@@ -330,7 +353,7 @@ impl<'a> Context<'a> {
                 namespaces.push(ns);
             }
         }
-        let covering = self.destination_rule_hosts.covering(&service.hostname);
+        let covering = self.destination_rule_hosts().covering(&service.hostname);
         namespaces.into_iter().find_map(|ns| {
             covering
                 .iter()
@@ -359,7 +382,7 @@ impl<'a> Context<'a> {
     /// namespace first, then the first in config order; an exact host
     /// before a wildcard.
     pub fn virtual_service(&self, service: &Service) -> Option<Config<'a, VirtualServiceSpec>> {
-        self.virtual_service_hosts
+        self.virtual_service_hosts()
             .covering(&service.hostname)
             .into_iter()
             .map(|(i, exact)| {
@@ -396,33 +419,42 @@ impl<'a> Context<'a> {
 
     /// The ports the proxy's workload serves, by the services it backs.
     fn service_ports(&self) -> Vec<InboundPort<'a>> {
+        // The proxy's endpoints with their services, in service order.
+        let mut own: Vec<(&'a Service, &'a Endpoint)> = self
+            .snapshot
+            .endpoints
+            .iter()
+            .filter(|endpoint| self.is_own(endpoint))
+            .filter_map(|endpoint| {
+                let service = self
+                    .service(&endpoint.service)
+                    .filter(|s| s.namespace == endpoint.service_namespace)?;
+                Some((service, endpoint.as_ref()))
+            })
+            .collect();
+        own.sort_by(|a, b| a.0.hostname.cmp(&b.0.hostname));
         let mut ports: BTreeMap<u16, InboundPort<'a>> = BTreeMap::new();
-        for service in &self.services {
-            for endpoint in self.endpoints(service) {
-                if !self.is_own(endpoint) {
+        for (service, endpoint) in own {
+            for port in &service.ports {
+                let Some(kind) = port_kind(port) else {
                     continue;
-                }
-                for port in &service.ports {
-                    let Some(kind) = port_kind(port) else {
-                        continue;
-                    };
-                    let number = endpoint_port(endpoint, port);
-                    let entry = ports.entry(number).or_insert_with(|| InboundPort {
-                        port: number,
-                        kind,
-                        grpc: protocol(port) == Some(Protocol::Grpc),
-                        service_port: port.number,
-                        services: Vec::new(),
-                        default_endpoint: "",
-                        bind: None,
-                    });
-                    if !entry
-                        .services
-                        .iter()
-                        .any(|s| s.hostname == service.hostname)
-                    {
-                        entry.services.push(service);
-                    }
+                };
+                let number = endpoint_port(endpoint, port);
+                let entry = ports.entry(number).or_insert_with(|| InboundPort {
+                    port: number,
+                    kind,
+                    grpc: protocol(port) == Some(Protocol::Grpc),
+                    service_port: port.number,
+                    services: Vec::new(),
+                    default_endpoint: "",
+                    bind: None,
+                });
+                if !entry
+                    .services
+                    .iter()
+                    .any(|s| s.hostname == service.hostname)
+                {
+                    entry.services.push(service);
                 }
             }
         }

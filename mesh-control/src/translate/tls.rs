@@ -103,7 +103,6 @@ pub fn service_identities(ctx: &Context, service: &Service) -> Vec<String> {
     let trust_domain = &ctx.snapshot.mesh.trust_domain;
     let mut ids: Vec<String> = ctx
         .endpoints(service)
-        .iter()
         .filter(|e| !e.service_account.is_empty())
         .map(|e| SpiffeId::new(trust_domain, &e.namespace, &e.service_account).to_string())
         .collect();
