@@ -15,9 +15,9 @@
 //! in a random order each time), so that a change to one VirtualService
 //! sends routes, and not every cluster again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::google::protobuf::Any;
@@ -247,6 +247,18 @@ impl Set {
         self.layers.iter().map(|l| l.fields.len()).sum()
     }
 
+    /// Whether `names` are exactly the names of the set.
+    fn named_exactly(&self, names: &BTreeSet<String>) -> bool {
+        if names.len() != self.len() {
+            return false;
+        }
+        match self.layers.as_slice() {
+            // Both sorted: one pass, no lookups.
+            [layer] => names.iter().eq(layer.by_name.keys()),
+            _ => self.names().all(|name| names.contains(name)),
+        }
+    }
+
     /// Whether both hold the very same layers (and so the same content).
     fn same_layers(&self, other: &Set) -> bool {
         self.layers.len() == other.layers.len()
@@ -284,7 +296,10 @@ impl Encoded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subscription {
     All,
-    Names(BTreeSet<String>),
+    /// Shared between streams that name the same resources: two thousand
+    /// sidecars each naming three thousand clusters would otherwise hold
+    /// six million strings.
+    Names(Arc<BTreeSet<String>>),
 }
 
 impl Subscription {
@@ -298,13 +313,27 @@ impl Subscription {
         names: &[String],
         previous: Option<&Subscription>,
     ) -> Subscription {
-        let named_before = matches!(previous, Some(Subscription::Names(_)));
+        let before = match previous {
+            Some(Subscription::Names(before)) => Some(before),
+            _ => None,
+        };
         if names.iter().any(|n| n == "*")
-            || (names.is_empty() && xds_type.wildcard() && !named_before)
+            || (names.is_empty() && xds_type.wildcard() && before.is_none())
         {
-            Subscription::All
-        } else {
-            Subscription::Names(names.iter().cloned().collect())
+            return Subscription::All;
+        }
+        // Every ACK repeats the names: in the same order, they are read
+        // without building a set.
+        if let Some(before) = before
+            && names.len() == before.len()
+            && names.iter().eq(before.iter())
+        {
+            return Subscription::Names(Arc::clone(before));
+        }
+        let names: BTreeSet<String> = names.iter().cloned().collect();
+        match before {
+            Some(before) if **before == names => Subscription::Names(Arc::clone(before)),
+            _ => Subscription::Names(shared_names(names)),
         }
     }
 
@@ -321,11 +350,7 @@ impl Subscription {
             Subscription::All => all.clone(),
             // Every name (as a sidecar's EDS and RDS usually ask): the set
             // itself, shared rather than copied.
-            Subscription::Names(names)
-                if names.len() == all.len() && all.names().all(|k| names.contains(k)) =>
-            {
-                all.clone()
-            }
+            Subscription::Names(names) if all.named_exactly(names) => all.clone(),
             Subscription::Names(names) => Set {
                 layers: vec![Arc::new(Layer::new(
                     names
@@ -346,6 +371,47 @@ impl Subscription {
             Subscription::Names(names) => names.iter().cloned().collect(),
         }
     }
+}
+
+/// Sets of subscribed names by content, held weakly: a set lives as long
+/// as a stream subscribes to it.
+static NAMES: LazyLock<Mutex<NameSets>> = LazyLock::new(Mutex::default);
+
+#[derive(Debug, Default)]
+struct NameSets {
+    by_hash: HashMap<u64, Vec<Weak<BTreeSet<String>>>>,
+    /// Dead entries are dropped when the map grows to this size.
+    prune_at: usize,
+}
+
+/// The shared set equal to `names`, or `names` itself, now shared.
+fn shared_names(names: BTreeSet<String>) -> Arc<BTreeSet<String>> {
+    let mut hasher = DefaultHasher::new();
+    names.hash(&mut hasher);
+    let hash = hasher.finish();
+    let mut sets = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    let equal = sets.by_hash.get(&hash).and_then(|candidates| {
+        candidates
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|set| **set == names)
+    });
+    if let Some(set) = equal {
+        return set;
+    }
+    let set = Arc::new(names);
+    sets.by_hash
+        .entry(hash)
+        .or_default()
+        .push(Arc::downgrade(&set));
+    if sets.by_hash.len() >= sets.prune_at {
+        sets.by_hash.retain(|_, candidates| {
+            candidates.retain(|set| set.strong_count() > 0);
+            !candidates.is_empty()
+        });
+        sets.prune_at = (2 * sets.by_hash.len()).max(64);
+    }
+    set
 }
 
 /// What a subscription selected from a set, remembered with the set.
@@ -479,6 +545,23 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["a"]
         );
+    }
+
+    #[test]
+    fn streams_naming_the_same_resources_share_one_set() {
+        let shared = |s: &Subscription| match s {
+            Subscription::Names(names) => Arc::clone(names),
+            Subscription::All => panic!("named"),
+        };
+        let names = ["eds-b".to_owned(), "eds-a".to_owned()];
+        let first = Subscription::from_names(XdsType::Endpoint, &names, None);
+        let second = Subscription::from_names(XdsType::Endpoint, &names, None);
+        assert!(Arc::ptr_eq(&shared(&first), &shared(&second)));
+        let sorted = ["eds-a".to_owned(), "eds-b".to_owned()];
+        let ack = Subscription::from_names(XdsType::Endpoint, &sorted, Some(&first));
+        assert!(Arc::ptr_eq(&shared(&first), &shared(&ack)));
+        let more = Subscription::from_names(XdsType::Endpoint, &["eds-c".to_owned()], Some(&ack));
+        assert_eq!(shared(&more).iter().collect::<Vec<_>>(), vec!["eds-c"]);
     }
 
     #[test]
