@@ -25,8 +25,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
 };
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
@@ -263,10 +262,10 @@ struct EdsClusterConfigHead {
 
 const EDS_DISCOVERY_TYPE: i32 = 3;
 
-fn eds_names(response: &DiscoveryResponse) -> anyhow::Result<BTreeSet<String>> {
+fn eds_names(response: &Response) -> anyhow::Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     for any in &response.resources {
-        let cluster = ClusterHead::decode(any.value.as_slice())?;
+        let cluster = ClusterHead::decode(any.value.clone())?;
         if cluster.discovery_type == EDS_DISCOVERY_TYPE {
             let service_name = cluster
                 .eds_cluster_config
@@ -278,10 +277,10 @@ fn eds_names(response: &DiscoveryResponse) -> anyhow::Result<BTreeSet<String>> {
     Ok(names)
 }
 
-fn route_names(response: &DiscoveryResponse) -> anyhow::Result<BTreeSet<String>> {
+fn route_names(response: &Response) -> anyhow::Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     for any in &response.resources {
-        let listener = Listener::decode(any.value.as_slice())?;
+        let listener = Listener::decode(any.value.clone())?;
         let chains = listener
             .filter_chains
             .iter()
@@ -348,11 +347,7 @@ fn node(n: usize) -> Node {
     }
 }
 
-fn request(
-    type_url: &str,
-    names: &BTreeSet<String>,
-    last: Option<&DiscoveryResponse>,
-) -> DiscoveryRequest {
+fn request(type_url: &str, names: &BTreeSet<String>, last: Option<&Last>) -> DiscoveryRequest {
     DiscoveryRequest {
         type_url: type_url.into(),
         resource_names: names.iter().cloned().collect(),
@@ -362,24 +357,65 @@ fn request(
     }
 }
 
+const ADS_STREAM: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+
+/// A `DiscoveryResponse` read without copying its resources: an Envoy
+/// keeps what it needs of them, this sidecar only counts them and reads
+/// the few it must, so that the benchmark's own work stays small beside
+/// the control plane's.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Response {
+    #[prost(string, tag = "1")]
+    version_info: String,
+    #[prost(message, repeated, tag = "2")]
+    resources: Vec<AnyValue>,
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    nonce: String,
+}
+
+/// The value of a `google.protobuf.Any`, its type URL passed over.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AnyValue {
+    #[prost(bytes = "bytes", tag = "2")]
+    value: bytes::Bytes,
+}
+
+/// What a sidecar keeps of its last response of a type.
+struct Last {
+    version_info: String,
+    nonce: String,
+    count: usize,
+}
+
+impl Last {
+    fn of(response: &Response) -> Last {
+        Last {
+            version_info: response.version_info.clone(),
+            nonce: response.nonce.clone(),
+            count: response.resources.len(),
+        }
+    }
+}
+
 /// The state of one sidecar's stream, per type: the last response, and the
 /// names subscribed (EDS, RDS) with whether the last response covered them.
 #[derive(Default)]
 struct Sidecar {
-    cds: Option<DiscoveryResponse>,
-    lds: Option<DiscoveryResponse>,
-    eds: Option<DiscoveryResponse>,
-    rds: Option<DiscoveryResponse>,
+    cds: Option<Last>,
+    lds: Option<Last>,
+    eds: Option<Last>,
+    rds: Option<Last>,
     eds_names: BTreeSet<String>,
     rds_names: BTreeSet<String>,
     full: bool,
 }
 
 impl Sidecar {
-    fn covers(response: &Option<DiscoveryResponse>, names: &BTreeSet<String>) -> bool {
-        response
-            .as_ref()
-            .is_some_and(|r| r.resources.len() == names.len())
+    fn covers(response: &Option<Last>, names: &BTreeSet<String>) -> bool {
+        response.as_ref().is_some_and(|r| r.count == names.len())
     }
 
     fn is_full(&self) -> bool {
@@ -412,15 +448,20 @@ async fn sidecar_stream(
         .tcp_nodelay(true)
         .connect()
         .await?;
-    let mut client =
-        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+    let mut client = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
     let (requests, rx) = mpsc::channel(16);
     let mut first = request(CDS, &BTreeSet::new(), None);
     first.node = Some(node(n));
     requests.send(first).await?;
     requests.send(request(LDS, &BTreeSet::new(), None)).await?;
+    client.ready().await?;
+    let codec = tonic_prost::ProstCodec::<DiscoveryRequest, Response>::default();
     let mut responses = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            tonic::codegen::http::uri::PathAndQuery::from_static(ADS_STREAM),
+            codec,
+        )
         .await?
         .into_inner();
     let mut state = Sidecar::default();
@@ -444,7 +485,7 @@ async fn sidecar_stream(
             CDS => {
                 let names = eds_names(&response)?;
                 requests
-                    .send(request(CDS, &BTreeSet::new(), Some(&response)))
+                    .send(request(CDS, &BTreeSet::new(), Some(&Last::of(&response))))
                     .await?;
                 if names != state.eds_names {
                     state.eds_names = names;
@@ -452,12 +493,12 @@ async fn sidecar_stream(
                         .send(request(EDS, &state.eds_names, state.eds.as_ref()))
                         .await?;
                 }
-                state.cds = Some(response);
+                state.cds = Some(Last::of(&response));
             }
             LDS => {
                 let names = route_names(&response)?;
                 requests
-                    .send(request(LDS, &BTreeSet::new(), Some(&response)))
+                    .send(request(LDS, &BTreeSet::new(), Some(&Last::of(&response))))
                     .await?;
                 if names != state.rds_names {
                     state.rds_names = names;
@@ -465,22 +506,22 @@ async fn sidecar_stream(
                         .send(request(RDS, &state.rds_names, state.rds.as_ref()))
                         .await?;
                 }
-                state.lds = Some(response);
+                state.lds = Some(Last::of(&response));
             }
             EDS => {
                 requests
-                    .send(request(EDS, &state.eds_names, Some(&response)))
+                    .send(request(EDS, &state.eds_names, Some(&Last::of(&response))))
                     .await?;
-                state.eds = Some(response);
+                state.eds = Some(Last::of(&response));
             }
             RDS => {
                 requests
-                    .send(request(RDS, &state.rds_names, Some(&response)))
+                    .send(request(RDS, &state.rds_names, Some(&Last::of(&response))))
                     .await?;
                 let changed = before_change
                     .as_ref()
                     .is_some_and(|(_, version)| *version != response.version_info);
-                state.rds = Some(response);
+                state.rds = Some(Last::of(&response));
                 if changed {
                     let _ = events.send(Event::Changed(Instant::now()));
                     // The change is measured once; the stream stays open

@@ -5,21 +5,23 @@
 //! that responses go out as the shared bytes of their resources
 //! ([`Response::frames`]): tonic would encode each response into a buffer
 //! of its own, and a push to two thousand proxies would hold two thousand
-//! copies of the mesh's config at once. Requests are still read by tonic.
+//! copies of the mesh's config at once. Requests are read here too
+//! ([`Requests`]); tonic gives the status codes.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use bytes::{Buf, Bytes, BytesMut};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::http::{HeaderMap, HeaderValue, Request, Response as HttpResponse, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tonic::codec::{Codec, Streaming};
 use tonic::{Code, Status};
 
 use super::connection::{Connection, Connections, Nonces, lock};
@@ -39,6 +41,8 @@ const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 /// The largest request read, as tonic's default.
 const MAX_REQUEST: usize = 4 << 20;
+/// A gRPC message's prefix: a compression flag and a length.
+const MESSAGE_PREFIX: usize = 5;
 
 /// The aggregated discovery service.
 #[derive(Clone)]
@@ -133,11 +137,7 @@ impl hyper::service::Service<Request<Incoming>> for Ads {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let response = match request.uri().path() {
             STREAM_PATH => {
-                let decoder =
-                    tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default()
-                        .decoder();
-                let requests =
-                    Streaming::new_request(decoder, request.into_body(), None, Some(MAX_REQUEST));
+                let requests = Requests::new(request.into_body());
                 let (tx, rx) = mpsc::channel(STREAM_BUFFER);
                 tokio::spawn(serve_stream(Arc::clone(&self.shared), requests, tx));
                 let mut response = HttpResponse::new(Body { frames: Some(rx) });
@@ -179,6 +179,77 @@ impl hyper::body::Body for Body {
     }
 }
 
+/// The requests of a stream, read from its body one gRPC message at a
+/// time. Written here rather than taken from tonic because tonic keeps a
+/// stream's read buffer at the size of its largest message: a sidecar's
+/// EDS request names thousands of clusters, and two thousand streams each
+/// keeping a buffer that size hold hundreds of megabytes for nothing.
+struct Requests {
+    body: Incoming,
+    buffer: BytesMut,
+}
+
+impl Requests {
+    fn new(body: Incoming) -> Requests {
+        Requests {
+            body,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// The next request; `None` when the client ended the stream.
+    async fn message(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
+        loop {
+            if let Some(request) = self.take()? {
+                return Ok(Some(request));
+            }
+            match self.body.frame().await {
+                None if self.buffer.is_empty() => return Ok(None),
+                None => {
+                    return Err(Status::invalid_argument(
+                        "the stream ended inside a message",
+                    ));
+                }
+                Some(Err(err)) => return Err(Status::from_error(Box::new(err))),
+                Some(Ok(frame)) => {
+                    // Trailers carry nothing a request needs.
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A whole message from the buffer, if one is there.
+    fn take(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
+        let Some(prefix) = self.buffer.get(..MESSAGE_PREFIX) else {
+            return Ok(None);
+        };
+        if prefix[0] != 0 {
+            return Err(Status::unimplemented("compressed requests are not read"));
+        }
+        let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+        if length > MAX_REQUEST {
+            return Err(Status::resource_exhausted(format!(
+                "a request of {length} bytes is over the limit of {MAX_REQUEST}"
+            )));
+        }
+        if self.buffer.len() < MESSAGE_PREFIX + length {
+            return Ok(None);
+        }
+        self.buffer.advance(MESSAGE_PREFIX);
+        let message = self.buffer.split_to(length);
+        if self.buffer.is_empty() {
+            // Let the allocation go with the message.
+            self.buffer = BytesMut::new();
+        }
+        DiscoveryRequest::decode(message)
+            .map(Some)
+            .map_err(|err| Status::invalid_argument(format!("a request does not read: {err}")))
+    }
+}
+
 /// The frames of a stream: responses, then its status.
 type Frames = mpsc::Sender<Frame<Bytes>>;
 
@@ -211,17 +282,13 @@ impl Drop for Registered<'_> {
     }
 }
 
-async fn serve_stream(shared: Arc<Shared>, requests: Streaming<DiscoveryRequest>, tx: Frames) {
+async fn serve_stream(shared: Arc<Shared>, requests: Requests, tx: Frames) {
     let status = run_stream(&shared, requests, &tx).await;
     finish(&tx, &status).await;
 }
 
 /// Serves one stream until it ends; the status it ends with.
-async fn run_stream(
-    shared: &Arc<Shared>,
-    mut requests: Streaming<DiscoveryRequest>,
-    tx: &Frames,
-) -> Status {
+async fn run_stream(shared: &Arc<Shared>, mut requests: Requests, tx: &Frames) -> Status {
     let first = match requests.message().await {
         Ok(Some(first)) => first,
         Ok(None) => return Status::ok(""),
