@@ -236,7 +236,8 @@ impl Options {
 #[derive(Debug)]
 enum Event {
     /// Every type received and ACKed, with every EDS and RDS name it needs.
-    Full(usize, Instant),
+    /// With the bytes of its config: CDS, EDS, LDS, RDS.
+    Full(usize, Instant, [usize; 4]),
     /// The route configuration changed after the change was made, and was ACKed.
     Changed(Instant),
     Failed(usize, String),
@@ -388,6 +389,7 @@ struct Last {
     version_info: String,
     nonce: String,
     count: usize,
+    bytes: usize,
 }
 
 impl Last {
@@ -396,6 +398,7 @@ impl Last {
             version_info: response.version_info.clone(),
             nonce: response.nonce.clone(),
             count: response.resources.len(),
+            bytes: response.encoded_len(),
         }
     }
 }
@@ -416,6 +419,11 @@ struct Sidecar {
 impl Sidecar {
     fn covers(response: &Option<Last>, names: &BTreeSet<String>) -> bool {
         response.as_ref().is_some_and(|r| r.count == names.len())
+    }
+
+    fn bytes(&self) -> [usize; 4] {
+        [&self.cds, &self.eds, &self.lds, &self.rds]
+            .map(|last| last.as_ref().map_or(0, |l| l.bytes))
     }
 
     fn is_full(&self) -> bool {
@@ -534,7 +542,7 @@ async fn sidecar_stream(
         }
         if !state.full && state.is_full() {
             state.full = true;
-            let _ = events.send(Event::Full(n, Instant::now()));
+            let _ = events.send(Event::Full(n, Instant::now(), state.bytes()));
         }
     }
 }
@@ -681,6 +689,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         ));
     }
     let mut full_at = vec![None; n];
+    let mut config_bytes = None;
     let limits = |deadline| Limits {
         deadline,
         pid: &pid,
@@ -691,8 +700,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
         n,
         &limits(start + options.connect_timeout),
         |e| match e {
-            Event::Full(i, at) => {
+            Event::Full(i, at, bytes) => {
                 full_at[*i] = Some(*at);
+                config_bytes = Some(*bytes);
                 Some(*at)
             }
             _ => None,
@@ -753,6 +763,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let connect_cpu = connected_usage.cpu - start_usage.cpu;
     let own_connect_cpu = own_connected - own_start;
     print_table(&Report {
+        config_bytes,
         clients: n,
         full_count,
         full,
@@ -779,6 +790,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
 
 struct Report {
     clients: usize,
+    /// One sidecar's config: CDS, EDS, LDS, RDS bytes.
+    config_bytes: Option<[usize; 4]>,
     full_count: usize,
     full: Vec<Duration>,
     last_full: Option<Duration>,
@@ -790,6 +803,15 @@ struct Report {
     change_usage: Usage,
     own_changed: f64,
     load_before: String,
+}
+
+fn config_size(bytes: Option<[usize; 4]>) -> String {
+    let Some(bytes) = bytes else {
+        return "n/a".into();
+    };
+    let kib = |b: usize| format!("{:.0} KiB", b as f64 / 1024.0);
+    let total: usize = bytes.iter().sum();
+    format!("{} ({})", kib(total), bytes.map(kib).join(" / "))
 }
 
 fn print_table(r: &Report) {
@@ -806,6 +828,11 @@ fn print_table(r: &Report) {
         (
             format!("sidecars with full config ({} clients)", r.clients),
             format!("{} of {}", r.full_count, r.clients),
+            String::new(),
+        ),
+        (
+            "config per sidecar: CDS / EDS / LDS / RDS".into(),
+            config_size(r.config_bytes),
             String::new(),
         ),
         (

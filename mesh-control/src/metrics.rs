@@ -3,7 +3,8 @@
 //! proxies), `pilot_total_xds_rejects{type}`, `pilot_proxy_convergence_time`
 //! (seconds from a config change to a proxy's push), `pilot_services`, and
 //! `pilot_total_rejected_configs{type,name}` (config refused at the door,
-//! recorded by the config sources).
+//! recorded by the config sources), and `pilot_xds_config_size_bytes{type}`
+//! (the size of each response).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -14,17 +15,35 @@ use std::time::Duration;
 use crate::xds::XdsType;
 
 /// Istio's buckets for `pilot_proxy_convergence_time`, in seconds.
-const CONVERGENCE_BUCKETS: [f64; 8] = [0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
+const CONVERGENCE_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
+/// Istio's buckets for `pilot_xds_config_size_bytes`.
+const CONFIG_SIZE_BUCKETS: &[f64] = &[1.0, 10e3, 1e6, 4e6, 10e6, 40e6];
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     pushes: [AtomicU64; 5],
     rejects: [AtomicU64; 5],
     connected: AtomicU64,
     services: AtomicU64,
     convergence: Histogram,
+    /// By type, as [`XdsType::ALL`].
+    config_size: [Histogram; 5],
     /// By (kind, name).
     rejected_configs: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            pushes: Default::default(),
+            rejects: Default::default(),
+            connected: AtomicU64::new(0),
+            services: AtomicU64::new(0),
+            convergence: Histogram::new(CONVERGENCE_BUCKETS),
+            config_size: std::array::from_fn(|_| Histogram::new(CONFIG_SIZE_BUCKETS)),
+            rejected_configs: Mutex::default(),
+        }
+    }
 }
 
 fn index(xds_type: XdsType) -> usize {
@@ -35,8 +54,10 @@ fn index(xds_type: XdsType) -> usize {
 }
 
 impl Metrics {
-    pub fn record_push(&self, xds_type: XdsType) {
+    /// Counts a response of `bytes` sent.
+    pub fn record_push(&self, xds_type: XdsType, bytes: usize) {
         self.pushes[index(xds_type)].fetch_add(1, Ordering::Relaxed);
+        self.config_size[index(xds_type)].record(bytes as f64);
     }
 
     pub fn record_reject(&self, xds_type: XdsType) {
@@ -136,7 +157,20 @@ impl Metrics {
             "Seconds from a config change to a proxy receiving the resources it changed.",
         );
         self.convergence
-            .render(&mut out, "pilot_proxy_convergence_time");
+            .render(&mut out, "pilot_proxy_convergence_time", "");
+        header(
+            &mut out,
+            "pilot_xds_config_size_bytes",
+            "histogram",
+            "Bytes of each xDS response, by type.",
+        );
+        for t in XdsType::ALL {
+            self.config_size[index(t)].render(
+                &mut out,
+                "pilot_xds_config_size_bytes",
+                &format!("type=\"{t}\","),
+            );
+        }
         out
     }
 }
@@ -154,37 +188,52 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A histogram over [`CONVERGENCE_BUCKETS`].
-#[derive(Debug, Default)]
+/// A histogram over fixed bucket bounds.
+#[derive(Debug)]
 struct Histogram {
+    bounds: &'static [f64],
     /// Counts per bucket (not cumulative), then the overflow.
-    buckets: [AtomicU64; CONVERGENCE_BUCKETS.len() + 1],
-    /// The sum in microseconds, to stay an integer.
+    buckets: Vec<AtomicU64>,
+    /// The sum in millionths, to stay an integer.
     sum_micros: AtomicU64,
 }
 
 impl Histogram {
-    fn record(&self, seconds: f64) {
-        let bucket = CONVERGENCE_BUCKETS
-            .iter()
-            .position(|le| seconds <= *le)
-            .unwrap_or(CONVERGENCE_BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
     }
 
-    fn render(&self, out: &mut String, name: &str) {
+    fn record(&self, value: f64) {
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|le| value <= *le)
+            .unwrap_or(self.bounds.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Writes the series; `labels` go before `le`, each followed by a comma.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
-        for (i, le) in CONVERGENCE_BUCKETS.iter().enumerate() {
+        for (i, le) in self.bounds.iter().enumerate() {
             cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
         }
-        cumulative += self.buckets[CONVERGENCE_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {cumulative}");
+        let series = |suffix: &str| match labels.strip_suffix(',') {
+            Some(labels) => format!("{name}_{suffix}{{{labels}}}"),
+            None => format!("{name}_{suffix}"),
+        };
+        let _ = writeln!(out, "{} {sum}", series("sum"));
+        let _ = writeln!(out, "{} {cumulative}", series("count"));
     }
 }
 
@@ -195,8 +244,8 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let metrics = Metrics::default();
-        metrics.record_push(XdsType::Cluster);
-        metrics.record_push(XdsType::Cluster);
+        metrics.record_push(XdsType::Cluster, 20_000);
+        metrics.record_push(XdsType::Cluster, 20_000);
         metrics.record_reject(XdsType::Listener);
         metrics.set_connected(3);
         metrics.record_convergence(Duration::from_millis(150));
@@ -215,6 +264,11 @@ mod tests {
             "pilot_proxy_convergence_time_count 2",
             "pilot_proxy_convergence_time_sum 40.15",
             "pilot_total_rejected_configs{type=\"VirtualService\",name=\"default/bad\\\"name\"} 1",
+            "pilot_xds_config_size_bytes_bucket{type=\"cds\",le=\"10000\"} 0",
+            "pilot_xds_config_size_bytes_bucket{type=\"cds\",le=\"1000000\"} 2",
+            "pilot_xds_config_size_bytes_sum{type=\"cds\"} 40000",
+            "pilot_xds_config_size_bytes_count{type=\"cds\"} 2",
+            "pilot_xds_config_size_bytes_count{type=\"eds\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

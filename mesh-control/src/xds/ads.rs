@@ -434,8 +434,10 @@ async fn push_snapshot(
 }
 
 async fn send(shared: &Shared, response: &Response, tx: &Frames) -> bool {
-    shared.metrics.record_push(response.xds_type);
-    for frame in response.frames() {
+    let frames = response.frames();
+    let bytes = frames.iter().map(Bytes::len).sum();
+    shared.metrics.record_push(response.xds_type, bytes);
+    for frame in frames {
         if tx.send(Frame::data(frame)).await.is_err() {
             return false;
         }
