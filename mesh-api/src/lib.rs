@@ -8,6 +8,7 @@
 //! - [`crd`]: CustomResourceDefinitions generated from the types.
 //! - [`names`]: SPIFFE ids, service host names, xDS cluster names and node ids.
 
+pub mod ca;
 pub mod crd;
 pub mod duration;
 pub mod emit;
