@@ -1,5 +1,6 @@
-//! Starting the control plane's servers: ADS on the xDS port and the
-//! monitoring pages, fed by a stream of snapshots and a generator.
+//! Starting the control plane's servers: ADS on the xDS port, the
+//! monitoring pages, and with a CA the secure port (certificates, and ADS
+//! over mTLS), fed by a stream of snapshots and a generator.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -9,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::ca::service::{self, CaService};
 use crate::metrics::Metrics;
 use crate::model::MeshSnapshot;
 use crate::monitoring::{self, ApiHandler, Monitoring};
@@ -27,6 +29,10 @@ pub struct Options {
     pub api: Option<Arc<dyn ApiHandler>>,
     /// Shared with the config sources, which count rejected config.
     pub metrics: Arc<Metrics>,
+    /// Serves the secure port when set.
+    pub ca: Option<Arc<CaService>>,
+    /// The secure port; 0 picks a free one.
+    pub secure_port: u16,
 }
 
 impl Default for Options {
@@ -38,6 +44,8 @@ impl Default for Options {
             debounce: Debounce::default(),
             api: None,
             metrics: Arc::default(),
+            ca: None,
+            secure_port: 15012,
         }
     }
 }
@@ -50,6 +58,8 @@ impl std::fmt::Debug for Options {
             .field("monitoring_port", &self.monitoring_port)
             .field("debounce", &self.debounce)
             .field("api", &self.api.is_some())
+            .field("ca", &self.ca.is_some())
+            .field("secure_port", &self.secure_port)
             .finish_non_exhaustive()
     }
 }
@@ -59,6 +69,8 @@ impl std::fmt::Debug for Options {
 pub struct Running {
     pub xds: SocketAddr,
     pub monitoring: SocketAddr,
+    /// With a CA.
+    pub secure: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub connections: Arc<Connections>,
     shutdown: watch::Sender<bool>,
@@ -89,6 +101,21 @@ pub async fn start(
         Arc::clone(&metrics),
         stopped.clone(),
     );
+    let mut tasks = Vec::new();
+    let mut secure = None;
+    if let Some(ca) = options.ca {
+        let listener = TcpListener::bind((options.address, options.secure_port)).await?;
+        secure = Some(listener.local_addr()?);
+        let names = serving_names(options.address);
+        let tls = service::tls_config(&ca.ca, &names).map_err(std::io::Error::other)?;
+        tasks.push(tokio::spawn(service::serve(
+            listener,
+            Arc::new(tls),
+            ca,
+            ads.clone(),
+            stopped.clone(),
+        )));
+    }
     let xds_task = tokio::spawn(ads.serve(xds_listener, stopped.clone()));
     let state = Arc::new(Monitoring {
         connections: Arc::clone(&connections),
@@ -97,15 +124,34 @@ pub async fn start(
         api: options.api,
     });
     let monitoring_task = tokio::spawn(monitoring::serve(monitoring_listener, state, stopped));
-    tracing::info!(%xds, %monitoring, "serving");
+    tracing::info!(%xds, %monitoring, secure = ?secure, "serving");
+    tasks.extend([xds_task, monitoring_task]);
     Ok(Running {
         xds,
         monitoring,
+        secure,
         metrics,
         connections,
         shutdown,
-        tasks: vec![xds_task, monitoring_task],
+        tasks,
     })
+}
+
+/// The names the secure port's certificate carries: those istiod's has in
+/// a cluster, and what a local client dials.
+fn serving_names(address: IpAddr) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "istiod.mesh-system.svc",
+        "mesh-control.mesh-system.svc",
+        "localhost",
+        "127.0.0.1",
+    ]
+    .map(String::from)
+    .into();
+    if !address.is_unspecified() && !address.is_loopback() {
+        names.push(address.to_string());
+    }
+    names
 }
 
 impl Running {
@@ -120,11 +166,14 @@ impl Running {
     /// Writes the bound addresses as JSON (`{"xds": "...", "monitoring":
     /// "..."}`), atomically, so that a reader never sees half a file.
     pub fn write_addresses(&self, path: &Path) -> std::io::Result<()> {
-        let text = serde_json::json!({
+        let mut addresses = serde_json::json!({
             "xds": self.xds.to_string(),
             "monitoring": self.monitoring.to_string(),
-        })
-        .to_string();
+        });
+        if let Some(secure) = self.secure {
+            addresses["secure"] = secure.to_string().into();
+        }
+        let text = addresses.to_string();
         let partial = path.with_extension("partial");
         std::fs::write(&partial, text)?;
         std::fs::rename(&partial, path)

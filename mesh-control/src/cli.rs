@@ -3,13 +3,19 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+use mesh_api::names::SpiffeId;
+
 use crate::api;
 use crate::app::{self, Options};
+use crate::ca::service::CaService;
+use crate::ca::token::TokenKey;
+use crate::ca::{CaFiles, CertificateAuthority};
 use crate::model::MeshConfig;
 use crate::registry::ServiceEntryRegistry;
 use crate::snapshot::{self, Inputs};
@@ -42,11 +48,84 @@ pub struct Args {
     /// Log filter, e.g. `info` or `mesh_control=debug`.
     #[arg(long, default_value = "info", env = "MESH_CONTROL_LOG")]
     pub log: String,
+    /// The CA's directory, laid out as Istio's `cacerts`: a plugged-in
+    /// intermediate (ca-cert.pem, ca-key.pem, root-cert.pem,
+    /// cert-chain.pem), or where a self-signed root is made on first start
+    /// and kept. Without it there is no CA and no secure port.
+    #[arg(long, env = "MESH_CONTROL_CA_DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// Port of the certificate service and of ADS over mTLS (with a CA).
+    #[arg(long, default_value_t = 15012, env = "MESH_CONTROL_SECURE_PORT")]
+    pub secure_port: u16,
+    /// Lifetime of a workload certificate when the request names none.
+    #[arg(long, default_value = "24h", value_parser = parse_duration, env = "MESH_CONTROL_DEFAULT_CERT_TTL")]
+    pub default_cert_ttl: Duration,
+    /// The longest lifetime a workload certificate gets, whatever is asked.
+    #[arg(long, default_value = "2160h", value_parser = parse_duration, env = "MESH_CONTROL_MAX_CERT_TTL")]
+    pub max_cert_ttl: Duration,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Prints a bootstrap token for one workload identity: given to a
+    /// proxy (`--ca-token-file`), it gets that identity's certificate and
+    /// no other. Needs `--ca-dir`.
+    Token {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long, default_value = "default")]
+        service_account: String,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<mesh_api::Duration>()
+        .map(|d| d.0)
+        .map_err(|err| err.to_string())
+}
+
+/// The CA of `dir`, made there on first use, and its token key.
+fn certificate_service(args: &Args, dir: &std::path::Path) -> anyhow::Result<CaService> {
+    let trust_domain = MeshConfig::default().trust_domain;
+    let files = CaFiles::load_or_create(dir, &trust_domain)?;
+    Ok(CaService {
+        ca: Arc::new(CertificateAuthority::new(
+            files,
+            args.default_cert_ttl,
+            args.max_cert_ttl,
+        )),
+        tokens: Arc::new(TokenKey::load_or_create(dir)?),
+    })
+}
+
+/// `mesh-control token`: prints the token of one identity.
+fn print_token(args: &Args, namespace: &str, service_account: &str) -> anyhow::Result<()> {
+    let dir = args
+        .ca_dir
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("mesh-control token needs --ca-dir"))?;
+    let trust_domain = MeshConfig::default().trust_domain;
+    let tokens = TokenKey::load_or_create(dir)?;
+    println!(
+        "{}",
+        tokens.issue(&SpiffeId::new(&trust_domain, namespace, service_account))
+    );
+    Ok(())
 }
 
 /// Serves the config directory and the config API's store, with the
 /// ServiceEntry registry, as xDS until SIGTERM or SIGINT.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Token {
+        namespace,
+        service_account,
+    }) = &args.command
+    {
+        return print_token(&args, namespace, service_account);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&args.log)?)
         .with_writer(std::io::stderr)
@@ -55,6 +134,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let ca = args
+        .ca_dir
+        .as_deref()
+        .map(|dir| certificate_service(&args, dir))
+        .transpose()?;
     runtime.block_on(async move {
         let store = Arc::new(MemoryStore::new());
         let mut sources: Vec<Arc<dyn ConfigSource>> = Vec::new();
@@ -81,6 +165,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             xds_port: args.xds_port,
             monitoring_port: args.monitoring_port,
             api: Some(Arc::new(api)),
+            ca: ca.map(Arc::new),
+            secure_port: args.secure_port,
             ..Options::default()
         };
         let generator: Arc<dyn Generator> = Arc::new(Translate);

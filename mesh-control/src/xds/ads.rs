@@ -5,44 +5,36 @@
 //! that responses go out as the shared bytes of their resources
 //! ([`Response::frames`]): tonic would encode each response into a buffer
 //! of its own, and a push to two thousand proxies would hold two thousand
-//! copies of the mesh's config at once. Requests are read here too
-//! ([`Requests`]); tonic gives the status codes.
+//! copies of the mesh's config at once (see [`crate::grpc`]).
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
-use hyper::http::{HeaderMap, HeaderValue, Request, Response as HttpResponse, header};
+use hyper::http::{HeaderValue, Request, Response as HttpResponse, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::connection::{Connection, Connections, Nonces, lock};
 use super::resources::{Encoded, Part};
 use super::response::Response;
 use super::scopes::Scopes;
 use super::{Generator, Push, XdsType, stopped};
+use crate::grpc::{Body, Frames, Messages, finish};
 use crate::metrics::Metrics;
 use crate::model::{MeshSnapshot, Proxy};
 
 /// gRPC frames a stream may have queued before its task waits for the
 /// client (a response is two or three frames).
 const STREAM_BUFFER: usize = 16;
-const STREAM_PATH: &str =
+pub(crate) const STREAM_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
-/// The largest request read, as tonic's default.
-const MAX_REQUEST: usize = 4 << 20;
-/// A gRPC message's prefix: a compression flag and a length.
-const MESSAGE_PREFIX: usize = 5;
 
 /// The aggregated discovery service.
 #[derive(Clone)]
@@ -97,6 +89,29 @@ impl Ads {
         }
     }
 
+    /// Answers a call to the ADS service: a stream is served by a task
+    /// of its own, which writes into the returned body.
+    pub fn handle(&self, request: Request<Incoming>) -> HttpResponse<Body> {
+        match request.uri().path() {
+            STREAM_PATH => {
+                let requests = Messages::new(request.into_body());
+                let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+                tokio::spawn(serve_stream(Arc::clone(&self.shared), requests, tx));
+                let mut response = HttpResponse::new(Body::from_channel(rx));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc"),
+                );
+                response
+            }
+            DELTA_PATH => Status::unimplemented(
+                "incremental xDS is not served; use StreamAggregatedResources",
+            )
+            .into_http(),
+            path => Status::unimplemented(format!("no method {path}")).into_http(),
+        }
+    }
+
     /// Serves gRPC (HTTP/2) connections on `listener` until `shutdown` turns
     /// true.
     pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
@@ -135,134 +150,8 @@ impl hyper::service::Service<Request<Incoming>> for Ads {
     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let response = match request.uri().path() {
-            STREAM_PATH => {
-                let requests = Requests::new(request.into_body());
-                let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-                tokio::spawn(serve_stream(Arc::clone(&self.shared), requests, tx));
-                let mut response = HttpResponse::new(Body { frames: Some(rx) });
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/grpc"),
-                );
-                response
-            }
-            DELTA_PATH => Status::unimplemented(
-                "incremental xDS is not served; use StreamAggregatedResources",
-            )
-            .into_http(),
-            path => Status::unimplemented(format!("no method {path}")).into_http(),
-        };
-        std::future::ready(Ok(response))
+        std::future::ready(Ok(self.handle(request)))
     }
-}
-
-/// A response body written by a stream's task: gRPC messages, then the
-/// status in trailers.
-#[derive(Debug, Default)]
-pub struct Body {
-    frames: Option<mpsc::Receiver<Frame<Bytes>>>,
-}
-
-impl hyper::body::Body for Body {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match &mut self.frames {
-            Some(frames) => frames.poll_recv(cx).map(|frame| frame.map(Ok)),
-            None => Poll::Ready(None),
-        }
-    }
-}
-
-/// The requests of a stream, read from its body one gRPC message at a
-/// time. Written here rather than taken from tonic because tonic keeps a
-/// stream's read buffer at the size of its largest message: a sidecar's
-/// EDS request names thousands of clusters, and two thousand streams each
-/// keeping a buffer that size hold hundreds of megabytes for nothing.
-struct Requests {
-    body: Incoming,
-    buffer: BytesMut,
-}
-
-impl Requests {
-    fn new(body: Incoming) -> Requests {
-        Requests {
-            body,
-            buffer: BytesMut::new(),
-        }
-    }
-
-    /// The next request; `None` when the client ended the stream.
-    async fn message(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
-        loop {
-            if let Some(request) = self.take()? {
-                return Ok(Some(request));
-            }
-            match self.body.frame().await {
-                None if self.buffer.is_empty() => return Ok(None),
-                None => {
-                    return Err(Status::invalid_argument(
-                        "the stream ended inside a message",
-                    ));
-                }
-                Some(Err(err)) => return Err(Status::from_error(Box::new(err))),
-                Some(Ok(frame)) => {
-                    // Trailers carry nothing a request needs.
-                    if let Ok(data) = frame.into_data() {
-                        self.buffer.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
-    }
-
-    /// A whole message from the buffer, if one is there.
-    fn take(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
-        let Some(prefix) = self.buffer.get(..MESSAGE_PREFIX) else {
-            return Ok(None);
-        };
-        if prefix[0] != 0 {
-            return Err(Status::unimplemented("compressed requests are not read"));
-        }
-        let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
-        if length > MAX_REQUEST {
-            return Err(Status::resource_exhausted(format!(
-                "a request of {length} bytes is over the limit of {MAX_REQUEST}"
-            )));
-        }
-        if self.buffer.len() < MESSAGE_PREFIX + length {
-            return Ok(None);
-        }
-        self.buffer.advance(MESSAGE_PREFIX);
-        let message = self.buffer.split_to(length);
-        if self.buffer.is_empty() {
-            // Let the allocation go with the message.
-            self.buffer = BytesMut::new();
-        }
-        DiscoveryRequest::decode(message)
-            .map(Some)
-            .map_err(|err| Status::invalid_argument(format!("a request does not read: {err}")))
-    }
-}
-
-/// The frames of a stream: responses, then its status.
-type Frames = mpsc::Sender<Frame<Bytes>>;
-
-/// Ends a stream with `status` in its trailers.
-async fn finish(tx: &Frames, status: &Status) {
-    let mut trailers = HeaderMap::new();
-    if status.add_header(&mut trailers).is_err() {
-        trailers.insert(
-            Status::GRPC_STATUS,
-            HeaderValue::from(Code::Internal as i32),
-        );
-    }
-    let _ = tx.send(Frame::trailers(trailers)).await;
 }
 
 /// Removes a connection from the registry when its stream ends.
@@ -282,13 +171,17 @@ impl Drop for Registered<'_> {
     }
 }
 
-async fn serve_stream(shared: Arc<Shared>, requests: Requests, tx: Frames) {
+async fn serve_stream(shared: Arc<Shared>, requests: Messages<DiscoveryRequest>, tx: Frames) {
     let status = run_stream(&shared, requests, &tx).await;
     finish(&tx, &status).await;
 }
 
 /// Serves one stream until it ends; the status it ends with.
-async fn run_stream(shared: &Arc<Shared>, mut requests: Requests, tx: &Frames) -> Status {
+async fn run_stream(
+    shared: &Arc<Shared>,
+    mut requests: Messages<DiscoveryRequest>,
+    tx: &Frames,
+) -> Status {
     let first = match requests.message().await {
         Ok(Some(first)) => first,
         Ok(None) => return Status::ok(""),

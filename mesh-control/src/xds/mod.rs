@@ -46,6 +46,9 @@ pub use connection::Connections;
 pub use debounce::{Debounce, Push, debounce};
 pub use status::{ResourceStatus, SyncStatus, config_dump, syncz};
 
+/// The path prefix of the ADS service's methods.
+pub const ADS_SERVICE_PREFIX: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/";
+
 /// Resolves once `shutdown` turns true, or its sender is gone.
 pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
