@@ -52,7 +52,7 @@ pub struct Args {
     /// intermediate (ca-cert.pem, ca-key.pem, root-cert.pem,
     /// cert-chain.pem), or where a self-signed root is made on first start
     /// and kept. Without it there is no CA and no secure port.
-    #[arg(long, env = "MESH_CONTROL_CA_DIR")]
+    #[arg(long, global = true, env = "MESH_CONTROL_CA_DIR")]
     pub ca_dir: Option<PathBuf>,
     /// Port of the certificate service and of ADS over mTLS (with a CA).
     #[arg(long, default_value_t = 15012, env = "MESH_CONTROL_SECURE_PORT")]

@@ -1,14 +1,14 @@
 //! The mesh's certificate authority: it signs workload certificates whose
 //! only name is the caller's SPIFFE id.
 //!
-//! - [`store`]: the signing certificate and key, from a directory laid out
+//! - [`store`] holds the signing certificate and key, from a directory laid out
 //!   as Istio's `cacerts` (`ca-cert.pem`, `ca-key.pem`, `root-cert.pem`,
 //!   `cert-chain.pem`): a plugged-in intermediate when the files are there,
 //!   else a self-signed root made on first start and kept (the key file
 //!   mode 0600).
-//! - [`token`]: bootstrap tokens, how a workload of the local mesh proves
-//!   who it is.
-//! - [`service`]: `istio.v1.auth.IstioCertificateService/CreateCertificate`
+//! - [`token`] makes and checks bootstrap tokens, how a workload of the
+//!   local mesh proves who it is.
+//! - [`service`] answers `istio.v1.auth.IstioCertificateService/CreateCertificate`
 //!   on the secure port, over TLS, where ADS is also served to proxies that
 //!   present a mesh certificate.
 //!

@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use base64::Engine;
@@ -58,6 +58,14 @@ impl TokenKey {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|source| LoadError::Io {
+                        path: dir.to_owned(),
+                        source,
+                    })?;
                 let mut bytes = vec![0; KEY_LEN];
                 SystemRandom::new()
                     .fill(&mut bytes)
