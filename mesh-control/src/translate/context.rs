@@ -11,6 +11,7 @@ use mesh_api::networking::destination_rule::DestinationRuleSpec;
 use mesh_api::networking::gateway::Protocol;
 use mesh_api::networking::virtual_service::VirtualServiceSpec;
 
+use super::peer_authentication::PeerAuthentications;
 use super::sidecar_scope::{self, SidecarScope};
 use crate::model::{Endpoint, MeshSnapshot, OutboundTrafficPolicy, Proxy, Service, ServicePort};
 
@@ -44,6 +45,9 @@ pub struct Context<'a> {
     endpoints: OnceCell<EndpointIndex>,
     destination_rules: Vec<Config<'a, DestinationRuleSpec>>,
     virtual_services: Vec<Config<'a, VirtualServiceSpec>>,
+    /// Every PeerAuthentication, wherever it is: they apply by the
+    /// workload's namespace, not the proxy's.
+    pub peer_authentications: PeerAuthentications<'a>,
     /// `destination_rules` and `virtual_services` by the hosts they name.
     /// These indexes, and `endpoints`, are built on first use: a sidecar's
     /// own (inbound) resources need none of them, and are built once per
@@ -232,8 +236,14 @@ impl<'a> Context<'a> {
         });
         let mut destination_rules = Vec::new();
         let mut virtual_services = Vec::new();
+        let mut peer_authentications = PeerAuthentications::new(&snapshot.mesh.root_namespace);
         for resource in &snapshot.config {
             match resource.as_ref() {
+                Resource::PeerAuthentication(pa) => peer_authentications.push(Config {
+                    namespace: resource.namespace(),
+                    name: resource.name(),
+                    spec: &pa.spec,
+                }),
                 Resource::DestinationRule(dr) => {
                     let config = Config {
                         namespace: resource.namespace(),
@@ -276,6 +286,7 @@ impl<'a> Context<'a> {
             endpoints: OnceCell::new(),
             destination_rules,
             virtual_services,
+            peer_authentications,
             destination_rule_hosts: OnceCell::new(),
             virtual_service_hosts: OnceCell::new(),
         }

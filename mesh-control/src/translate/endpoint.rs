@@ -8,6 +8,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 
+use mesh_api::security::peer_authentication::MtlsMode;
+
 use super::context::{Context, endpoint_port, selects};
 use super::proto::{socket, structure, u32v};
 use crate::model::{Endpoint, Service, ServicePort};
@@ -48,8 +50,10 @@ pub fn by_locality(
     groups
         .into_iter()
         .map(|(locality, endpoints)| {
-            let lb_endpoints: Vec<LbEndpoint> =
-                endpoints.iter().map(|e| lb_endpoint(e, port)).collect();
+            let lb_endpoints: Vec<LbEndpoint> = endpoints
+                .iter()
+                .map(|e| lb_endpoint(ctx, e, port))
+                .collect();
             let weight = endpoints.iter().map(|e| weight(e)).sum();
             LocalityLbEndpoints {
                 locality: Some(parse_locality(locality)),
@@ -65,9 +69,16 @@ fn weight(endpoint: &Endpoint) -> u32 {
     endpoint.weight.max(1)
 }
 
-fn lb_endpoint(endpoint: &Endpoint, port: &ServicePort) -> LbEndpoint {
+fn lb_endpoint(ctx: &Context, endpoint: &Endpoint, port: &ServicePort) -> LbEndpoint {
     let mut metadata = Metadata::default();
-    if endpoint.mesh_tls {
+    let number = endpoint_port(endpoint, port);
+    // A port whose PeerAuthentication is DISABLE takes plain text only:
+    // auto mTLS must not offer it TLS.
+    let disabled = ctx
+        .peer_authentications
+        .mode(&endpoint.namespace, &endpoint.labels, number)
+        == MtlsMode::Disable;
+    if endpoint.mesh_tls && !disabled {
         metadata.filter_metadata.insert(
             TRANSPORT_SOCKET_MATCH.to_owned(),
             structure(serde_json::json!({"tlsMode": "istio"})),
@@ -75,10 +86,7 @@ fn lb_endpoint(endpoint: &Endpoint, port: &ServicePort) -> LbEndpoint {
     }
     LbEndpoint {
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
-            address: Some(socket(
-                &endpoint.address.to_string(),
-                endpoint_port(endpoint, port),
-            )),
+            address: Some(socket(&endpoint.address.to_string(), number)),
             ..EnvoyEndpoint::default()
         })),
         health_status: HealthStatus::Healthy as i32,

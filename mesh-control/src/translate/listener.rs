@@ -8,8 +8,7 @@
 //! Differences from istiod: a port whose protocol is neither declared nor
 //! given by its name is proxied as TCP (istiod sniffs it); a TCP service
 //! without a VIP gets `0.0.0.0_<port>` only when no HTTP port has that
-//! number; inbound chains are PERMISSIVE (PeerAuthentication is not read
-//! yet), and there is no HTTP inbound catch-all chain.
+//! number; there is no HTTP inbound catch-all chain.
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{
@@ -29,6 +28,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use mesh_api::names::{ClusterName, fqdn};
 use mesh_api::networking::virtual_service::VirtualServiceSpec;
+use mesh_api::security::peer_authentication::MtlsMode;
 
 use super::cluster::{BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH};
 use super::context::{Config, Context, InboundPort, PortKind, port_kind};
@@ -278,7 +278,7 @@ fn virtual_inbound(ctx: &Context) -> Listener {
     let mut chains = vec![blackhole_chain("virtualInbound-blackhole", INBOUND_PORT)];
     for inbound in ctx.inbound_ports() {
         if inbound.bind.is_none() {
-            chains.extend(inbound_chains(&inbound));
+            chains.extend(inbound_chains(&inbound, inbound_mode(ctx, &inbound)));
         }
     }
     chains.push(tcp_chain(
@@ -318,9 +318,12 @@ pub(super) fn inspectors() -> Vec<ListenerFilter> {
     ]
 }
 
-/// The chains of one inbound port: mesh mTLS (told apart by TLS and
-/// Istio's ALPN) and plain text, both named `0.0.0.0_<port>`.
-pub(super) fn inbound_chains(inbound: &InboundPort) -> Vec<FilterChain> {
+/// The chains of one inbound port, named `0.0.0.0_<port>`, as its
+/// PeerAuthentication `mode` says: mesh mTLS (told apart by TLS and Istio's
+/// ALPN) and plain text for PERMISSIVE, mTLS alone for STRICT (plain text
+/// finds no chain and is closed), and for DISABLE one chain taking
+/// whatever comes, as it comes.
+pub(super) fn inbound_chains(inbound: &InboundPort, mode: MtlsMode) -> Vec<FilterChain> {
     let name = format!("0.0.0.0_{}", inbound.port);
     let alpn: &[&str] = match inbound.kind {
         PortKind::Http { .. } => &["istio-http/1.0", "istio-http/1.1", "istio-h2"],
@@ -354,7 +357,21 @@ pub(super) fn inbound_chains(inbound: &InboundPort) -> Vec<FilterChain> {
     };
     let mut mtls = chain(mtls_match);
     mtls.transport_socket = Some(tls::inbound(inbound.kind));
-    vec![mtls, chain(plain_match)]
+    match mode {
+        MtlsMode::Strict => vec![mtls],
+        MtlsMode::Disable => vec![chain(FilterChainMatch {
+            destination_port: u32v(u32::from(inbound.port)),
+            ..FilterChainMatch::default()
+        })],
+        MtlsMode::Permissive | MtlsMode::Unset => vec![mtls, chain(plain_match)],
+    }
+}
+
+/// The PeerAuthentication mode of one of the proxy's own ports.
+pub(super) fn inbound_mode(ctx: &Context, inbound: &InboundPort) -> MtlsMode {
+    let proxy = ctx.proxy;
+    ctx.peer_authentications
+        .mode(&proxy.namespace, &proxy.labels, inbound.port)
 }
 
 fn inbound_manager(inbound: &InboundPort, name: &str) -> HttpConnectionManager {

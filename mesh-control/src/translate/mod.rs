@@ -14,7 +14,11 @@
 //!   port of the proxy's own services; `PassthroughCluster`,
 //!   `BlackHoleCluster`, `InboundPassthroughCluster`.
 //! - Endpoints ([`endpoint`]): per EDS cluster, by locality, with weights
-//!   and the `tlsMode` metadata auto mTLS reads.
+//!   and the `tlsMode` metadata auto mTLS reads (not for ports whose
+//!   PeerAuthentication is DISABLE).
+//! - PeerAuthentication ([`peer_authentication`]) sets each inbound port's
+//!   chains: mTLS and plain text (PERMISSIVE), mTLS only (STRICT), or plain
+//!   text only (DISABLE).
 //! - Routes ([`route`], [`http_route`]): one outbound route configuration per
 //!   HTTP port, a virtual host per service, VirtualService HTTP rules.
 //! - Listeners ([`listener`], [`filters`]): `virtualOutbound`,
@@ -39,8 +43,8 @@
 //!
 //! # Left out, and where this differs from istiod
 //! - Waypoints get no resources.
-//! - VirtualService `delegate` rules are skipped; PeerAuthentication
-//!   (inbound is always PERMISSIVE) and AuthorizationPolicy are not read. `retries.retryRemoteLocalities`,
+//! - VirtualService `delegate` rules are skipped; AuthorizationPolicy and
+//!   RequestAuthentication are not read. `retries.retryRemoteLocalities`,
 //!   `localityLbSetting`, `warmup`, `tunnel`, `proxyProtocol`,
 //!   `retryBudget`, `connectionPool.tcp.idleTimeout` and
 //!   `outlierDetection.consecutiveLocalOriginFailures` are not translated.
@@ -71,6 +75,7 @@ mod gateway;
 mod grpc;
 mod http_route;
 mod listener;
+mod peer_authentication;
 mod policy;
 mod proto;
 mod route;

@@ -643,3 +643,78 @@ fn inbound_clusters_and_chains_serve_the_proxys_own_services() {
             .any(|c| c.name.starts_with("inbound|"))
     );
 }
+
+#[test]
+fn peer_authentication_shapes_inbound_chains_and_auto_mtls() {
+    let policies = "\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: mesh-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews-v2, namespace: default}
+spec:
+  selector: {matchLabels: {version: v2}}
+  mtls: {mode: UNSET}
+  portLevelMtls: {8080: {mode: DISABLE}}
+";
+    let mut snapshot = reviews_snapshot(policies);
+    for (version, ip) in [("v1", "10.9.9.9"), ("v2", "10.9.9.8")] {
+        let mut own = (*endpoint("reviews", version, ip)).clone();
+        own.ports.insert("http".into(), 8080);
+        snapshot.endpoints.push(Arc::new(own));
+    }
+    let transports = |resources: &Resources| -> Vec<String> {
+        resources
+            .listeners
+            .iter()
+            .find(|l| l.name == "virtualInbound")
+            .unwrap()
+            .filter_chains
+            .iter()
+            .filter(|c| c.name == "0.0.0.0_8080")
+            .map(|c| {
+                c.filter_chain_match
+                    .as_ref()
+                    .map_or(String::new(), |m| m.transport_protocol.clone())
+            })
+            .collect()
+    };
+    // Mesh-wide STRICT: mTLS only.
+    let v1 = proxy("default", &[("app", "reviews"), ("version", "v1")]);
+    assert_eq!(transports(&translate(&v1, &snapshot)), ["tls"]);
+    // The v2 workload's port-level DISABLE: one chain taking anything.
+    let mut v2 = proxy("default", &[("app", "reviews"), ("version", "v2")]);
+    v2.ip = "10.9.9.8".parse().unwrap();
+    assert_eq!(transports(&translate(&v2, &snapshot)), [""]);
+    // Without policies, PERMISSIVE: both.
+    let mut plain = reviews_snapshot("");
+    plain.endpoints = snapshot.endpoints.clone();
+    assert_eq!(transports(&translate(&v1, &plain)), ["tls", "raw_buffer"]);
+
+    // Clients offer mTLS to the port that takes it, not to the disabled one.
+    let client = translate(&proxy("default", &[("app", "productpage")]), &snapshot);
+    let assignment = client
+        .endpoints
+        .iter()
+        .find(|e| e.cluster_name == "outbound|9080||reviews.default.svc.cluster.local")
+        .unwrap();
+    let modes: BTreeMap<String, Value> = json_of(assignment)["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["endpoint"]["address"]["socket_address"]["address"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                e["metadata"]["filter_metadata"]["envoy.transport_socket_match"]["tlsMode"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(modes["10.9.9.9"], json!("istio"));
+    assert_eq!(modes["10.9.9.8"], Value::Null, "DISABLE gets plain text");
+}
