@@ -311,4 +311,17 @@ async fn xds_on_the_secure_port_needs_a_mesh_certificate() {
         1,
         "the fake generator's one cluster"
     );
+
+    // The same certificate for a node of another namespace: refused.
+    let elsewhere = framed(&DiscoveryRequest {
+        node: Some(Node {
+            id: "sidecar~10.0.0.9~cart.shop~shop.svc.cluster.local".into(),
+            ..Node::default()
+        }),
+        type_url: CDS.into(),
+        ..DiscoveryRequest::default()
+    });
+    let (code, message, _) = call(&mut proxy, ADS, None, elsewhere).await;
+    assert_eq!(code, tonic::Code::PermissionDenied as i32, "{message}");
+    assert!(message.contains("\"shop\""), "{message}");
 }

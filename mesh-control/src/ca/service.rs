@@ -6,7 +6,8 @@
 //!   the reason and the identity, never the token.
 //! - ADS, as on the plaintext port, for proxies whose TLS client
 //!   certificate the mesh's CA issued (a connection without one may only
-//!   ask for a certificate).
+//!   ask for a certificate), and only for a node of the certificate's
+//!   namespace.
 //!
 //! The port's own certificate is issued by the CA at start for the names
 //! clients dial (`istiod.mesh-system.svc`, `localhost`, the bound IP), and
@@ -37,7 +38,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use super::token::TokenKey;
 use super::{CertificateAuthority, SignError};
 use crate::grpc::{Body, Messages, unary};
-use crate::xds::Ads;
+use crate::xds::{Ads, PeerIdentity};
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -194,7 +195,13 @@ async fn route(
     }
     if path.starts_with(crate::xds::ADS_SERVICE_PREFIX) {
         return match identity {
-            Some(_) => ads.handle(request),
+            Some(identity) => {
+                let mut request = request;
+                request
+                    .extensions_mut()
+                    .insert(PeerIdentity(identity.clone()));
+                ads.handle(request)
+            }
             None => Status::unauthenticated(
                 "xDS on the secure port needs a client certificate from the mesh's CA",
             )

@@ -24,6 +24,8 @@ use super::resources::{Encoded, Part};
 use super::response::Response;
 use super::scopes::Scopes;
 use super::{Generator, Push, XdsType, stopped};
+use mesh_api::names::SpiffeId;
+
 use crate::grpc::{Body, Frames, Messages, finish};
 use crate::metrics::Metrics;
 use crate::model::{MeshSnapshot, Proxy};
@@ -94,9 +96,10 @@ impl Ads {
     pub fn handle(&self, request: Request<Incoming>) -> HttpResponse<Body> {
         match request.uri().path() {
             STREAM_PATH => {
+                let peer = request.extensions().get::<PeerIdentity>().cloned();
                 let requests = Messages::new(request.into_body());
                 let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-                tokio::spawn(serve_stream(Arc::clone(&self.shared), requests, tx));
+                tokio::spawn(serve_stream(Arc::clone(&self.shared), requests, peer, tx));
                 let mut response = HttpResponse::new(Body::from_channel(rx));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -154,6 +157,11 @@ impl hyper::service::Service<Request<Incoming>> for Ads {
     }
 }
 
+/// The identity of a client's TLS certificate, put on requests by the
+/// secure port: a proxy may only ask for config of its own namespace.
+#[derive(Debug, Clone)]
+pub struct PeerIdentity(pub SpiffeId);
+
 /// Removes a connection from the registry when its stream ends.
 struct Registered<'a> {
     shared: &'a Shared,
@@ -171,8 +179,13 @@ impl Drop for Registered<'_> {
     }
 }
 
-async fn serve_stream(shared: Arc<Shared>, requests: Messages<DiscoveryRequest>, tx: Frames) {
-    let status = run_stream(&shared, requests, &tx).await;
+async fn serve_stream(
+    shared: Arc<Shared>,
+    requests: Messages<DiscoveryRequest>,
+    peer: Option<PeerIdentity>,
+    tx: Frames,
+) {
+    let status = run_stream(&shared, requests, peer, &tx).await;
     finish(&tx, &status).await;
 }
 
@@ -180,6 +193,7 @@ async fn serve_stream(shared: Arc<Shared>, requests: Messages<DiscoveryRequest>,
 async fn run_stream(
     shared: &Arc<Shared>,
     mut requests: Messages<DiscoveryRequest>,
+    peer: Option<PeerIdentity>,
     tx: &Frames,
 ) -> Status {
     let first = match requests.message().await {
@@ -195,6 +209,16 @@ async fn run_stream(
             return Status::invalid_argument(format!("node id {:?} refused: {err}", node.id));
         }
     };
+    if let Some(PeerIdentity(identity)) = &peer
+        && identity.namespace != proxy.namespace
+    {
+        // A certificate of one namespace must not read another's config.
+        tracing::warn!(node = %node.id, %identity, "refused a proxy claiming another namespace");
+        return Status::permission_denied(format!(
+            "node {:?} is in namespace {:?}, but its certificate is {identity}",
+            node.id, proxy.namespace
+        ));
+    }
     let mut pushes = shared.pushes.clone();
     let push = pushes.borrow_and_update().clone();
     let encoded = generate(shared, &proxy, &push.snapshot, None).await;

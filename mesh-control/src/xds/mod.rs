@@ -41,7 +41,7 @@ use std::fmt;
 use crate::model::{MeshSnapshot, Proxy};
 use crate::translate::{self, Resources, ScopeKey};
 
-pub use ads::Ads;
+pub use ads::{Ads, PeerIdentity};
 pub use connection::Connections;
 pub use debounce::{Debounce, Push, debounce};
 pub use status::{ResourceStatus, SyncStatus, config_dump, syncz};
