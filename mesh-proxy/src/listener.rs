@@ -3,7 +3,7 @@
 //! choosing a filter chain the way Envoy does.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,9 @@ use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{ChainMatch, FilterChain, Listener, ListenerKind, Transport};
+use crate::config::{
+    ChainMatch, Facts, FilterChain, Listener, ListenerKind, Rbac, Transport, rbac_allows,
+};
 use crate::drain::Drain;
 use crate::http::access_log::AccessLogger;
 use crate::http::proxy::HttpState;
@@ -61,6 +63,8 @@ pub struct Runtime {
 struct Chain {
     matcher: ChainMatch,
     handler: Handler,
+    /// Network RBAC: who may connect at all.
+    rbac: Arc<[Rbac]>,
     /// Terminates TLS before the handler sees the bytes.
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -192,6 +196,7 @@ impl Runtime {
             Ok(Chain {
                 matcher: chain.matcher.clone(),
                 handler,
+                rbac: Arc::clone(&chain.rbac),
                 tls: chain.tls.as_ref().map(|tls| Arc::clone(&tls.config)),
             })
         };
@@ -244,7 +249,7 @@ impl Runtime {
             }
             m.prefix_ranges
                 .iter()
-                .filter(|r| contains(r.ip, r.len, destination.ip()))
+                .filter(|r| r.contains(destination.ip()))
                 .map(|r| u32::from(r.len) + 1)
                 .max()
         });
@@ -294,20 +299,6 @@ fn server_name_rank(pattern: &str, name: &str) -> Option<u32> {
 fn narrow(candidates: &mut Vec<&Chain>, score: impl Fn(&ChainMatch) -> Option<u32>) {
     let best = candidates.iter().filter_map(|c| score(&c.matcher)).max();
     candidates.retain(|c| best.is_some() && score(&c.matcher) == best);
-}
-
-fn contains(network: IpAddr, len: u8, ip: IpAddr) -> bool {
-    match (network, ip) {
-        (IpAddr::V4(net), IpAddr::V4(ip)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            u32::from(net) & mask == u32::from(ip) & mask
-        }
-        (IpAddr::V6(net), IpAddr::V6(ip)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            u128::from(net) & mask == u128::from(ip) & mask
-        }
-        _ => false,
-    }
 }
 
 /// Accepts connections until `stop` starts, each for the listener's config
@@ -375,11 +366,16 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) 
         return;
     };
     let _ = stream.set_nodelay(true);
-    let downstream = match (stream.peer_addr(), stream.local_addr()) {
-        (Ok(remote), Ok(local)) => Some(Downstream { remote, local }),
-        _ => None,
-    };
+    // The local address is where the client meant to connect, as Envoy
+    // restores it behind an original-destination listener.
+    let downstream = stream.peer_addr().ok().map(|remote| Downstream {
+        remote,
+        local: destination,
+    });
     let Some(config) = &chain.tls else {
+        if !connection_allowed(chain, downstream, None, &sniffed) {
+            return;
+        }
         return handle(&chain.handler, stream, downstream, None, false, drain).await;
     };
     let acceptor = TlsAcceptor::from(Arc::clone(config));
@@ -396,7 +392,41 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) 
         }
     };
     let (info, h2) = handshake_info(stream.get_ref().1);
+    if !connection_allowed(chain, downstream, Some(&info), &sniffed) {
+        return;
+    }
     handle(&chain.handler, stream, downstream, Some(info), h2, drain).await;
+}
+
+/// Whether the chain's network RBAC filters let the connection in; a
+/// refused one is closed, as Envoy does.
+fn connection_allowed(
+    chain: &Chain,
+    downstream: Option<Downstream>,
+    tls: Option<&DownstreamTls>,
+    sniffed: &Sniffed,
+) -> bool {
+    if chain.rbac.is_empty() {
+        return true;
+    }
+    let Some(downstream) = downstream else {
+        return false;
+    };
+    let facts = Facts {
+        request: None,
+        peer: tls.and_then(|t| t.peer_uri_san.as_deref()),
+        remote: downstream.remote.ip(),
+        destination_ip: downstream.local.ip(),
+        destination_port: downstream.local.port(),
+        server_name: tls
+            .and_then(|t| t.server_name.as_deref())
+            .or(sniffed.hello.server_name.as_deref()),
+    };
+    let allowed = rbac_allows(&chain.rbac, &facts);
+    if !allowed {
+        tracing::debug!(remote = %downstream.remote, peer = ?facts.peer, "RBAC denied the connection; closing");
+    }
+    allowed
 }
 
 /// Hands a connection, maybe decrypted, to its chain's filter.

@@ -138,6 +138,8 @@ pub struct ListenerStats {
     pub rq_total: AtomicU64,
     /// Requests that matched no route.
     pub rq_no_route: AtomicU64,
+    /// Requests an RBAC filter refused.
+    pub rq_rbac_denied: AtomicU64,
     /// Requests the fault filter delayed, and those it aborted.
     pub fault_delays_injected: AtomicU64,
     pub fault_aborts_injected: AtomicU64,
@@ -161,6 +163,11 @@ impl ListenerStats {
             out,
             "envoy_http_no_route{{{label}}} {}",
             get(&self.rq_no_route)
+        );
+        let _ = writeln!(
+            out,
+            "envoy_http_rbac_denied{{{label}}} {}",
+            get(&self.rq_rbac_denied)
         );
         let _ = writeln!(
             out,

@@ -21,9 +21,11 @@ use prost::Message;
 use super::resources::Sources;
 use super::{
     Action, At, ChainMatch, CidrRange, Cluster, ConfigError, FilterChain, HttpManager, Listener,
-    ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors, fault, istio, route,
-    tls,
+    ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors, fault, istio, rbac,
+    route, tls,
 };
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -103,8 +105,20 @@ fn filter_chain(
         Some(socket) => tls::downstream(socket, &sources.secrets, &at.field("transport_socket"))?,
         None => None,
     };
+    // Network RBAC filters come first, as Istio writes them.
+    let mut rbac = Vec::new();
+    let mut first = 0;
+    while let Some(any) = chain.filters.get(first).and_then(network_rbac) {
+        let at = at.field("filters").index(first).field("typed_config");
+        let config = decode::<NetworkRbac>(any, &at)?;
+        if config.matcher.is_some() {
+            return Err(at.field("matcher").unsupported("RBAC matchers"));
+        }
+        rbac.extend(rbac::compile(config.rules.as_ref(), false, &at)?);
+        first += 1;
+    }
     // Istio puts its stats filter in front of tcp_proxy.
-    let (stats, terminal) = match chain.filters.as_slice() {
+    let (stats, terminal) = match &chain.filters[first..] {
         [filter] => (None, filter),
         [stats, filter] if network_stats(stats).is_some() => {
             let any = network_stats(stats).expect("checked");
@@ -114,7 +128,7 @@ fn filter_chain(
         _ => {
             return Err(at.field("filters").unsupported(
                 "anything but one http_connection_manager or tcp_proxy filter, \
-                 optionally after istio.stats",
+                 optionally after RBAC filters and istio.stats",
             ));
         }
     };
@@ -139,6 +153,7 @@ fn filter_chain(
         matcher,
         kind,
         tls,
+        rbac: rbac.into(),
     })
 }
 
@@ -174,23 +189,7 @@ fn chain_match(m: &FilterChainMatch, at: &At) -> Result<ChainMatch, ConfigError>
         .prefix_ranges
         .iter()
         .enumerate()
-        .map(|(i, range)| {
-            let at = at.field("prefix_ranges").index(i);
-            let ip: IpAddr = range.address_prefix.parse().map_err(|_| {
-                at.field("address_prefix").error(format_args!(
-                    "{:?} is not an IP address",
-                    range.address_prefix
-                ))
-            })?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let len = range.prefix_len.as_ref().map_or(max, |l| l.value);
-            if len > max {
-                return Err(at
-                    .field("prefix_len")
-                    .error(format_args!("{len} is longer than {max} bits")));
-            }
-            Ok(CidrRange { ip, len: len as u8 })
-        })
+        .map(|(i, range)| cidr(range, &at.field("prefix_ranges").index(i)))
         .collect::<Result<_, _>>()?;
     let transport = match m.transport_protocol.as_str() {
         "" => None,
@@ -215,6 +214,39 @@ fn chain_match(m: &FilterChainMatch, at: &At) -> Result<ChainMatch, ConfigError>
         transport,
         application_protocols: m.application_protocols.clone(),
     })
+}
+
+/// An address range as Envoy writes it.
+pub(super) fn cidr(
+    range: &envoy_types::pb::envoy::config::core::v3::CidrRange,
+    at: &At,
+) -> Result<CidrRange, ConfigError> {
+    let ip: IpAddr = range.address_prefix.parse().map_err(|_| {
+        at.field("address_prefix").error(format_args!(
+            "{:?} is not an IP address",
+            range.address_prefix
+        ))
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = range.prefix_len.as_ref().map_or(max, |l| l.value);
+    if len > max {
+        return Err(at
+            .field("prefix_len")
+            .error(format_args!("{len} is longer than {max} bits")));
+    }
+    Ok(CidrRange { ip, len: len as u8 })
+}
+
+/// The config of a network filter that is RBAC.
+fn network_rbac(filter: &Filter) -> Option<&Any> {
+    match &filter.config_type {
+        Some(filter::ConfigType::TypedConfig(any))
+            if type_name(any) == rbac::NETWORK_FILTER_TYPE =>
+        {
+            Some(any)
+        }
+        _ => None,
+    }
 }
 
 /// The config of a network filter that is `istio.stats`.
@@ -264,6 +296,7 @@ fn http_manager(
 ) -> Result<HttpManager, ConfigError> {
     let (mut fault, mut routed, mut cors_filter) = (None, false, false);
     let (mut stats, mut peer_exchange) = (None, istio::PeerExchange::default());
+    let mut rbac = Vec::new();
     for (i, http_filter) in hcm.http_filters.iter().enumerate() {
         let here = at.field("http_filters").index(i);
         if let Some(config) = fault::http_filter(http_filter, &here)? {
@@ -287,6 +320,16 @@ fn http_manager(
                 cors_filter = true;
             }
             None if http_filter.name == cors::FILTER_NAME && !routed => cors_filter = true,
+            Some(http_filter::ConfigType::TypedConfig(any))
+                if type_name(any) == rbac::HTTP_FILTER_TYPE && !routed =>
+            {
+                let at = here.field("typed_config");
+                let config = decode::<HttpRbac>(any, &at)?;
+                if config.matcher.is_some() {
+                    return Err(at.field("matcher").unsupported("RBAC matchers"));
+                }
+                rbac.extend(rbac::compile(config.rules.as_ref(), true, &at)?);
+            }
             Some(http_filter::ConfigType::TypedConfig(any))
                 if type_name(any) == istio::STATS_CONFIG && !routed =>
             {
@@ -344,6 +387,7 @@ fn http_manager(
             .as_ref()
             .map_or(60, |kb| kb.value as usize)
             * 1024,
+        rbac,
     })
 }
 

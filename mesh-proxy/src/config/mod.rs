@@ -51,6 +51,13 @@
 //!   `CorsPolicy` in `typed_per_filter_config` (origins by string match,
 //!   methods, headers, exposed headers, max age, credentials,
 //!   `forward_not_matching_preflights`).
+//! - RBAC: `envoy.filters.http.rbac` among the HTTP filters (a refused
+//!   request gets 403 `RBAC: access denied`, flag `RBAC`,
+//!   `envoy_http_rbac_denied`) and `envoy.filters.network.rbac` ahead of a
+//!   chain's terminal filter (a refused connection is closed); ALLOW and
+//!   DENY rules on methods, paths, headers, ports, SNI, the client
+//!   certificate's URI SAN and addresses; see [`rbac`](self::rbac) for the
+//!   subset.
 //! - Faults: `envoy.filters.http.fault` before the router, overridden per route
 //!   in `typed_per_filter_config`: `delay.fixed_delay`, `abort.http_status`,
 //!   `abort.grpc_status`, each with `percentage` (unset is 0%, as in Envoy).
@@ -142,6 +149,7 @@ mod lb_policy;
 mod listener;
 mod load_assignment;
 mod outlier;
+mod rbac;
 mod resources;
 mod retry;
 mod route;
@@ -171,6 +179,7 @@ pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig}
 pub use lb_policy::{Maglev, RingHash};
 pub use load_assignment::DEFAULT_OVERPROVISIONING_FACTOR;
 pub use outlier::OutlierDetection;
+pub use rbac::{Facts, Rbac, allowed as rbac_allows};
 pub use resources::{Compiled, Fingerprint, Fingerprints, References, Resources};
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
 pub use tls::TransportSocketMatch;
@@ -219,6 +228,8 @@ pub struct FilterChain {
     pub kind: ListenerKind,
     /// The chain terminates TLS (`transport_socket`).
     pub tls: Option<crate::tls::ServerTls>,
+    /// Network RBAC filters ahead of the terminal filter, in order.
+    pub rbac: Arc<[Rbac]>,
 }
 
 /// Which connections a filter chain takes; unset fields match anything.
@@ -237,6 +248,26 @@ pub struct ChainMatch {
 pub struct CidrRange {
     pub ip: std::net::IpAddr,
     pub len: u8,
+}
+
+impl CidrRange {
+    /// Whether `ip` is in the range; an address of the other family never is.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.ip, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What the first bytes of a connection look like.
@@ -281,6 +312,8 @@ pub struct HttpManager {
     pub request_headers_timeout: Duration,
     /// The most request header bytes accepted (`max_request_headers_kb`).
     pub max_request_headers: usize,
+    /// HTTP RBAC filters, in order: each must let a request through.
+    pub rbac: Vec<Rbac>,
 }
 
 #[derive(Debug, Default)]

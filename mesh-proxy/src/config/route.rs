@@ -200,7 +200,7 @@ fn route_matcher(m: &EnvoyRouteMatch, at: &At) -> Result<RouteMatch, ConfigError
     })
 }
 
-fn header_matcher(h: &HeaderMatcher, at: &At) -> Result<HeaderMatch, ConfigError> {
+pub(super) fn header_matcher(h: &HeaderMatcher, at: &At) -> Result<HeaderMatch, ConfigError> {
     let name = match h.name.as_str() {
         ":method" => HeaderKey::Method,
         ":path" => HeaderKey::Path,

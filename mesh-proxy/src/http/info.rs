@@ -30,12 +30,15 @@ impl ResponseFlags {
     pub const NC: ResponseFlags = ResponseFlags(1 << 8);
     /// Upstream retry limit exceeded.
     pub const URX: ResponseFlags = ResponseFlags(1 << 9);
+    /// Denied by an RBAC filter.
+    pub const RBAC: ResponseFlags = ResponseFlags(1 << 10);
 
-    const NAMES: [(ResponseFlags, &'static str); 10] = [
+    const NAMES: [(ResponseFlags, &'static str); 11] = [
         (Self::DI, "DI"),
         (Self::FI, "FI"),
         (Self::NC, "NC"),
         (Self::NR, "NR"),
+        (Self::RBAC, "RBAC"),
         (Self::UC, "UC"),
         (Self::UF, "UF"),
         (Self::UH, "UH"),

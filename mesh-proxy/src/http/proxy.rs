@@ -14,9 +14,11 @@ use hyper::body::Incoming;
 
 use super::info::{ResponseFlags, ResponseInfo};
 use super::{Body, access_log, cors, fault, forward, route};
-use crate::config::{Action, HttpManager, Redirect, Route, VirtualHost};
+use crate::config::{Action, Facts, HttpManager, Redirect, Route, VirtualHost, rbac_allows};
+use crate::lb::Downstream;
 use crate::stats::ListenerStats;
 use crate::telemetry::HttpTelemetry;
+use crate::tls::DownstreamTls;
 use crate::upstream::Upstreams;
 
 /// What a listener's HTTP requests need.
@@ -56,6 +58,14 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
 }
 
 async fn respond(state: &HttpState, parts: Parts, body: Incoming) -> Response<Body> {
+    if !state.manager.rbac.is_empty() && !rbac_allows(&state.manager.rbac, &facts(&parts)) {
+        state.stats.rq_rbac_denied.fetch_add(1, Ordering::Relaxed);
+        return local_reply(
+            StatusCode::FORBIDDEN,
+            "RBAC: access denied",
+            ResponseFlags::RBAC,
+        );
+    }
     let selected = route::select(&state.manager.routes, &parts);
     let fault = fault::for_request(&state.manager, selected.map(|(_, route)| route));
     let injected = fault::inject(fault, &state.stats).await;
@@ -120,6 +130,22 @@ async fn routed(
         cors::decorate(policy, origin, response.headers_mut());
     }
     response
+}
+
+/// What RBAC looks at for one request: the request, and its connection's
+/// addresses and client certificate.
+fn facts(parts: &Parts) -> Facts<'_> {
+    let downstream = parts.extensions.get::<Downstream>();
+    let tls = parts.extensions.get::<DownstreamTls>();
+    let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
+    Facts {
+        request: Some(parts),
+        peer: tls.and_then(|t| t.peer_uri_san.as_deref()),
+        remote: downstream.map_or(unspecified, |d| d.remote.ip()),
+        destination_ip: downstream.map_or(unspecified, |d| d.local.ip()),
+        destination_port: downstream.map_or(0, |d| d.local.port()),
+        server_name: tls.and_then(|t| t.server_name.as_deref()),
+    }
 }
 
 /// The authority the client asked for (HTTP/2 `:authority` or the Host header).

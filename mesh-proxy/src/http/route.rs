@@ -106,7 +106,7 @@ fn header_value<'a>(key: &HeaderKey, request: &'a Parts) -> Option<Cow<'a, str>>
     value.map(Cow::Borrowed)
 }
 
-fn header_matches(m: &HeaderMatch, request: &Parts) -> bool {
+pub(crate) fn header_matches(m: &HeaderMatch, request: &Parts) -> bool {
     let value = header_value(&m.name, request);
     let found = match (&m.value, value) {
         (ValueMatch::Present(present), value) => value.is_some() == *present,

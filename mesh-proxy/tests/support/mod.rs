@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 /// How long anything may take to become ready before a test fails.
-const READY_WITHIN: Duration = Duration::from_secs(20);
+pub const READY_WITHIN: Duration = Duration::from_secs(20);
 
 /// An HTTP server that answers every request with JSON describing it.
 /// `/status/<code>` answers with that status; `/delay/<ms>` waits first.
@@ -214,7 +214,7 @@ async fn wait_for_file(path: &PathBuf, child: &mut Child) -> SocketAddr {
     }
 }
 
-fn client() -> Client<HttpConnector, Empty<Bytes>> {
+pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
