@@ -171,7 +171,9 @@ pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig}
 pub use lb_policy::{Maglev, RingHash};
 pub use load_assignment::DEFAULT_OVERPROVISIONING_FACTOR;
 pub use outlier::OutlierDetection;
-pub use resources::{Compiled, Fingerprint, Fingerprints, References, Resources};
+pub use resources::{
+    Compiled, Fingerprint, Fingerprints, References, Resources, admin_address, node_info,
+};
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
 pub use tls::TransportSocketMatch;
 
