@@ -1,7 +1,8 @@
 //! The admin server (Envoy's port 15000): readiness, stats, config dump,
-//! listener addresses, cluster endpoints (`/clusters`), the log level
-//! (`/logging`), and `/quitquitquit`.
+//! listener addresses, cluster endpoints (`/clusters`), the workload
+//! certificate (`/certs`), the log level (`/logging`), and `/quitquitquit`.
 
+mod certs;
 mod clusters;
 
 use std::convert::Infallible;
@@ -19,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::drain::{Drain, Trigger};
+use crate::identity::CertificateProvider;
 use crate::live::Live;
 use crate::logging::{self, LogControl};
 use crate::stats::ClusterStats;
@@ -34,6 +36,8 @@ pub struct AdminState {
     pub xds: Option<Arc<ArcSwap<xds::dump::Snapshot>>>,
     /// Istio's standard metrics.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The workload certificate's provider, with a CA.
+    pub identity: Option<Arc<CertificateProvider>>,
     pub trigger: Trigger,
     /// Changes the log filter (`/logging`), when the process allows it.
     pub log: Option<Arc<dyn LogControl>>,
@@ -65,8 +69,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, drain: Drain) 
 
 fn page(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
-        // Envoy's server state: LIVE once the first whole config is served.
-        (&Method::GET, "/ready" | "/healthz/ready") => match state.live.is_ready() {
+        // Envoy's server state: LIVE once the first whole config is served
+        // and, with a CA, the workload certificate has come.
+        (&Method::GET, "/ready" | "/healthz/ready") => match ready(state) {
             true => text(StatusCode::OK, "LIVE\n".into()),
             false => text(StatusCode::SERVICE_UNAVAILABLE, "INITIALIZING\n".into()),
         },
@@ -86,6 +91,10 @@ fn page(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>
                 Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
             }
         }
+        (&Method::GET, "/certs") => json_response(
+            serde_json::to_string_pretty(&certs::json(state.identity.as_deref()))
+                .unwrap_or_default(),
+        ),
         (&Method::GET, "/clusters") => {
             let upstreams = Arc::clone(&state.live.view().upstreams);
             if !has_param(request, "format=json") {
@@ -112,6 +121,14 @@ fn page(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
+fn ready(state: &AdminState) -> bool {
+    state.live.is_ready()
+        && state
+            .identity
+            .as_ref()
+            .is_none_or(|provider| provider.has_certificate())
+}
+
 /// Whether the query has this parameter (`name` or `name=value`).
 fn has_param(request: &Request<Incoming>, param: &str) -> bool {
     request.uri().query().is_some_and(|q| {
@@ -131,6 +148,9 @@ fn prometheus(state: &AdminState) -> String {
         http.stats.render(&http.manager.stat_prefix, &mut out);
     }
     state.telemetry.metrics.render(&mut out);
+    if let Some(provider) = &state.identity {
+        provider.render_metrics(&mut out);
+    }
     out
 }
 

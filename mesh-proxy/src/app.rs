@@ -1,16 +1,19 @@
 //! Starting the proxy from its config, and stopping it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::drain::{self, Drain, Trigger};
+use crate::identity::{CaOptions, CertificateProvider, Provided};
 use crate::live::Live;
 use crate::logging::LogControl;
 use crate::telemetry::Telemetry;
@@ -35,6 +38,11 @@ pub struct Options {
     pub log: Option<Arc<dyn LogControl>>,
     /// The control plane's `host:port`, over the bootstrap's ADS cluster.
     pub xds_address: Option<String>,
+    /// The mesh's CA, for the workload certificate (see [`crate::identity`]).
+    pub ca: Option<CaOptions>,
+    /// Where to write the admin server's address once the static resources
+    /// are served, or before they wait for the workload certificate.
+    pub admin_address_path: Option<PathBuf>,
 }
 
 /// Binds every listener and the admin server, and starts serving.
@@ -43,48 +51,69 @@ pub async fn start(bootstrap: Bootstrap) -> anyhow::Result<Running> {
 }
 
 /// Like [`start`], with the process's [`Options`]. With a control plane, the
-/// static resources are served at once and the rest as xDS brings it.
+/// static resources are served at once and the rest as xDS brings it. With
+/// a CA, the admin server is up first, and static resources that need the
+/// workload certificate are served once it has come.
 pub async fn start_with(bootstrap: Bootstrap, options: Options) -> anyhow::Result<Running> {
-    let config = Config::from_bootstrap(&bootstrap)?;
-    let target = xds::target(&bootstrap, &config, options.xds_address.as_deref())?;
     let (trigger, drain) = drain::channel();
-    let telemetry = Arc::new(Telemetry::new(&config.node));
+    let node = Arc::new(config::node_info(&bootstrap));
+    let provider = match options.ca {
+        Some(ca) => Some(CertificateProvider::start(ca, &node, drain.clone())?),
+        None => None,
+    };
+    let telemetry = Arc::new(Telemetry::new(&node));
     let live = Arc::new(Live::new(Arc::clone(&telemetry), drain.clone()));
-    live.apply(&config).await?;
-    if target.is_none() {
-        live.mark_ready();
-    }
-    let listeners = live.view().listeners.clone();
     let status = Arc::new(ArcSwap::from_pointee(xds::dump::Snapshot::default()));
-    let admin = match config.admin {
+    let dynamic = bootstrap.dynamic_resources.is_some() || options.xds_address.is_some();
+    let admin = match config::admin_address(&bootstrap)? {
         Some(address) => {
-            let socket = TcpListener::bind(address)
-                .await
-                .map_err(|err| anyhow::anyhow!("admin: cannot bind {address}: {err}"))?;
-            let local = socket.local_addr()?;
-            let state = Arc::new(AdminState {
+            let state = AdminState {
                 bootstrap: bootstrap.clone(),
                 live: Arc::clone(&live),
-                xds: target.is_some().then(|| Arc::clone(&status)),
+                xds: dynamic.then(|| Arc::clone(&status)),
                 telemetry,
+                identity: provider.clone(),
                 trigger: trigger.clone(),
                 log: options.log,
-            });
-            tokio::spawn(admin::serve(socket, state, drain.clone()));
-            Some(local)
+            };
+            Some(serve_admin(address, state, &drain).await?)
         }
         None => None,
     };
-    if let Some(target) = target {
-        let protocol = xds::protocol::Protocol::new(bootstrap.clone(), xds::node(&bootstrap));
-        tokio::spawn(xds::run(
-            target,
-            protocol,
-            Arc::clone(&live),
-            status,
-            drain.clone(),
-        ));
+    let mut announce = Announce(options.admin_address_path.zip(admin));
+    let config = statics(&bootstrap, provider.as_deref(), &drain, &mut announce).await?;
+    let target = xds::target(&bootstrap, &config, options.xds_address.as_deref())?;
+    live.apply(&config).await?;
+    announce.now()?;
+    if target.is_none() {
+        live.mark_ready();
     }
+    let watch = provider.as_ref().map(|p| p.watch());
+    match (target, watch) {
+        (Some(target), watch) => {
+            let provided = provider.as_ref().map_or(Provided::Off, |p| p.provided());
+            let protocol = xds::protocol::Protocol::new(bootstrap.clone(), xds::node(&bootstrap))
+                .with_provided(provided);
+            tokio::spawn(xds::run(
+                target,
+                protocol,
+                Arc::clone(&live),
+                status,
+                drain.clone(),
+                watch,
+            ));
+        }
+        (None, Some(watch)) => {
+            tokio::spawn(follow_provider(
+                bootstrap,
+                watch,
+                Arc::clone(&live),
+                drain.clone(),
+            ));
+        }
+        (None, None) => {}
+    }
+    let listeners = live.view().listeners.clone();
     Ok(Running {
         listeners,
         admin,
@@ -92,6 +121,95 @@ pub async fn start_with(bootstrap: Bootstrap, options: Options) -> anyhow::Resul
         drain,
         live,
     })
+}
+
+async fn serve_admin(
+    address: SocketAddr,
+    state: AdminState,
+    drain: &Drain,
+) -> anyhow::Result<SocketAddr> {
+    let socket = TcpListener::bind(address)
+        .await
+        .map_err(|err| anyhow::anyhow!("admin: cannot bind {address}: {err}"))?;
+    let local = socket.local_addr()?;
+    tokio::spawn(admin::serve(socket, Arc::new(state), drain.clone()));
+    Ok(local)
+}
+
+/// Writes the admin server's address to a file, once: when the static
+/// resources are served, or before they wait for the workload certificate.
+#[derive(Debug)]
+struct Announce(Option<(PathBuf, SocketAddr)>);
+
+impl Announce {
+    /// Writes then renames, so that a reader never sees half an address.
+    fn now(&mut self) -> std::io::Result<()> {
+        let Some((path, address)) = self.0.take() else {
+            return Ok(());
+        };
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, address.to_string())?;
+        std::fs::rename(&partial, path)
+    }
+}
+
+/// The static resources compiled; when they need the workload certificate,
+/// once it has come.
+async fn statics(
+    bootstrap: &Bootstrap,
+    provider: Option<&CertificateProvider>,
+    drain: &Drain,
+    announce: &mut Announce,
+) -> anyhow::Result<Config> {
+    let Some(provider) = provider else {
+        return Ok(Config::from_bootstrap(bootstrap)?);
+    };
+    let mut watch = provider.watch();
+    loop {
+        let provided = watch.borrow_and_update().clone();
+        let compiled = Config::from_bootstrap_with(bootstrap, &provided);
+        match compiled.config {
+            Err(err) if compiled.awaits_secret => {
+                tracing::info!(reason = %err, "the static config waits for the workload certificate");
+                announce.now()?;
+            }
+            config => return Ok(config?),
+        }
+        tokio::select! {
+            changed = watch.changed() => changed?,
+            () = drain.clone().started() => {
+                anyhow::bail!("stopped before the workload certificate came")
+            }
+        }
+    }
+}
+
+/// Compiles the static resources again when the certificate provider's
+/// secrets change (a new root), until the drain starts.
+async fn follow_provider(
+    bootstrap: Bootstrap,
+    mut watch: watch::Receiver<Provided>,
+    live: Arc<Live>,
+    drain: Drain,
+) {
+    let mut drained = std::pin::pin!(drain.started());
+    loop {
+        tokio::select! {
+            changed = watch.changed() => if changed.is_err() { return },
+            () = drained.as_mut() => return,
+        }
+        let provided = watch.borrow_and_update().clone();
+        let applied = match Config::from_bootstrap_with(&bootstrap, &provided).config {
+            Ok(config) => live.apply(&config).await,
+            Err(err) => Err(err.into()),
+        };
+        match applied {
+            Ok(()) => tracing::info!("static config applied with the new mesh root"),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot apply the static config with the new mesh root")
+            }
+        }
+    }
 }
 
 impl Running {

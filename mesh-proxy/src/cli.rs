@@ -11,6 +11,7 @@ use tracing_subscriber::{EnvFilter, reload};
 
 use crate::app;
 use crate::config::read_bootstrap;
+use crate::identity::CaOptions;
 use crate::logging::{LogControl, ReloadableFilter};
 
 /// The mesh's proxy, configured like Envoy.
@@ -39,6 +40,33 @@ pub struct Args {
     /// of the one the bootstrap's `dynamic_resources.ads_config` names.
     #[arg(long, env = "MESH_PROXY_XDS_ADDRESS")]
     pub xds_address: Option<String>,
+    /// The mesh's CA (`https://host:port`), which certifies the workload:
+    /// its certificate becomes the SDS secrets `default` and `ROOTCA`.
+    #[arg(long, env = "MESH_PROXY_CA_ADDRESS", requires = "ca_root_cert")]
+    pub ca_address: Option<String>,
+    /// PEM of the root the CA's TLS certificate chains to; the certificates
+    /// the CA issues must chain to it too, and it is `ROOTCA` when the CA
+    /// returns the leaf alone.
+    #[arg(long, env = "MESH_PROXY_CA_ROOT_CERT", value_name = "FILE")]
+    pub ca_root_cert: Option<PathBuf>,
+    /// A file holding the token sent to the CA as `authorization: Bearer
+    /// <token>`; read at each request, so that it may be rotated.
+    #[arg(long, env = "MESH_PROXY_CA_TOKEN_FILE", value_name = "FILE")]
+    pub ca_token_file: Option<PathBuf>,
+    /// The lifetime asked for the workload certificate; it is renewed at half.
+    #[arg(long, default_value = "24h", value_parser = parse_duration, env = "MESH_PROXY_CERT_TTL")]
+    pub cert_ttl: Duration,
+}
+
+impl Args {
+    fn ca(&self) -> Option<CaOptions> {
+        Some(CaOptions {
+            address: self.ca_address.clone()?,
+            root_cert: self.ca_root_cert.clone()?,
+            token_file: self.ca_token_file.clone(),
+            ttl: self.cert_ttl,
+        })
+    }
 }
 
 fn runtime(concurrency: usize) -> std::io::Result<tokio::runtime::Runtime> {
@@ -81,17 +109,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let options = app::Options {
             log: Some(log),
+            ca: args.ca(),
             xds_address: args.xds_address,
+            admin_address_path: args.admin_address_path,
         };
         let running = app::start_with(bootstrap, options).await?;
         for (name, address) in &running.listeners {
             tracing::info!(listener = %name, %address, "listening");
-        }
-        if let (Some(path), Some(admin)) = (&args.admin_address_path, running.admin) {
-            // Write then rename, so that a reader never sees half an address.
-            let partial = path.with_extension("partial");
-            std::fs::write(&partial, admin.to_string())?;
-            std::fs::rename(&partial, path)?;
         }
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

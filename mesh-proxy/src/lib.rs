@@ -12,6 +12,7 @@ pub mod config;
 pub mod drain;
 pub mod health;
 pub mod http;
+pub mod identity;
 pub mod lb;
 pub mod listener;
 pub mod live;

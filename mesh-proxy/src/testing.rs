@@ -93,3 +93,42 @@ pub fn compile_with_cluster(fields: Value) -> Result<Config, ConfigError> {
     }
     compile(&bootstrap)
 }
+
+/// What the certificate provider offers once it has a certificate: a
+/// self-signed one for `spiffe://cluster.local/ns/default/sa/default`,
+/// trusted as the root too.
+pub fn provided_secrets() -> crate::identity::Provided {
+    use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CertificateValidationContext, secret,
+    };
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "spiffe://cluster.local/ns/default/sa/default"
+            .try_into()
+            .unwrap(),
+    )];
+    let cert = params.self_signed(&key).unwrap();
+    let certified = rustls::sign::CertifiedKey::from_der(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        &rustls::crypto::ring::default_provider(),
+    )
+    .unwrap();
+    let root = secret::Type::ValidationContext(CertificateValidationContext {
+        trusted_ca: Some(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(cert.pem())),
+            ..DataSource::default()
+        }),
+        ..CertificateValidationContext::default()
+    });
+    crate::identity::Provided::Ready(std::sync::Arc::new(crate::identity::MeshSecrets {
+        identity: std::sync::Arc::new(crate::tls::RotatingIdentity::new(std::sync::Arc::new(
+            certified,
+        ))),
+        root,
+    }))
+}

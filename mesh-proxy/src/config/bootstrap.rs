@@ -4,9 +4,10 @@ use std::path::Path;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 
-use super::resources::{self, Sources};
+use super::resources::{self, Compiled, Sources};
 use super::tls::Secrets;
 use super::{Config, ConfigError};
+use crate::identity::Provided;
 
 /// Reads a bootstrap file; errors name the file and, where known, the line.
 pub fn read_bootstrap(path: &Path) -> anyhow::Result<Bootstrap> {
@@ -29,10 +30,23 @@ pub fn read_bootstrap(path: &Path) -> anyhow::Result<Bootstrap> {
 impl Config {
     /// Compiles the static resources of a bootstrap.
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Config, ConfigError> {
+        Config::from_bootstrap_with(bootstrap, &Provided::Off).config
+    }
+
+    /// Like [`Config::from_bootstrap`], with `default` and `ROOTCA` from the
+    /// certificate provider for the names the static secrets do not define;
+    /// while it has no certificate yet, a compile that needs one says it
+    /// awaits a secret.
+    pub fn from_bootstrap_with(bootstrap: &Bootstrap, provided: &Provided) -> Compiled {
         let resources = bootstrap.static_resources.clone().unwrap_or_default();
-        let sources = Sources::bootstrap(Secrets::compile(&resources.secrets)?);
+        let secrets = match Secrets::compile(&resources.secrets) {
+            Ok(secrets) => secrets.with_provided(provided.clone()),
+            Err(err) => return Compiled::failed(err),
+        };
+        let sources = Sources::bootstrap(secrets);
         let clusters: Vec<_> = resources.clusters.iter().collect();
         let listeners: Vec<_> = resources.listeners.iter().collect();
-        resources::compile(bootstrap, &clusters, &listeners, &sources)
+        let config = resources::compile(bootstrap, &clusters, &listeners, &sources);
+        Compiled::of(config, sources)
     }
 }

@@ -86,7 +86,11 @@
 //!   `filename`, `inline_string`, `inline_bytes` or `environment_variable`.
 //!   SDS references are resolved by name against the static secrets and,
 //!   with xDS, the secrets received over ADS (whatever the `sds_config`
-//!   says); a TLS context waits for a secret not received yet. As in Envoy, the peer chain is
+//!   says); a TLS context waits for a secret not received yet. With
+//!   `--ca-address`, `default` and `ROOTCA` not defined by either come from
+//!   the workload certificate the proxy gets from the mesh's CA, and config
+//!   naming them waits for the first certificate (see [`crate::identity`]).
+//!   As in Envoy, the peer chain is
 //!   checked against `trusted_ca`, the SAN matchers replace any hostname
 //!   check, and without a validation context the peer certificate is not
 //!   checked at all: such upstream TLS encrypts but does not authenticate.
@@ -180,7 +184,9 @@ pub use lb_policy::{Maglev, RingHash};
 pub use load_assignment::DEFAULT_OVERPROVISIONING_FACTOR;
 pub use outlier::OutlierDetection;
 pub use rbac::{Facts, Rbac, allowed as rbac_allows};
-pub use resources::{Compiled, Fingerprint, Fingerprints, References, Resources};
+pub use resources::{
+    Compiled, Fingerprint, Fingerprints, References, Resources, admin_address, node_info,
+};
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
 pub use tls::TransportSocketMatch;
 

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hasher};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
@@ -22,6 +23,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
 use super::tls::Secrets;
 use super::{At, Config, ConfigError, cluster, listener};
+use crate::identity::Provided;
 
 /// The latest accepted resources of each xDS type, by name.
 #[derive(Debug, Default, Clone)]
@@ -52,8 +54,9 @@ pub struct References {
 pub struct Compiled {
     pub config: Result<Config, ConfigError>,
     pub references: References,
-    /// The compile stopped at a secret not received yet, which is no fault
-    /// of the resources: the rest is checked once it comes.
+    /// The compile stopped at a secret not received yet (over SDS or from
+    /// the CA), which is no fault of the resources: the rest is checked
+    /// once it comes.
     pub awaits_secret: bool,
 }
 
@@ -173,16 +176,20 @@ impl Config {
     /// Compiles the bootstrap's static resources together with dynamic ones.
     /// A dynamic resource may not take the name of a static one.
     pub fn from_resources(bootstrap: &Bootstrap, resources: &Resources) -> Compiled {
+        Config::from_resources_with(bootstrap, resources, &Provided::Off)
+    }
+
+    /// Like [`Config::from_resources`], with `default` and `ROOTCA` from the
+    /// certificate provider for the names neither source defines.
+    pub fn from_resources_with(
+        bootstrap: &Bootstrap,
+        resources: &Resources,
+        provided: &Provided,
+    ) -> Compiled {
         let statics = bootstrap.static_resources.clone().unwrap_or_default();
         let secrets = match Secrets::with_dynamic(&statics.secrets, resources.secrets.values()) {
-            Ok(secrets) => secrets,
-            Err(err) => {
-                return Compiled {
-                    config: Err(err),
-                    references: References::default(),
-                    awaits_secret: false,
-                };
-            }
+            Ok(secrets) => secrets.with_provided(provided.clone()),
+            Err(err) => return Compiled::failed(err),
         };
         let sources = Sources {
             secrets,
@@ -201,6 +208,20 @@ impl Config {
             .chain(resources.listeners.values())
             .collect();
         let config = compile(bootstrap, &clusters, &listeners, &sources);
+        Compiled::of(config, sources)
+    }
+}
+
+impl Compiled {
+    pub(super) fn failed(err: ConfigError) -> Compiled {
+        Compiled {
+            config: Err(err),
+            references: References::default(),
+            awaits_secret: false,
+        }
+    }
+
+    pub(super) fn of(config: Result<Config, ConfigError>, sources: Sources<'_>) -> Compiled {
         let awaits_secret = config
             .as_ref()
             .is_err_and(|err| sources.secrets.is_awaited(err));
@@ -256,20 +277,29 @@ pub(super) fn compile(
         }
         compiled_listeners.push(compiled);
     }
-    let admin = match bootstrap.admin.as_ref().and_then(|a| a.address.as_ref()) {
-        Some(address) => Some(listener::socket_address(
-            address,
-            &At::resource("admin", "admin").field("address"),
-        )?),
-        None => None,
-    };
     Ok(Config {
         listeners: compiled_listeners,
         clusters: compiled_clusters,
-        admin,
-        node: Arc::new(super::istio::node(bootstrap.node.as_ref())),
+        admin: admin_address(bootstrap)?,
+        node: Arc::new(node_info(bootstrap)),
         fingerprints,
     })
+}
+
+/// The admin server's address, `admin.address`.
+pub fn admin_address(bootstrap: &Bootstrap) -> Result<Option<SocketAddr>, ConfigError> {
+    match bootstrap.admin.as_ref().and_then(|a| a.address.as_ref()) {
+        Some(address) => Ok(Some(listener::socket_address(
+            address,
+            &At::resource("admin", "admin").field("address"),
+        )?)),
+        None => Ok(None),
+    }
+}
+
+/// The local workload, as the bootstrap's `node` describes it.
+pub fn node_info(bootstrap: &Bootstrap) -> super::NodeInfo {
+    super::istio::node(bootstrap.node.as_ref())
 }
 
 /// A cluster changes with its definition, its EDS assignment, and, when it

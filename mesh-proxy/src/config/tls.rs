@@ -1,7 +1,8 @@
 //! Transport sockets: `envoy.transport_sockets.tls` on clusters
 //! (`UpstreamTlsContext`, chosen per endpoint by `transport_socket_matches`)
 //! and on listener filter chains (`DownstreamTlsContext`), with certificates
-//! and validation contexts inline or from the bootstrap's static secrets.
+//! and validation contexts inline or from secrets: static, over SDS, or the
+//! workload certificate from the CA.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,9 +22,10 @@ use prost::Message;
 use super::listener::{decode, type_name};
 use super::route::string_matcher;
 use super::{At, Cluster, ConfigError, Endpoint};
+use crate::identity::{DEFAULT_SECRET, Provided, ROOT_SECRET};
 use crate::tls::{
-    ClientSettings, ClientTls, Identity, Protocols, SanKind, SanMatcher, ServerSettings, ServerTls,
-    Validation,
+    ClientSettings, ClientTls, Identity, Protocols, RotatingIdentity, SanKind, SanMatcher,
+    ServerSettings, ServerTls, Validation,
 };
 
 const UPSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -33,10 +35,13 @@ const RAW_BUFFER: &str = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBu
 const MATCH_METADATA: &str = "envoy.transport_socket_match";
 
 /// The secrets TLS contexts refer to by name: the bootstrap's
-/// `static_resources.secrets`, and with xDS also those received over SDS.
+/// `static_resources.secrets`, with xDS also those received over SDS, and
+/// last the workload certificate's `default` and `ROOTCA` from the CA (see
+/// [`crate::identity`]), for the names nothing else defines.
 #[derive(Debug, Default)]
 pub(super) struct Secrets {
     table: BTreeMap<String, secret::Type>,
+    provided: Provided,
     /// Names may still arrive over SDS, so a missing one is awaited, not wrong.
     dynamic: bool,
     /// Every name looked up, found or not, for the SDS subscription.
@@ -64,6 +69,12 @@ impl Secrets {
         Ok(table)
     }
 
+    /// Falls back on the certificate provider for `default` and `ROOTCA`.
+    pub(super) fn with_provided(mut self, provided: Provided) -> Secrets {
+        self.provided = provided;
+        self
+    }
+
     fn add<'a>(
         &mut self,
         secrets: impl IntoIterator<Item = &'a Secret>,
@@ -89,6 +100,16 @@ impl Secrets {
             };
             hasher.write(&secret.encode_to_vec());
         }
+        // The workload certificate is renewed in place: what changes the
+        // contexts that use it is a new root, not a new leaf.
+        if let Provided::Ready(mesh) = &self.provided {
+            hasher.write_usize(Arc::as_ptr(&mesh.identity) as usize);
+            let root = Secret {
+                name: ROOT_SECRET.into(),
+                r#type: Some(mesh.root.clone()),
+            };
+            hasher.write(&root.encode_to_vec());
+        }
     }
 
     /// The names looked up so far.
@@ -100,32 +121,58 @@ impl Secrets {
     pub(super) fn missing(&self) -> impl Iterator<Item = String> + '_ {
         self.requested()
             .into_iter()
-            .filter(|name| !self.table.contains_key(name))
+            .filter(|name| !self.table.contains_key(name) && self.provided_secret(name).is_none())
     }
 
-    fn get(&self, config: &SdsSecretConfig, at: &At) -> Result<&secret::Type, ConfigError> {
-        self.requested.borrow_mut().insert(config.name.clone());
-        self.table.get(&config.name).ok_or_else(|| {
-            let reason = if self.dynamic {
-                format!("secret {:?} has not been received over SDS", config.name)
-            } else {
-                format!(
-                    "secret {:?} is not among static_resources.secrets",
-                    config.name
-                )
-            };
-            let err = at.field("name").error(reason);
-            if self.dynamic {
-                *self.awaited.borrow_mut() = Some(err.clone());
-            }
-            err
-        })
+    fn get(&self, config: &SdsSecretConfig, at: &At) -> Result<Found<'_>, ConfigError> {
+        let name = &config.name;
+        self.requested.borrow_mut().insert(name.clone());
+        if let Some(kind) = self.table.get(name) {
+            return Ok(Found::Secret(kind));
+        }
+        if let Some(found) = self.provided_secret(name) {
+            return Ok(found);
+        }
+        let provider_pending = self.provided == Provided::Pending
+            && [DEFAULT_SECRET, ROOT_SECRET].contains(&name.as_str());
+        let reason = if provider_pending {
+            format!("secret {name:?} waits for the workload certificate from the CA")
+        } else if self.dynamic {
+            format!("secret {name:?} has not been received over SDS")
+        } else {
+            format!("secret {name:?} is not among static_resources.secrets")
+        };
+        let err = at.field("name").error(reason);
+        if self.dynamic || provider_pending {
+            *self.awaited.borrow_mut() = Some(err.clone());
+        }
+        Err(err)
     }
 
-    /// Whether `err` is only that a secret has not been received yet.
+    /// `default` or `ROOTCA` from the certificate provider, once it has one.
+    fn provided_secret(&self, name: &str) -> Option<Found<'_>> {
+        let Provided::Ready(mesh) = &self.provided else {
+            return None;
+        };
+        match name {
+            DEFAULT_SECRET => Some(Found::Rotating(&mesh.identity)),
+            ROOT_SECRET => Some(Found::Secret(&mesh.root)),
+            _ => None,
+        }
+    }
+
+    /// Whether `err` is only that a secret has not been received yet (over
+    /// SDS or from the CA).
     pub(super) fn is_awaited(&self, err: &ConfigError) -> bool {
         self.awaited.borrow().as_ref() == Some(err)
     }
+}
+
+/// A secret found by name.
+enum Found<'a> {
+    Secret(&'a secret::Type),
+    /// The workload certificate, renewed in place.
+    Rotating(&'a Arc<RotatingIdentity>),
 }
 
 /// One of a cluster's `transport_socket_matches`.
@@ -390,10 +437,13 @@ fn common(
     for (i, sds) in ctx.tls_certificate_sds_secret_configs.iter().enumerate() {
         let at = at.field("tls_certificate_sds_secret_configs").index(i);
         match secrets.get(sds, &at)? {
-            secret::Type::TlsCertificate(cert) => certificates.push(identity(
+            Found::Secret(secret::Type::TlsCertificate(cert)) => certificates.push(identity(
                 cert,
                 &at.field(&format!("secret {:?}", sds.name)),
             )?),
+            Found::Rotating(rotating) => {
+                certificates.push(Identity::Rotating(Arc::clone(rotating)));
+            }
             _ => {
                 return Err(at.field("name").error(format_args!(
                     "secret {:?} is not a tls_certificate",
@@ -422,7 +472,7 @@ fn validation_context(
 ) -> Result<Option<Validation>, ConfigError> {
     use common_tls_context::ValidationContextType as V;
     let sds_context = |sds: &SdsSecretConfig, at: &At| match secrets.get(sds, at)? {
-        secret::Type::ValidationContext(v) => Ok(v.clone()),
+        Found::Secret(secret::Type::ValidationContext(v)) => Ok(v.clone()),
         _ => Err(at.field("name").error(format_args!(
             "secret {:?} is not a validation_context",
             sds.name
@@ -566,7 +616,7 @@ fn identity(cert: &TlsCertificate, at: &At) -> Result<Identity, ConfigError> {
         .ok_or_else(|| key_at.error("private_key is required"))?;
     let key =
         crate::tls::private_key(&data_source(key, &key_at)?).map_err(|err| key_at.error(err))?;
-    Ok(Identity { chain, key })
+    Ok(Identity::Fixed { chain, key })
 }
 
 /// The bytes of a `DataSource`: a file, inline, or an environment variable.

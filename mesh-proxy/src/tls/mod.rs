@@ -14,8 +14,12 @@ mod verify;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{
     CipherSuite, ClientConfig, RootCertStore, ServerConfig, SupportedCipherSuite,
     SupportedProtocolVersion,
@@ -41,20 +45,70 @@ pub enum TlsError {
     Pem(#[from] rustls_pki_types::pem::Error),
 }
 
-/// A certificate chain (leaf first) and its private key.
+/// The certificate a TLS context presents.
 #[derive(Debug)]
-pub struct Identity {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
+pub enum Identity {
+    /// A certificate chain (leaf first) and its private key, fixed by config.
+    Fixed {
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    },
+    /// One replaced while in use (the workload certificate, rotated).
+    Rotating(Arc<RotatingIdentity>),
 }
 
 impl Identity {
     /// Reads PEM: every certificate of `chain`, and the first private key of `key`.
     pub fn from_pem(chain: &[u8], key: &[u8]) -> Result<Identity, TlsError> {
-        Ok(Identity {
+        Ok(Identity::Fixed {
             chain: certificates(chain)?,
             key: private_key(key)?,
         })
+    }
+}
+
+/// A certificate and key that can be replaced while TLS contexts use them:
+/// each handshake takes the one current when it starts, so a replacement
+/// reaches new connections at once and leaves established ones alone.
+#[derive(Debug)]
+pub struct RotatingIdentity {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl RotatingIdentity {
+    pub fn new(first: Arc<CertifiedKey>) -> RotatingIdentity {
+        RotatingIdentity {
+            current: ArcSwap::new(first),
+        }
+    }
+
+    /// Replaces the certificate for the handshakes that start from now on.
+    pub fn replace(&self, next: Arc<CertifiedKey>) {
+        self.current.store(next);
+    }
+
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+}
+
+impl ResolvesServerCert for RotatingIdentity {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for RotatingIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -212,7 +266,8 @@ impl ClientTls {
             .dangerous()
             .with_custom_certificate_verifier(verifier);
         let mut config = match settings.identity {
-            Some(identity) => builder.with_client_auth_cert(identity.chain, identity.key)?,
+            Some(Identity::Fixed { chain, key }) => builder.with_client_auth_cert(chain, key)?,
+            Some(Identity::Rotating(identity)) => builder.with_client_cert_resolver(identity),
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = settings.alpn.into_iter().map(String::into_bytes).collect();
@@ -257,8 +312,10 @@ impl ServerTls {
             )?),
             None => builder.with_no_client_auth(),
         };
-        let mut config =
-            builder.with_single_cert(settings.identity.chain, settings.identity.key)?;
+        let mut config = match settings.identity {
+            Identity::Fixed { chain, key } => builder.with_single_cert(chain, key)?,
+            Identity::Rotating(identity) => builder.with_cert_resolver(identity),
+        };
         config.alpn_protocols = settings.alpn.into_iter().map(String::into_bytes).collect();
         Ok(ServerTls {
             config: Arc::new(config),

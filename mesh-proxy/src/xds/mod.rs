@@ -11,7 +11,7 @@
 //! serving its last config, and reconnects with jittered exponential
 //! backoff, sending its subscriptions and last accepted versions again.
 
-mod backoff;
+pub(crate) mod backoff;
 pub mod dump;
 pub mod protocol;
 
@@ -26,15 +26,16 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Endpoint;
 
 use crate::config::{At, Config, ConfigError};
 use crate::drain::Drain;
+use crate::identity::Provided;
 use crate::live::Live;
 use backoff::Backoff;
-use protocol::Protocol;
+use protocol::{Outcome, Protocol};
 
 /// How long connecting to the control plane may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -122,19 +123,27 @@ fn ads_target(ads: &ApiConfigSource, statics: &Config, at: &At) -> Result<Target
     Ok(Target(format!("http://{}", endpoint.address)))
 }
 
-/// Runs the client until the drain starts.
+/// Runs the client until the drain starts. `provided` tells when the
+/// certificate provider's secrets change, so that the config is compiled
+/// again with them.
 pub async fn run(
     target: Target,
     mut protocol: Protocol,
     live: Arc<Live>,
     status: Arc<ArcSwap<dump::Snapshot>>,
     drain: Drain,
+    mut provided: Option<watch::Receiver<Provided>>,
 ) {
     let mut backoff = Backoff::default();
     let mut drained = std::pin::pin!(drain.started());
+    let mut client = Client {
+        protocol: &mut protocol,
+        live: &live,
+        status: &status,
+    };
     loop {
         tokio::select! {
-            result = session(&target, &mut protocol, &live, &status, &mut backoff) => {
+            result = client.session(&target, &mut backoff, &mut provided) => {
                 match result {
                     Ok(()) => tracing::warn!(target = %target.0, "the control plane closed the xDS stream"),
                     Err(err) => tracing::warn!(target = %target.0, error = %err, "xDS stream failed"),
@@ -147,61 +156,110 @@ pub async fn run(
             delay_ms = delay.as_millis() as u64,
             "reconnecting to the control plane"
         );
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = drained.as_mut() => return,
+        let mut sleep = std::pin::pin!(tokio::time::sleep(delay));
+        loop {
+            tokio::select! {
+                () = sleep.as_mut() => break,
+                // Subscriptions changed meanwhile go out with the next stream's first requests.
+                next = changed(&mut provided) => {
+                    let outcome = client.provide(next);
+                    client.serve(outcome).await;
+                }
+                () = drained.as_mut() => return,
+            }
         }
     }
 }
 
-/// One stream: subscribe, then handle responses until it ends.
-async fn session(
-    target: &Target,
-    protocol: &mut Protocol,
-    live: &Live,
-    status: &ArcSwap<dump::Snapshot>,
-    backoff: &mut Backoff,
-) -> anyhow::Result<()> {
-    let channel = Endpoint::from_shared(target.0.clone())?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
-    let mut client =
-        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-    let (requests, outgoing) = mpsc::unbounded_channel::<DiscoveryRequest>();
-    for request in protocol.initial_requests() {
-        requests.send(request)?;
-    }
-    let mut responses = client
-        .stream_aggregated_resources(UnboundedReceiverStream::new(outgoing))
-        .await?
-        .into_inner();
-    while let Some(response) = responses.message().await? {
-        backoff.reset();
-        let (type_url, version) = (response.type_url.clone(), response.version_info.clone());
-        let outcome = protocol.handle(response);
-        match &outcome.rejected {
-            Some(reason) => tracing::warn!(%type_url, %version, %reason, "xDS response rejected"),
-            None => {
-                tracing::debug!(%type_url, %version, missing = ?outcome.missing, "xDS response accepted")
+/// What one stream works on.
+struct Client<'a> {
+    protocol: &'a mut Protocol,
+    live: &'a Live,
+    status: &'a ArcSwap<dump::Snapshot>,
+}
+
+impl Client<'_> {
+    /// One stream: subscribe, then handle responses until it ends.
+    async fn session(
+        &mut self,
+        target: &Target,
+        backoff: &mut Backoff,
+        provided: &mut Option<watch::Receiver<Provided>>,
+    ) -> anyhow::Result<()> {
+        let channel = Endpoint::from_shared(target.0.clone())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        let mut client =
+            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+        let (requests, outgoing) = mpsc::unbounded_channel::<DiscoveryRequest>();
+        for request in self.protocol.initial_requests() {
+            requests.send(request)?;
+        }
+        let mut responses = client
+            .stream_aggregated_resources(UnboundedReceiverStream::new(outgoing))
+            .await?
+            .into_inner();
+        loop {
+            let outcome = tokio::select! {
+                message = responses.message() => {
+                    let Some(response) = message? else {
+                        return Ok(());
+                    };
+                    backoff.reset();
+                    let (type_url, version) = (response.type_url.clone(), response.version_info.clone());
+                    let outcome = self.protocol.handle(response);
+                    match &outcome.rejected {
+                        Some(reason) => tracing::warn!(%type_url, %version, %reason, "xDS response rejected"),
+                        None => {
+                            tracing::debug!(%type_url, %version, missing = ?outcome.missing, "xDS response accepted")
+                        }
+                    }
+                    outcome
+                }
+                next = changed(provided) => self.provide(next),
+            };
+            for request in self.serve(outcome).await {
+                requests.send(request)?;
             }
         }
+    }
+
+    /// Compiles the accepted resources with the provider's new secrets.
+    fn provide(&mut self, next: Provided) -> Outcome {
+        let outcome = self.protocol.provide(next);
+        if let Some(reason) = &outcome.rejected {
+            tracing::error!(%reason, "the xDS config cannot be served with the workload certificate");
+        }
+        outcome
+    }
+
+    /// Swaps in the outcome's config, if any; its requests are left to send.
+    async fn serve(&mut self, outcome: Outcome) -> Vec<DiscoveryRequest> {
         if let Some(config) = &outcome.config {
-            match live.apply(config).await {
+            match self.live.apply(config).await {
                 Ok(()) => {
-                    live.mark_ready();
-                    tracing::info!(%type_url, %version, "xDS config applied");
+                    self.live.mark_ready();
+                    tracing::info!("xDS config applied");
                 }
                 Err(err) => tracing::error!(error = %err, "cannot apply the xDS config"),
             }
         }
-        status.store(Arc::new(dump::Snapshot::of(protocol)));
-        for request in outcome.requests {
-            requests.send(request)?;
-        }
+        self.status
+            .store(Arc::new(dump::Snapshot::of(self.protocol)));
+        outcome.requests
     }
-    Ok(())
+}
+
+/// The provider's secrets when they next change; never without a provider.
+async fn changed(provided: &mut Option<watch::Receiver<Provided>>) -> Provided {
+    if let Some(receiver) = provided
+        && receiver.changed().await.is_ok()
+    {
+        return receiver.borrow_and_update().clone();
+    }
+    std::future::pending().await
 }
 
 /// The node the bootstrap describes, which the first request carries.

@@ -25,6 +25,7 @@ use envoy_types::pb::google::rpc::Status;
 use prost::Message;
 
 use crate::config::{Config, References, Resources};
+use crate::identity::Provided;
 
 /// The xDS types, in the order Envoy subscribes to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,6 +86,8 @@ pub struct Protocol {
     bootstrap: Bootstrap,
     node: Node,
     accepted: Resources,
+    /// `default` and `ROOTCA` from the certificate provider.
+    provided: Provided,
     types: BTreeMap<Kind, TypeState>,
 }
 
@@ -111,7 +114,44 @@ impl Protocol {
             bootstrap,
             node,
             accepted: Resources::default(),
+            provided: Provided::Off,
             types,
+        }
+    }
+
+    /// Compiles with what the certificate provider offers now.
+    pub fn with_provided(mut self, provided: Provided) -> Protocol {
+        self.provided = provided;
+        self
+    }
+
+    /// What the certificate provider offers changed (its first certificate,
+    /// a new root): the accepted resources are compiled again, which may
+    /// complete the config and name more secrets. Nothing is ACKed or NACKed;
+    /// an error (in resources that waited for the certificate, and could
+    /// not be checked before) is reported for the logs.
+    pub fn provide(&mut self, provided: Provided) -> Outcome {
+        self.provided = provided;
+        let compiled = Config::from_resources_with(&self.bootstrap, &self.accepted, &self.provided);
+        let references = compiled.references.clone();
+        let complete = compiled.is_complete();
+        let (config, whole) = match compiled.config {
+            Err(_) if compiled.awaits_secret => (None, false),
+            Err(err) => {
+                return Outcome {
+                    requests: Vec::new(),
+                    config: None,
+                    rejected: Some(err.to_string()),
+                    missing: references.missing,
+                };
+            }
+            Ok(config) => (complete.then_some(config), true),
+        };
+        Outcome {
+            requests: self.resubscribe(&references, whole),
+            config,
+            rejected: None,
+            missing: references.missing,
         }
     }
 
@@ -160,7 +200,7 @@ impl Protocol {
         if let Err(reason) = merge(&mut candidate, kind, &response.resources) {
             return self.refuse(Some(kind), &response, reason);
         }
-        let compiled = Config::from_resources(&self.bootstrap, &candidate);
+        let compiled = Config::from_resources_with(&self.bootstrap, &candidate, &self.provided);
         let references = compiled.references.clone();
         let complete = compiled.is_complete();
         // A compile stopped by a missing secret has not seen every name yet:

@@ -1,6 +1,8 @@
 //! Real processes and servers on loopback for the proxy's tests.
 #![allow(dead_code)]
 
+pub mod ca_server;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -129,15 +131,32 @@ pub struct Proxy {
     child: Child,
     pub admin: SocketAddr,
     pub listeners: BTreeMap<String, SocketAddr>,
+    /// Where its standard error goes, when kept.
+    log: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
 impl Proxy {
     pub async fn start(bootstrap: &Value) -> Proxy {
+        Proxy::spawn(bootstrap, &[], false).await
+    }
+
+    /// A proxy with more flags, its standard error kept for [`Proxy::log`];
+    /// returns once the admin server is up, ready or not.
+    pub async fn launch(bootstrap: &Value, args: &[String]) -> Proxy {
+        Proxy::spawn(bootstrap, args, true).await
+    }
+
+    async fn spawn(bootstrap: &Value, args: &[String], keep_log: bool) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("bootstrap.json");
         std::fs::write(&config, serde_json::to_string_pretty(bootstrap).unwrap()).unwrap();
         let admin_file = dir.path().join("admin");
+        let log = keep_log.then(|| dir.path().join("stderr.log"));
+        let stderr = match &log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
             .arg("--bootstrap")
             .arg(&config)
@@ -145,22 +164,70 @@ impl Proxy {
             .arg(&admin_file)
             .arg("--drain-timeout")
             .arg("2s")
+            .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let admin = wait_for_file(&admin_file, &mut child).await;
-        let (_, listing) = get(admin, "/listeners", &[]).await;
-        let listeners = listing
+        let mut proxy = Proxy {
+            child,
+            admin,
+            listeners: BTreeMap::new(),
+            log,
+            _dir: dir,
+        };
+        proxy.read_listeners().await;
+        proxy
+    }
+
+    async fn read_listeners(&mut self) {
+        let (_, listing) = get(self.admin, "/listeners", &[]).await;
+        self.listeners = listing
             .lines()
             .filter_map(|line| line.split_once("::"))
             .map(|(name, address)| (name.to_owned(), address.parse().unwrap()))
             .collect();
-        Proxy {
-            child,
-            admin,
-            listeners,
-            _dir: dir,
+    }
+
+    /// Waits until `/ready` says LIVE, then reads the listeners again.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_WITHIN;
+        while get(self.admin, "/ready", &[]).await.0 != StatusCode::OK {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "mesh-proxy exited before it was ready: {status}\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mesh-proxy was not ready in time\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.read_listeners().await;
+    }
+
+    /// What the proxy has logged so far (with [`Proxy::launch`]).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the log contains `text`.
+    pub async fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let log = self.log();
+            if log.contains(text) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "no {text:?} in the log:\n{log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -171,3 +171,48 @@ fn endpoints_merge_by_name_and_go_when_no_longer_wanted() {
     let names: Vec<_> = protocol.accepted().endpoints.keys().collect();
     assert_eq!(names, ["a"]);
 }
+
+/// A cluster whose upstream TLS names the workload certificate's secrets.
+fn mesh_tls_cluster() -> Value {
+    json!({
+        "name": "mesh",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "mesh", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 1}}}}
+        ]}]},
+        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "tls_certificate_sds_secret_configs": [{"name": "default"}],
+                "validation_context_sds_secret_config": {"name": "ROOTCA"}
+            }
+        }}
+    })
+}
+
+#[test]
+fn config_naming_the_workload_certificate_waits_for_it() {
+    use crate::identity::Provided;
+    let mut protocol = protocol().with_provided(Provided::Pending);
+    let outcome = protocol.handle(clusters("1", "n1", &[mesh_tls_cluster()]));
+    assert!(outcome.rejected.is_none(), "{:?}", outcome.rejected);
+    assert!(outcome.config.is_none());
+    // The names are still subscribed to, as the compile meets them: a
+    // control plane may define them.
+    let secrets = |requests: &[DiscoveryRequest]| -> Vec<Vec<String>> {
+        requests
+            .iter()
+            .map(summary)
+            .filter(|s| s.0 == Kind::Secret)
+            .map(|s| s.3.into_iter().map(str::to_owned).collect())
+            .collect()
+    };
+    assert_eq!(secrets(&outcome.requests), vec![vec!["default"]]);
+
+    let outcome = protocol.provide(crate::testing::provided_secrets());
+    assert!(outcome.rejected.is_none(), "{:?}", outcome.rejected);
+    assert_eq!(secrets(&outcome.requests), vec![vec!["ROOTCA", "default"]]);
+    assert!(outcome.missing.is_empty(), "{:?}", outcome.missing);
+    let config = outcome.config.expect("a whole config");
+    assert!(config.clusters["mesh"].tls.is_some());
+}
