@@ -145,10 +145,7 @@ impl Service<Uri> for Connector {
             .as_ref()
             .filter(|p| p.applies_to(destination.host().unwrap_or_default()));
         let (target, proxied) = match proxy {
-            Some(p) => match format!("http://{}:{}", p.host, p.port).parse() {
-                Ok(uri) => (uri, true),
-                Err(e) => return Box::pin(async move { Err(BoxError::from(e)) }),
-            },
+            Some(proxy) => (proxy.address.clone(), true),
             None => (destination, false),
         };
         let connecting = self.http.call(target);

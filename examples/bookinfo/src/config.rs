@@ -92,8 +92,8 @@ pub struct Upstream {
 /// An HTTP forward proxy and the hosts that bypass it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proxy {
-    pub host: String,
-    pub port: u16,
+    /// `http://host:port/`, the form the TCP connector dials.
+    pub address: http::Uri,
     pub no_proxy: Vec<String>,
 }
 
@@ -169,16 +169,18 @@ impl Proxy {
             Some(_) => return Err(error()),
             None => value.as_str(),
         };
-        let authority = authority.trim_end_matches('/');
-        let uri: http::uri::Authority = authority.parse().map_err(|_| error())?;
+        let authority: http::uri::Authority = authority
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|_| error())?;
+        let port = authority.port_u16().unwrap_or(80);
+        let address = format!("http://{}:{port}/", authority.host())
+            .parse()
+            .map_err(|_| error())?;
         let no_proxy = first_set(env, ["no_proxy", "NO_PROXY"])
             .map(|(_, list)| parse_no_proxy(&list))
             .unwrap_or_default();
-        Ok(Some(Self {
-            host: uri.host().to_owned(),
-            port: uri.port_u16().unwrap_or(80),
-            no_proxy,
-        }))
+        Ok(Some(Self { address, no_proxy }))
     }
 
     /// Whether calls to `host` go through the proxy. A `no_proxy` entry matches
@@ -272,14 +274,13 @@ mod tests {
             ("HTTP_PROXY", "http://10.0.0.1:3128/"),
         ])
         .unwrap();
-        let proxy = up.proxy.unwrap();
-        assert_eq!((proxy.host.as_str(), proxy.port), ("127.0.0.1", 15001));
+        assert_eq!(up.proxy.unwrap().address, "http://127.0.0.1:15001/");
 
         let proxy = upstreams(&[("HTTP_PROXY", "http://10.0.0.1/")])
             .unwrap()
             .proxy
             .unwrap();
-        assert_eq!((proxy.host.as_str(), proxy.port), ("10.0.0.1", 80));
+        assert_eq!(proxy.address, "http://10.0.0.1:80/");
     }
 
     #[test]

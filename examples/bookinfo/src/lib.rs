@@ -26,7 +26,7 @@
 //! | `no_proxy`, `NO_PROXY` | unset | hosts (or `.domain` suffixes, or `*`) reached directly |
 //! | `SERVICE_VERSION` | unset | reviews: `v1`, `v2` or `v3` (the `--version` flag wins) |
 //! | `ENABLE_RATINGS`, `STAR_COLOR` | `false`, `black` | reviews, as the upstream image: used when no version is given |
-//! | `HOSTNAME`, `CLUSTER_NAME` | | reviews: reported as `podname` and `clustername` |
+//! | `HOSTNAME`, `CLUSTER_NAME` | `reviews-<version>`, `null` | reviews: reported as `podname` and `clustername` |
 //!
 //! The proxy variables are how a local mesh puts a sidecar in front of each
 //! app's outbound calls: `GET http://reviews:9080/reviews/0` goes to the proxy,

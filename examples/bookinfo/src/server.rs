@@ -71,7 +71,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     Ok(Running { addr, task })
 }
 
-/// Serves until interrupted (Ctrl-C or SIGINT).
+/// Serves until interrupted (SIGINT, as from Ctrl-C).
 pub async fn run(config: Config) -> std::io::Result<()> {
     let _running = start(config).await?;
     tokio::signal::ctrl_c().await

@@ -52,6 +52,14 @@ pub struct Product {
     pub description_html: &'static str,
 }
 
+/// The upstream a product API path asks.
+#[derive(Debug, Clone, Copy)]
+enum Api {
+    Details,
+    Reviews,
+    Ratings,
+}
+
 /// Serves the page, the login and the API.
 #[derive(Debug)]
 pub struct Productpage {
@@ -104,14 +112,13 @@ impl Productpage {
 
     /// `/api/v1/products/<id>[/reviews|/ratings]`: the upstream's answer, or
     /// its status with an error message.
-    async fn api(&self, request: &Request<Incoming>, id: &str, child: &str) -> Response<Body> {
+    async fn api(&self, request: &Request<Incoming>, id: &str, api: Api) -> Response<Body> {
         let user = session::user(request.headers());
         let outgoing = outgoing_headers(request.headers(), user.as_deref());
-        let (result, message) = match child {
-            "" => (self.details(id, &outgoing).await, DETAILS_UNAVAILABLE),
-            "reviews" => (self.reviews(id, &outgoing).await, REVIEWS_UNAVAILABLE),
-            "ratings" => (self.ratings(id, &outgoing).await, RATINGS_UNAVAILABLE),
-            _ => return server::not_found(),
+        let (result, message) = match api {
+            Api::Details => (self.details(id, &outgoing).await, DETAILS_UNAVAILABLE),
+            Api::Reviews => (self.reviews(id, &outgoing).await, REVIEWS_UNAVAILABLE),
+            Api::Ratings => (self.ratings(id, &outgoing).await, RATINGS_UNAVAILABLE),
         };
         match result {
             Ok(value) => server::json(StatusCode::OK, &value),
@@ -136,8 +143,9 @@ impl Handler for Productpage {
             ["logout"] => session::logout(request.headers()),
             ["productpage"] => self.product_page(&request).await,
             ["api", "v1", "products"] => server::json(StatusCode::OK, &[PRODUCT]),
-            ["api", "v1", "products", id] => self.api(&request, id, "").await,
-            ["api", "v1", "products", id, child] => self.api(&request, id, child).await,
+            ["api", "v1", "products", id] => self.api(&request, id, Api::Details).await,
+            ["api", "v1", "products", id, "reviews"] => self.api(&request, id, Api::Reviews).await,
+            ["api", "v1", "products", id, "ratings"] => self.api(&request, id, Api::Ratings).await,
             _ => server::not_found(),
         }
     }
