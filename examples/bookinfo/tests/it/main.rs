@@ -1,0 +1,7 @@
+//! Bookinfo's services over real HTTP on ephemeral ports.
+
+mod apis;
+mod binary;
+mod forwarding;
+mod page;
+mod support;
