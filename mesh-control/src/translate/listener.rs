@@ -30,6 +30,7 @@ use mesh_api::names::{ClusterName, fqdn};
 use mesh_api::networking::virtual_service::VirtualServiceSpec;
 use mesh_api::security::peer_authentication::MtlsMode;
 
+use super::authorization::{self, Authorization};
 use super::cluster::{BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH};
 use super::context::{Config, Context, InboundPort, PortKind, port_kind};
 use super::filters::{self, Direction};
@@ -275,10 +276,15 @@ fn listener_filter<M: prost::Message + prost::Name>(name: &str, config: &M) -> L
 }
 
 fn virtual_inbound(ctx: &Context) -> Listener {
+    let authz = authorization::inbound(ctx);
     let mut chains = vec![blackhole_chain("virtualInbound-blackhole", INBOUND_PORT)];
     for inbound in ctx.inbound_ports() {
         if inbound.bind.is_none() {
-            chains.extend(inbound_chains(&inbound, inbound_mode(ctx, &inbound)));
+            chains.extend(inbound_chains(
+                &inbound,
+                inbound_mode(ctx, &inbound),
+                &authz,
+            ));
         }
     }
     chains.push(tcp_chain(
@@ -323,7 +329,11 @@ pub(super) fn inspectors() -> Vec<ListenerFilter> {
 /// ALPN) and plain text for PERMISSIVE, mTLS alone for STRICT (plain text
 /// finds no chain and is closed), and for DISABLE one chain taking
 /// whatever comes, as it comes.
-pub(super) fn inbound_chains(inbound: &InboundPort, mode: MtlsMode) -> Vec<FilterChain> {
+pub(super) fn inbound_chains(
+    inbound: &InboundPort,
+    mode: MtlsMode,
+    authz: &Authorization,
+) -> Vec<FilterChain> {
     let name = format!("0.0.0.0_{}", inbound.port);
     let alpn: &[&str] = match inbound.kind {
         PortKind::Http { .. } => &["istio-http/1.0", "istio-http/1.1", "istio-h2"],
@@ -348,11 +358,15 @@ pub(super) fn inbound_chains(inbound: &InboundPort, mode: MtlsMode) -> Vec<Filte
                 filter_chain_match: Some(matcher),
                 filters: vec![network_filter(
                     "envoy.filters.network.http_connection_manager",
-                    &inbound_manager(inbound, &name),
+                    &inbound_manager(inbound, &name, authz),
                 )],
                 ..FilterChain::default()
             },
-            PortKind::Tcp => tcp_chain(&name, Some(matcher), &cluster, Direction::Inbound),
+            PortKind::Tcp => {
+                let mut chain = tcp_chain(&name, Some(matcher), &cluster, Direction::Inbound);
+                chain.filters.splice(0..0, authz.tcp.iter().cloned());
+                chain
+            }
         }
     };
     let mut mtls = chain(mtls_match);
@@ -374,9 +388,15 @@ pub(super) fn inbound_mode(ctx: &Context, inbound: &InboundPort) -> MtlsMode {
         .mode(&proxy.namespace, &proxy.labels, inbound.port)
 }
 
-fn inbound_manager(inbound: &InboundPort, name: &str) -> HttpConnectionManager {
+fn inbound_manager(
+    inbound: &InboundPort,
+    name: &str,
+    authz: &Authorization,
+) -> HttpConnectionManager {
     use http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDetails};
     let mut hcm = connection_manager(format!("inbound_{name}"), Direction::Inbound);
+    // After the peer metadata exchange, before everything else, as istiod.
+    hcm.http_filters.splice(1..1, authz.http.iter().cloned());
     hcm.server_name = "istio-envoy".into();
     hcm.forward_client_cert_details = ForwardClientCertDetails::AppendForward as i32;
     hcm.set_current_client_cert_details = Some(SetCurrentClientCertDetails {

@@ -16,6 +16,8 @@
 //! - Endpoints ([`endpoint`]): per EDS cluster, by locality, with weights
 //!   and the `tlsMode` metadata auto mTLS reads (not for ports whose
 //!   PeerAuthentication is DISABLE).
+//! - AuthorizationPolicy ([`authorization`]) becomes RBAC filters on the
+//!   inbound chains: DENY, then ALLOW.
 //! - PeerAuthentication ([`peer_authentication`]) sets each inbound port's
 //!   chains: mTLS and plain text (PERMISSIVE), mTLS only (STRICT), or plain
 //!   text only (DISABLE).
@@ -43,8 +45,8 @@
 //!
 //! # Left out, and where this differs from istiod
 //! - Waypoints get no resources.
-//! - VirtualService `delegate` rules are skipped; AuthorizationPolicy and
-//!   RequestAuthentication are not read. `retries.retryRemoteLocalities`,
+//! - VirtualService `delegate` rules are skipped; RequestAuthentication
+//!   is not read (so JWT conditions of AuthorizationPolicy never allow). `retries.retryRemoteLocalities`,
 //!   `localityLbSetting`, `warmup`, `tunnel`, `proxyProtocol`,
 //!   `retryBudget`, `connectionPool.tcp.idleTimeout` and
 //!   `outlierDetection.consecutiveLocalOriginFailures` are not translated.
@@ -67,6 +69,7 @@
 //!   mesh ALPN is written into clusters instead of an `istio.alpn` filter
 //!   (see [`tls`]); ports of unknown protocol are TCP (see [`listener`]).
 
+mod authorization;
 mod cluster;
 mod context;
 mod endpoint;

@@ -26,6 +26,7 @@ use super::sidecar_scope::{egress_ports, is_unix};
 
 /// Bound ingress listeners: the proxy's own.
 pub fn ingress(ctx: &Context) -> Vec<Listener> {
+    let authz = super::authorization::inbound(ctx);
     ctx.inbound_ports()
         .iter()
         .filter_map(|inbound| {
@@ -35,7 +36,7 @@ pub fn ingress(ctx: &Context) -> Vec<Listener> {
                 address: Some(socket(bind, inbound.port)),
                 traffic_direction: TrafficDirection::Inbound as i32,
                 listener_filters: inspectors(),
-                filter_chains: inbound_chains(inbound, inbound_mode(ctx, inbound)),
+                filter_chains: inbound_chains(inbound, inbound_mode(ctx, inbound), &authz),
                 ..Listener::default()
             })
         })
