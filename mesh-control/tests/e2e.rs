@@ -4,7 +4,9 @@
 //! loopback address by a Sidecar resource with capture mode NONE (the
 //! proxies announce `INTERCEPTION_MODE: NONE`). A VirtualService moves live
 //! traffic without a failed request, and the proxies outlive the control
-//! plane and resync with it when it comes back.
+//! plane and resync with it when it comes back. With mesh-control as the
+//! CA, the sidecars get their certificates with bootstrap tokens, talk
+//! mTLS, and under a STRICT PeerAuthentication refuse plain text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -127,11 +129,17 @@ struct ControlPlane {
     _process: Running,
     xds: SocketAddr,
     monitoring: SocketAddr,
+    /// The CA's port, when started with one.
+    secure: Option<SocketAddr>,
 }
 
 impl ControlPlane {
     /// Starts mesh-control on the given ports (0 for ephemeral ones).
     async fn start(dir: &Path, xds: u16, monitoring: u16) -> ControlPlane {
+        Self::start_with(dir, xds, monitoring, &[]).await
+    }
+
+    async fn start_with(dir: &Path, xds: u16, monitoring: u16, args: &[&str]) -> ControlPlane {
         let address_file = dir.join(format!("addresses-{}.json", fastrand::u64(..)));
         let mut process = Running(
             Command::new(env!("CARGO_BIN_EXE_mesh-control"))
@@ -141,6 +149,7 @@ impl ControlPlane {
                 .arg(dir.join("config"))
                 .arg("--address-file")
                 .arg(&address_file)
+                .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -156,6 +165,7 @@ impl ControlPlane {
         ControlPlane {
             xds: parse("xds"),
             monitoring: parse("monitoring"),
+            secure: addresses["secure"].as_str().map(|a| a.parse().unwrap()),
             _process: process,
         }
     }
@@ -201,6 +211,18 @@ impl Ca {
     }
 }
 
+/// Where a sidecar's certificate comes from.
+enum Identity<'a> {
+    /// Written into its bootstrap.
+    Static(&'a Ca),
+    /// Asked of mesh-control's CA with the workload's token, as an agent does.
+    Ca {
+        address: SocketAddr,
+        root: &'a Path,
+        tokens: &'a Path,
+    },
+}
+
 /// A sidecar on `ip` for a workload with `labels`, configured by the
 /// control plane at `xds`.
 fn sidecar(
@@ -208,10 +230,10 @@ fn sidecar(
     name: &str,
     ip: Ipv4Addr,
     labels: &BTreeMap<&str, &str>,
-    ca: &Ca,
+    identity: &Identity,
     xds: SocketAddr,
 ) -> Running {
-    let bootstrap = json!({
+    let mut bootstrap = json!({
         "node": {
             "id": format!("sidecar~{ip}~{name}.default~default.svc.cluster.local"),
             "cluster": format!("{name}.default"),
@@ -224,12 +246,29 @@ fn sidecar(
             },
         },
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {"secrets": ca.secrets(name)},
     });
+    let mut command = Command::new(mesh_proxy());
+    match identity {
+        Identity::Static(ca) => {
+            bootstrap["static_resources"] = json!({"secrets": ca.secrets(name)});
+        }
+        Identity::Ca {
+            address,
+            root,
+            tokens,
+        } => {
+            command
+                .args(["--ca-address", &format!("https://{address}")])
+                .arg("--ca-root-cert")
+                .arg(root)
+                .arg("--ca-token-file")
+                .arg(tokens.join(name));
+        }
+    }
     let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, bootstrap.to_string()).unwrap();
     Running(
-        Command::new(mesh_proxy())
+        command
             .arg("--bootstrap")
             .arg(&path)
             .args(["--xds-address", &xds.to_string(), "--concurrency", "1"])
@@ -277,7 +316,7 @@ kind: WorkloadEntry
 metadata: {{name: reviews-{version}, namespace: default}}
 spec:
   address: {ip}
-  labels: {{app: reviews, version: {version}}}
+  labels: {{app: reviews, version: {version}, security.istio.io/tlsMode: istio}}
   serviceAccount: reviews-{version}
 ---
 apiVersion: networking.istio.io/v1
@@ -513,7 +552,16 @@ async fn sidecars_route_live_and_outlive_the_control_plane() {
     ];
     let mut proxies: Vec<Running> = workloads
         .iter()
-        .map(|(name, ip, labels)| sidecar(dir.path(), name, *ip, labels, &ca, plane.xds))
+        .map(|(name, ip, labels)| {
+            sidecar(
+                dir.path(),
+                name,
+                *ip,
+                labels,
+                &Identity::Static(&ca),
+                plane.xds,
+            )
+        })
         .collect();
     let proxy_ids: Vec<String> = workloads
         .iter()
@@ -575,4 +623,123 @@ async fn sidecars_route_live_and_outlive_the_control_plane() {
         proxy.assert_alive("a sidecar");
     }
     println!("the whole test took {:?}", started.elapsed());
+}
+
+/// Writes each workload's bootstrap token, from `mesh-control token`.
+fn write_tokens(ca_dir: &Path, tokens: &Path, names: &[&str]) {
+    std::fs::create_dir_all(tokens).unwrap();
+    for name in names {
+        let output = Command::new(env!("CARGO_BIN_EXE_mesh-control"))
+            .args(["token", "--namespace", "default", "--service-account", name])
+            .arg("--ca-dir")
+            .arg(ca_dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(tokens.join(name), output.stdout).unwrap();
+    }
+}
+
+/// Whether a plain-text request straight to a sidecar's inbound listener
+/// is answered at all.
+async fn plain_text_answered(http: &Http, ip: Ipv4Addr) -> bool {
+    http.get(
+        &format!("http://{ip}:{PORT}/reviews/0"),
+        Some("reviews:9080"),
+    )
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_from_the_mesh_ca_carry_strict_mtls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir(&config_dir).unwrap();
+    let ips = loopback_ips(2);
+    let (client_ip, v1_ip) = (ips[0], ips[1]);
+    // Only v1 runs: its address is the one routed to.
+    let v2_ip = loopback_ips(1)[0];
+    let v1_app = app("v1").await;
+    write_config(
+        &config_dir,
+        "mesh.yaml",
+        &mesh_config(client_ip, (v1_ip, v1_app), (v2_ip, v1_app)),
+    );
+    write_config(&config_dir, "route.yaml", &route_all_to("v1"));
+    let ca_dir = dir.path().join("ca");
+    let tokens = dir.path().join("tokens");
+    write_tokens(&ca_dir, &tokens, &["client", "reviews-v1"]);
+    let plane = ControlPlane::start_with(
+        dir.path(),
+        0,
+        0,
+        &["--secure-port", "0", "--ca-dir", ca_dir.to_str().unwrap()],
+    )
+    .await;
+    let identity = Identity::Ca {
+        address: plane.secure.expect("the secure port"),
+        root: &ca_dir.join("root-cert.pem"),
+        tokens: &tokens,
+    };
+    let mut proxies = [
+        sidecar(
+            dir.path(),
+            "client",
+            client_ip,
+            &BTreeMap::from([("app", "client")]),
+            &identity,
+            plane.xds,
+        ),
+        sidecar(
+            dir.path(),
+            "reviews-v1",
+            v1_ip,
+            &BTreeMap::from([("app", "reviews"), ("version", "v1")]),
+            &identity,
+            plane.xds,
+        ),
+    ];
+    let http = Http::new();
+    let url = format!("http://{client_ip}:{PORT}/reviews/0");
+    wait_for("v1 through the client sidecar, over mTLS", async || {
+        for proxy in &mut proxies {
+            proxy.assert_alive("a sidecar");
+        }
+        match http.get(&url, Some("reviews:9080")).await {
+            Ok((200, body)) if body == "v1" => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(
+        plain_text_answered(&http, v1_ip).await,
+        "PERMISSIVE by default: plain text is served too"
+    );
+
+    // Mesh-wide STRICT: the sidecars keep talking; plain text is refused.
+    write_config(
+        &config_dir,
+        "strict.yaml",
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: mesh-system}
+spec: {mtls: {mode: STRICT}}
+",
+    );
+    wait_for("plain text refused under STRICT", async || {
+        (!plain_text_answered(&http, v1_ip).await).then_some(())
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(
+            http.get(&url, Some("reviews:9080")).await,
+            Ok((200, "v1".into())),
+            "mesh traffic flows under STRICT"
+        );
+    }
 }
