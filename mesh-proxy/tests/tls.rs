@@ -209,6 +209,10 @@ async fn a_proxy_pair_speaks_mtls_with_spiffe_ids() {
         {"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
     ]);
+    // The application learns who called, as Istio's sidecars tell it.
+    chain["filters"][0]["typed_config"]["forward_client_cert_details"] = json!("APPEND_FORWARD");
+    chain["filters"][0]["typed_config"]["set_current_client_cert_details"] =
+        json!({"subject": true, "dns": true, "uri": true});
     let mut inbound = listener_with("inbound", vec![chain]);
     inbound["traffic_direction"] = json!("INBOUND");
     let server = Proxy::start(&bootstrap(
@@ -241,9 +245,20 @@ async fn a_proxy_pair_speaks_mtls_with_spiffe_ids() {
     config["static_resources"]["secrets"] = json!([{"name": "ROOTCA", "validation_context": {"trusted_ca": {"inline_string": ca.pem}}}]);
     let client = Proxy::start(&config).await;
 
-    let (status, body) = get(client.listener("outbound"), "/hello", &[]).await;
+    // A header the application forged is dropped by its own sidecar
+    // (SANITIZE, the default); the server's sidecar sets the real one.
+    let forged = [(
+        "x-forwarded-client-cert",
+        "URI=spiffe://cluster.local/ns/x/sa/admin",
+    )];
+    let (status, body) = get(client.listener("outbound"), "/hello", &forged).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(server_of(&body), "app");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        reply["headers"]["x-forwarded-client-cert"],
+        format!("URI={CLIENT_ID}")
+    );
     let logged = wait_for_log(&log, "peer=").await;
     assert_eq!(logged.trim(), format!("peer={CLIENT_ID}"));
     let (_, metrics) = get(server.admin, "/stats/prometheus", &[]).await;

@@ -20,9 +20,9 @@ use prost::Message;
 
 use super::resources::Sources;
 use super::{
-    Action, At, ChainMatch, CidrRange, Cluster, ConfigError, FilterChain, HttpManager, Listener,
-    ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors, fault, istio, rbac,
-    route, tls,
+    Action, At, ChainMatch, CidrRange, ClientCertHeader, Cluster, ConfigError, FilterChain,
+    HttpManager, Listener, ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors,
+    fault, istio, rbac, route, tls,
 };
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
@@ -361,6 +361,7 @@ fn http_manager(
         }
         websocket = upgrade.enabled.as_ref().is_none_or(|e| e.value);
     }
+    let client_cert = client_cert_header(hcm, at)?;
     let request_headers_timeout = match &hcm.request_headers_timeout {
         Some(d) => {
             Some(super::duration(d, &at.field("request_headers_timeout"))?).filter(|d| !d.is_zero())
@@ -388,7 +389,31 @@ fn http_manager(
             .map_or(60, |kb| kb.value as usize)
             * 1024,
         rbac,
+        client_cert,
     })
+}
+
+/// `forward_client_cert_details`. The detail written is the client's URI
+/// SAN (`URI=`), whatever `set_current_client_cert_details` asks: subject,
+/// DNS names and the certificate itself are not carried.
+fn client_cert_header(
+    hcm: &HttpConnectionManager,
+    at: &At,
+) -> Result<ClientCertHeader, ConfigError> {
+    use http_connection_manager::ForwardClientCertDetails as F;
+    let mode = match F::try_from(hcm.forward_client_cert_details) {
+        Ok(F::Sanitize) => ClientCertHeader::Sanitize,
+        Ok(F::ForwardOnly) => ClientCertHeader::ForwardOnly,
+        Ok(F::AppendForward) => ClientCertHeader::AppendForward,
+        Ok(F::SanitizeSet) => ClientCertHeader::SanitizeSet,
+        Ok(F::AlwaysForwardOnly) => ClientCertHeader::AlwaysForwardOnly,
+        Err(_) => {
+            return Err(at
+                .field("forward_client_cert_details")
+                .error("an unknown mode"));
+        }
+    };
+    Ok(mode)
 }
 
 /// The route configuration an HCM names; until it arrives the table is

@@ -58,6 +58,10 @@
 //!   DENY rules on methods, paths, headers, ports, SNI, the client
 //!   certificate's URI SAN and addresses; see [`rbac`](self::rbac) for the
 //!   subset.
+//! - `forward_client_cert_details` (all modes): on mTLS connections the
+//!   client's URI SAN reaches the application as
+//!   `x-forwarded-client-cert: URI=...`; subject, DNS and hash details are
+//!   not written.
 //! - Faults: `envoy.filters.http.fault` before the router, overridden per route
 //!   in `typed_per_filter_config`: `delay.fixed_delay`, `abort.http_status`,
 //!   `abort.grpc_status`, each with `percentage` (unset is 0%, as in Envoy).
@@ -320,6 +324,25 @@ pub struct HttpManager {
     pub max_request_headers: usize,
     /// HTTP RBAC filters, in order: each must let a request through.
     pub rbac: Vec<Rbac>,
+    /// What happens to `x-forwarded-client-cert`.
+    pub client_cert: ClientCertHeader,
+}
+
+/// `forward_client_cert_details`: what a request's `x-forwarded-client-cert`
+/// header becomes on its way to the upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientCertHeader {
+    /// Removed (Envoy's default).
+    #[default]
+    Sanitize,
+    /// Kept on mTLS connections, removed on others.
+    ForwardOnly,
+    /// On mTLS connections, the client's certificate appended; removed on others.
+    AppendForward,
+    /// On mTLS connections, replaced by the client's certificate; removed on others.
+    SanitizeSet,
+    /// Kept, whatever the connection.
+    AlwaysForwardOnly,
 }
 
 #[derive(Debug, Default)]

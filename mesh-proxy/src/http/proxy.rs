@@ -14,7 +14,9 @@ use hyper::body::Incoming;
 
 use super::info::{ResponseFlags, ResponseInfo};
 use super::{Body, access_log, cors, fault, forward, route};
-use crate::config::{Action, Facts, HttpManager, Redirect, Route, VirtualHost, rbac_allows};
+use crate::config::{
+    Action, ClientCertHeader, Facts, HttpManager, Redirect, Route, VirtualHost, rbac_allows,
+};
 use crate::lb::Downstream;
 use crate::stats::ListenerStats;
 use crate::telemetry::HttpTelemetry;
@@ -42,6 +44,7 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
     if !parts.headers.contains_key(&REQUEST_ID) {
         parts.headers.insert(REQUEST_ID.clone(), new_request_id());
     }
+    forward_client_cert(state.manager.client_cert, &mut parts);
     let telemetry = state
         .telemetry
         .as_ref()
@@ -130,6 +133,49 @@ async fn routed(
         cors::decorate(policy, origin, response.headers_mut());
     }
     response
+}
+
+static CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// `x-forwarded-client-cert` as the connection manager says: on an mTLS
+/// connection the client's identity (`URI=spiffe://...`) can be appended
+/// or set, so that the application knows who called; a header a
+/// plain-text client sent is not believed.
+fn forward_client_cert(mode: ClientCertHeader, parts: &mut Parts) {
+    let peer = parts
+        .extensions
+        .get::<DownstreamTls>()
+        .and_then(|tls| tls.peer_uri_san.clone());
+    let element = peer.as_deref().and_then(|uri| {
+        // Envoy quotes values holding the header's separators.
+        let value = if uri.contains([',', ';', '=', '"']) {
+            format!("URI=\"{}\"", uri.replace('"', "\\\""))
+        } else {
+            format!("URI={uri}")
+        };
+        HeaderValue::from_str(&value).ok()
+    });
+    match (mode, element) {
+        (ClientCertHeader::AlwaysForwardOnly, _) | (ClientCertHeader::ForwardOnly, Some(_)) => {}
+        (ClientCertHeader::AppendForward, Some(element)) => {
+            let joined = match parts.headers.get(&CLIENT_CERT) {
+                Some(existing) => {
+                    let mut bytes = existing.as_bytes().to_vec();
+                    bytes.push(b',');
+                    bytes.extend_from_slice(element.as_bytes());
+                    HeaderValue::from_bytes(&bytes).unwrap_or(element)
+                }
+                None => element,
+            };
+            parts.headers.insert(CLIENT_CERT.clone(), joined);
+        }
+        (ClientCertHeader::SanitizeSet, Some(element)) => {
+            parts.headers.insert(CLIENT_CERT.clone(), element);
+        }
+        _ => {
+            parts.headers.remove(&CLIENT_CERT);
+        }
+    }
 }
 
 /// What RBAC looks at for one request: the request, and its connection's
