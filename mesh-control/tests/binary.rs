@@ -16,6 +16,22 @@ impl Drop for Running {
     }
 }
 
+/// The address file's JSON, once mesh-control wrote it.
+async fn addresses(process: &mut Running, file: &std::path::Path) -> serde_json::Value {
+    let deadline = Instant::now() + support::PATIENCE;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            return serde_json::from_str(&text).expect("the address file is JSON");
+        }
+        assert!(Instant::now() < deadline, "no address file");
+        assert!(
+            process.0.try_wait().unwrap().is_none(),
+            "mesh-control exited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_binary_writes_its_addresses_and_turns_ready() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,18 +51,7 @@ async fn the_binary_writes_its_addresses_and_turns_ready() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + support::PATIENCE;
-    let addresses: serde_json::Value = loop {
-        if let Ok(text) = std::fs::read_to_string(&address_file) {
-            break serde_json::from_str(&text).expect("the address file is JSON");
-        }
-        assert!(Instant::now() < deadline, "no address file");
-        assert!(
-            process.0.try_wait().unwrap().is_none(),
-            "mesh-control exited"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let addresses = addresses(&mut process, &address_file).await;
     let monitoring: SocketAddr = addresses["monitoring"].as_str().unwrap().parse().unwrap();
     let xds: SocketAddr = addresses["xds"].as_str().unwrap().parse().unwrap();
     assert!(monitoring.ip().is_loopback() && xds.ip().is_loopback());
@@ -109,18 +114,7 @@ async fn with_a_ca_directory_the_binary_serves_the_secure_port_and_prints_tokens
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + support::PATIENCE;
-    let addresses: serde_json::Value = loop {
-        if let Ok(text) = std::fs::read_to_string(&address_file) {
-            break serde_json::from_str(&text).expect("the address file is JSON");
-        }
-        assert!(Instant::now() < deadline, "no address file");
-        assert!(
-            process.0.try_wait().unwrap().is_none(),
-            "mesh-control exited"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let addresses = addresses(&mut process, &address_file).await;
     let secure: SocketAddr = addresses["secure"].as_str().unwrap().parse().unwrap();
     assert!(secure.ip().is_loopback());
     assert!(ca_dir.join("root-cert.pem").exists(), "a root was made");
