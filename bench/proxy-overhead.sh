@@ -9,9 +9,15 @@
 #   direct          load -> echo
 #   nginx pair      load -> nginx -> nginx -> echo   (HTTP/1.1, keepalive pools)
 #   mesh-proxy pair load -> mesh-proxy -> mesh-proxy -> echo (HTTP/1.1)
+#   nginx mTLS      load -> nginx -mTLS-> nginx -> echo  (client certificates,
+#                   verified against the CA on both sides, sessions reused)
+#   mesh-proxy mTLS load -> mesh-proxy -mTLS-> mesh-proxy -> echo (SPIFFE
+#                   certificates, SAN checked, as Istio's sidecars)
 #   direct h2c      h2c prior knowledge -> echo
 #   mesh-proxy h2c  h2c -> mesh-proxy -h2c-> mesh-proxy -h2c-> echo
 # (nginx cannot speak h2c to an upstream, so there is no nginx h2c row.)
+# After the table, full TLS handshakes per CPU-second of each mTLS server
+# side (openssl s_time, a new session per connection, client certificate).
 #
 # Per row: latency at a fixed 1000 rps over 16 connections with oha's
 # latency correction, then the maximum rate; for h2c the maximum rate comes
@@ -44,6 +50,7 @@ missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     apt-get update -qq
@@ -142,8 +149,11 @@ wait_for_file "$T/echo.addr" "$ECHO_PID"
 ECHO=$(<"$T/echo.addr")
 
 # --- nginx pair ----------------------------------------------------------------
-# nginx_conf DIR LISTEN_PORT NEXT_HOP
+# nginx_conf DIR LISTEN_PORT NEXT_HOP [LISTEN_EXTRA] [SCHEME] [PROXY_EXTRA]:
+# LISTEN_EXTRA follows `listen` (e.g. ssl directives), SCHEME is http or
+# https towards the next hop, PROXY_EXTRA goes into the location.
 nginx_conf() {
+    local listen_extra=${4:-} scheme=${5:-http} proxy_extra=${6:-}
     mkdir -p "$1"
     cat >"$1/nginx.conf" <<EOF
 worker_processes 1;
@@ -167,11 +177,12 @@ http {
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$2;
+        listen 127.0.0.1:$2 $listen_extra
         location / {
-            proxy_pass http://next_hop;
+            proxy_pass $scheme://next_hop;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            $proxy_extra
         }
     }
 }
@@ -196,24 +207,41 @@ start_nginx() {
 
 log "starting the nginx pair"
 NGINX_SERVER_PORT=$(free_port)
-nginx_conf "$T/nginx-server" "$NGINX_SERVER_PORT" "$ECHO"
+nginx_conf "$T/nginx-server" "$NGINX_SERVER_PORT" "$ECHO" ";"
 start_nginx "$T/nginx-server" "$NGINX_SERVER_PORT"
 NGINX_SERVER_PIDS=$NGINX_PIDS
 NGINX_CLIENT_PORT=$(free_port)
-nginx_conf "$T/nginx-client" "$NGINX_CLIENT_PORT" "127.0.0.1:$NGINX_SERVER_PORT"
+nginx_conf "$T/nginx-client" "$NGINX_CLIENT_PORT" "127.0.0.1:$NGINX_SERVER_PORT" ";"
 start_nginx "$T/nginx-client" "$NGINX_CLIENT_PORT"
 NGINX_CLIENT_PIDS=$NGINX_PIDS
 
 # --- mesh-proxy pair -------------------------------------------------------------
-# mesh_bootstrap FILE LISTENER=NEXT_HOP=h1|h2 ...: one HTTP listener per spec,
-# each routing everything to a one-endpoint cluster on loopback port 0.
+# mesh_bootstrap FILE LISTENER=NEXT_HOP=h1|h2[=mtls-server|mtls-client] ...:
+# one HTTP listener per spec, each routing everything to a one-endpoint
+# cluster on loopback port 0; mtls-server terminates mTLS on the listener,
+# mtls-client speaks it to the next hop (certificates from $CERTS).
 mesh_bootstrap() {
     python3 - "$@" <<'EOF'
-import json, sys
+import json, os, sys
 out, specs = sys.argv[1], sys.argv[2:]
+certs = os.environ.get("CERTS", "")
+def pem(name):
+    return {"filename": os.path.join(certs, name)}
+def tls_context(role):
+    other = "client" if role == "server" else "server"
+    return {
+        "alpn_protocols": ["http/1.1"],
+        "tls_certificates": [{"certificate_chain": pem(role + ".pem"), "private_key": pem(role + ".key")}],
+        "validation_context": {
+            "trusted_ca": pem("ca.pem"),
+            "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {
+                "exact": "spiffe://cluster.local/ns/default/sa/" + other}}],
+        },
+    }
 listeners, clusters = [], []
 for spec in specs:
-    name, hop, proto = spec.split("=")
+    name, hop, proto, *tls = spec.split("=")
+    tls = tls[0] if tls else ""
     host, port = hop.rsplit(":", 1)
     cluster = {
         "name": f"{name}_next",
@@ -226,11 +254,20 @@ for spec in specs:
         cluster["typed_extension_protocol_options"] = {key: {
             "@type": "type.googleapis.com/" + key,
             "explicit_http_config": {"http2_protocol_options": {}}}}
+    if tls == "mtls-client":
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": "server.local", "common_tls_context": tls_context("client")}}
     clusters.append(cluster)
+    chain = {}
+    if tls == "mtls-server":
+        chain["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": True, "common_tls_context": tls_context("server")}}
     listeners.append({
         "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-        "filter_chains": [{"filters": [{
+        "filter_chains": [{**chain, "filters": [{
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -267,6 +304,40 @@ listener() {
     printf '%s\n' "${line#*::}"
 }
 
+# --- certificates for the mTLS pairs ---------------------------------------------
+# A CA and two ECDSA P-256 leaves with SPIFFE ids, as the mesh's CA issues
+# them; the server's also names server.local, which nginx checks.
+CERTS="$T/certs"
+export CERTS
+mkdir -p "$CERTS"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj "/O=cluster.local" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign" -keyout "$CERTS/ca.key" -out "$CERTS/ca.pem" 2>/dev/null
+for role in client server; do
+    san="URI:spiffe://cluster.local/ns/default/sa/$role"
+    [[ $role == server ]] && san="$san,DNS:server.local"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/" \
+        -keyout "$CERTS/$role.key" -out "$CERTS/$role.csr" 2>/dev/null
+    printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$san" >"$CERTS/$role.ext"
+    openssl x509 -req -in "$CERTS/$role.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" \
+        -CAcreateserial -days 1 -extfile "$CERTS/$role.ext" -out "$CERTS/$role.pem" 2>/dev/null
+done
+
+log "starting the nginx mTLS pair"
+NGINX_TLS_SERVER_PORT=$(free_port)
+nginx_conf "$T/nginx-tls-server" "$NGINX_TLS_SERVER_PORT" "$ECHO" \
+    "ssl; ssl_certificate $CERTS/server.pem; ssl_certificate_key $CERTS/server.key;
+        ssl_client_certificate $CERTS/ca.pem; ssl_verify_client on; ssl_session_cache shared:tls:1m;"
+start_nginx "$T/nginx-tls-server" "$NGINX_TLS_SERVER_PORT"
+NGINX_TLS_SERVER_PIDS=$NGINX_PIDS
+NGINX_TLS_CLIENT_PORT=$(free_port)
+nginx_conf "$T/nginx-tls-client" "$NGINX_TLS_CLIENT_PORT" "127.0.0.1:$NGINX_TLS_SERVER_PORT" ";" https \
+    "proxy_ssl_certificate $CERTS/client.pem; proxy_ssl_certificate_key $CERTS/client.key;
+            proxy_ssl_trusted_certificate $CERTS/ca.pem; proxy_ssl_verify on;
+            proxy_ssl_name server.local; proxy_ssl_server_name on; proxy_ssl_session_reuse on;"
+start_nginx "$T/nginx-tls-client" "$NGINX_TLS_CLIENT_PORT"
+NGINX_TLS_CLIENT_PIDS=$NGINX_PIDS
+
 log "starting the mesh-proxy pair"
 mkdir -p "$T/mesh-server" "$T/mesh-client"
 mesh_bootstrap "$T/mesh-server/bootstrap.json" "inbound=$ECHO=h1" "inbound_h2=$ECHO=h2"
@@ -278,12 +349,24 @@ mesh_bootstrap "$T/mesh-client/bootstrap.json" \
 start_mesh "$T/mesh-client"
 MESH_CLIENT_PIDS=$MESH_PID
 
+log "starting the mesh-proxy mTLS pair"
+mkdir -p "$T/mesh-tls-server" "$T/mesh-tls-client"
+mesh_bootstrap "$T/mesh-tls-server/bootstrap.json" "inbound=$ECHO=h1=mtls-server"
+start_mesh "$T/mesh-tls-server"
+MESH_TLS_SERVER_PIDS=$MESH_PID
+mesh_bootstrap "$T/mesh-tls-client/bootstrap.json" \
+    "outbound=$(listener "$T/mesh-tls-server" inbound)=h1=mtls-client"
+start_mesh "$T/mesh-tls-client"
+MESH_TLS_CLIENT_PIDS=$MESH_PID
+
 # --- rows ------------------------------------------------------------------------
 # id | label | protocol | URL | roles (role=pid,pid ...)
 ROWS=(
     "direct|direct (no proxy)|h1|http://$ECHO/echo|"
     "nginx|nginx pair|h1|http://127.0.0.1:$NGINX_CLIENT_PORT/echo|client=$NGINX_CLIENT_PIDS server=$NGINX_SERVER_PIDS"
     "mesh|mesh-proxy pair|h1|http://$(listener "$T/mesh-client" outbound)/echo|client=$MESH_CLIENT_PIDS server=$MESH_SERVER_PIDS"
+    "nginx-mtls|nginx pair, mTLS|h1|http://127.0.0.1:$NGINX_TLS_CLIENT_PORT/echo|client=$NGINX_TLS_CLIENT_PIDS server=$NGINX_TLS_SERVER_PIDS"
+    "mesh-mtls|mesh-proxy pair, mTLS|h1|http://$(listener "$T/mesh-tls-client" outbound)/echo|client=$MESH_TLS_CLIENT_PIDS server=$MESH_TLS_SERVER_PIDS"
     "direct-h2|direct h2c|h2|http://$ECHO/echo|"
     "mesh-h2|mesh-proxy pair h2c|h2|http://$(listener "$T/mesh-client" outbound_h2)/echo|client=$MESH_CLIENT_PIDS server=$MESH_SERVER_PIDS"
 )
@@ -394,3 +477,25 @@ done
 } >"$R/context.txt"
 python3 "$ROOT/bench/summarize.py" "$R" --clk-tck "$(getconf CLK_TCK)" --rate "$RATE" --conns "$CONNS" \
     --h2-streams "$H2_STREAMS"
+
+# --- full handshakes ----------------------------------------------------------------
+# handshakes LABEL ADDRESS PIDS: openssl s_time opens a new session per
+# connection with the client certificate for HANDSHAKE_SECS; the server
+# side's CPU time gives full handshakes per CPU-second.
+HANDSHAKE_SECS=${HANDSHAKE_SECS:-5}
+handshakes() {
+    local before after connections cpu
+    before=$(cpu_ticks "$3")
+    connections=$(bg_wait bounded "$HANDSHAKE_SECS" openssl s_time -connect "$2" -new -time "$HANDSHAKE_SECS" \
+        -cert "$CERTS/client.pem" -key "$CERTS/client.key" -CAfile "$CERTS/ca.pem" 2>/dev/null |
+        awk '/connections in [0-9]+ real seconds/ {print $1; exit}')
+    after=$(cpu_ticks "$3")
+    cpu=$(python3 -c 'import sys; print(max(int(sys.argv[2]) - int(sys.argv[1]), 1) / int(sys.argv[3]))' \
+        "$before" "$after" "$(getconf CLK_TCK)")
+    python3 -c 'import sys; n, cpu, secs = int(sys.argv[2] or 0), float(sys.argv[3]), int(sys.argv[4]); print(f"{sys.argv[1]:<34} {n / secs:>10.0f} {n / cpu:>16.0f}")' \
+        "$1" "${connections:-0}" "$cpu" "$HANDSHAKE_SECS"
+}
+echo
+printf '%-34s %10s %16s\n' "mTLS server side" "handshakes/s" "per CPU-second"
+handshakes "nginx (ssl_verify_client on)" "127.0.0.1:$NGINX_TLS_SERVER_PORT" "$NGINX_TLS_SERVER_PIDS"
+handshakes "mesh-proxy (require_client_cert)" "$(listener "$T/mesh-tls-server" inbound)" "$MESH_TLS_SERVER_PIDS"
