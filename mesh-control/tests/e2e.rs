@@ -220,6 +220,8 @@ enum Identity<'a> {
         address: SocketAddr,
         root: &'a Path,
         tokens: &'a Path,
+        /// The lifetime asked for (`--cert-ttl`).
+        ttl: &'a str,
     },
 }
 
@@ -256,9 +258,11 @@ fn sidecar(
             address,
             root,
             tokens,
+            ttl,
         } => {
             command
                 .args(["--ca-address", &format!("https://{address}")])
+                .args(["--cert-ttl", ttl])
                 .arg("--ca-root-cert")
                 .arg(root)
                 .arg("--ca-token-file")
@@ -685,6 +689,8 @@ async fn certificates_from_the_mesh_ca_carry_strict_mtls() {
         address: plane.secure.expect("the secure port"),
         root: &ca_dir.join("root-cert.pem"),
         tokens: &tokens,
+        // Short, so that certificates rotate several times during the test.
+        ttl: "4s",
     };
     let mut proxies = [
         sidecar(
@@ -742,4 +748,25 @@ spec: {mtls: {mode: STRICT}}
             "mesh traffic flows under STRICT"
         );
     }
+
+    // Certificates rotate under load without a failed request.
+    let load = Load::start(http.clone(), url.clone());
+    let admin = std::fs::read_to_string(dir.path().join("reviews-v1.admin")).unwrap();
+    let mut serials = BTreeSet::new();
+    wait_for("three certificates of reviews-v1 under load", async || {
+        let certs = http
+            .get(&format!("http://{}/certs", admin.trim()), None)
+            .await;
+        if let Ok((200, body)) = certs {
+            let json: Value = serde_json::from_str(&body).unwrap_or_default();
+            if let Some(serial) = json["certificates"][0]["cert_chain"][0]["serial_number"].as_str()
+            {
+                serials.insert(serial.to_owned());
+            }
+        }
+        (serials.len() >= 3).then_some(())
+    })
+    .await;
+    assert!(load.sent.load(Ordering::Relaxed) > 0);
+    finish_without_failures(load).await;
 }

@@ -35,9 +35,16 @@ pub use store::{CaFiles, LoadError};
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Istio's default cap on a requested lifetime (`MAX_WORKLOAD_CERT_TTL`).
 pub const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
-/// Certificates start this long before they are signed, for clocks that
-/// run a little behind.
+/// Certificates start up to this long before they are signed, for clocks
+/// that run a little behind.
 const BACKDATE: Duration = Duration::from_secs(60);
+
+/// How far a certificate of lifetime `ttl` is backdated: at most a quarter
+/// of it, so that a short-lived certificate is not mostly in the past
+/// (proxies renew at half of notBefore..notAfter).
+fn backdate(ttl: Duration) -> Duration {
+    BACKDATE.min(ttl / 4)
+}
 
 /// Signs workload certificates.
 #[derive(Debug)]
@@ -157,7 +164,7 @@ fn workload_params(identity: &SpiffeId, ttl: Duration) -> Result<CertificatePara
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     let now = SystemTime::now();
-    params.not_before = (now - BACKDATE).into();
+    params.not_before = (now - backdate(ttl)).into();
     params.not_after = (now + ttl).into();
     Ok(params)
 }

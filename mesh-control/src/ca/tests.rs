@@ -109,6 +109,9 @@ fn certificates_carry_the_callers_identity_only_and_chain_to_the_root() {
         assert!(signed);
         assert_eq!(lifetime, 600 + BACKDATE.as_secs() as i64);
     }
+    // A short lifetime is backdated by a quarter of it only.
+    let short = ca.sign(&csr(&[]), &me, Duration::from_secs(4)).unwrap();
+    assert_eq!(inspect(&short[0], ca.root_pem()).1, 5);
     let other = ca
         .sign(&csr(&[uri(&identity("ratings"))]), &me, DEFAULT_TTL)
         .unwrap_err();
