@@ -6,7 +6,7 @@ use bookinfo::Service;
 use http::StatusCode;
 use serde_json::json;
 
-use crate::support::{Bookinfo, Env, Stalled, dead_addr, get, post, start, start_reviews, url};
+use crate::support::{Bookinfo, Dead, Env, Stalled, get, post, start, start_reviews, url};
 
 const REVIEW1: &str =
     "An extremely entertaining play by Shakespeare. The slapstick humour is refreshing!";
@@ -105,8 +105,9 @@ async fn ratings_answers_defaults_and_keeps_what_is_posted() {
 #[tokio::test]
 async fn reviews_v1_has_no_ratings() {
     // Ratings is not even reachable: v1 must not need it.
+    let ratings = Dead::new();
     let env = Env::new()
-        .upstream("ratings", dead_addr().await)
+        .upstream("ratings", ratings.addr)
         .set("HOSTNAME", "reviews-v1-abc")
         .set("CLUSTER_NAME", "local");
     let reviews = start_reviews("v1", &env).await;
@@ -209,11 +210,11 @@ async fn productpage_api_passes_the_services_answers_on() {
 
 #[tokio::test]
 async fn productpage_api_reports_failed_upstreams() {
-    let dead = dead_addr().await;
+    let dead = Dead::new();
     let env = Env::new()
-        .upstream("details", dead)
-        .upstream("reviews", dead)
-        .upstream("ratings", dead);
+        .upstream("details", dead.addr)
+        .upstream("reviews", dead.addr)
+        .upstream("ratings", dead.addr);
     let productpage = start(Service::Productpage, &env).await;
     for (path, error) in [
         (

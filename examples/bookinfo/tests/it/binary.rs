@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use crate::support::{dead_addr, get};
+use crate::support::{Dead, get};
 
 /// How long a process may take to start listening on a loaded machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -82,8 +82,8 @@ async fn serves_on_the_port_it_logs() {
 
 #[tokio::test]
 async fn reviews_version_comes_from_the_environment_and_failures_are_logged() {
-    let ratings = dead_addr().await;
-    let port = ratings.port().to_string();
+    let ratings = Dead::new();
+    let port = ratings.addr.port().to_string();
     let process = Process::spawn(
         &["reviews", "--port", "0"],
         &[

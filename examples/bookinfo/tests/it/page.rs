@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bookinfo::{Running, Service};
 use http::StatusCode;
 
-use crate::support::{Bookinfo, Env, Stalled, dead_addr, get, login, start, start_reviews, url};
+use crate::support::{Bookinfo, Dead, Env, Stalled, get, login, start, start_reviews, url};
 
 const DETAILS_ERROR: &str = "Sorry, product details are currently unavailable for this book.";
 const REVIEWS_ERROR: &str = "Sorry, product reviews are currently unavailable for this book.";
@@ -98,7 +98,8 @@ async fn logout_clears_the_user() {
 #[tokio::test]
 async fn details_down_shows_the_details_error() {
     let reviews = start_reviews("v1", &Env::new()).await;
-    let productpage = productpage(dead_addr().await, reviews.addr()).await;
+    let details = Dead::new();
+    let productpage = productpage(details.addr, reviews.addr()).await;
     let page = get(&url(productpage.addr(), "/productpage"), &[]).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains(DETAILS_ERROR), "{}", page.body);
@@ -109,7 +110,8 @@ async fn details_down_shows_the_details_error() {
 #[tokio::test]
 async fn reviews_down_shows_the_reviews_error() {
     let details = start(Service::Details, &Env::new()).await;
-    let productpage = productpage(details.addr(), dead_addr().await).await;
+    let reviews = Dead::new();
+    let productpage = productpage(details.addr(), reviews.addr).await;
     let page = get(&url(productpage.addr(), "/productpage"), &[]).await;
     assert!(page.body.contains(REVIEWS_ERROR), "{}", page.body);
     assert!(page.body.contains("id=\"reviews-error\""));
@@ -122,7 +124,8 @@ async fn reviews_down_shows_the_reviews_error() {
 #[tokio::test]
 async fn ratings_down_under_v2_shows_the_ratings_error() {
     let details = start(Service::Details, &Env::new()).await;
-    let reviews_env = Env::new().upstream("ratings", dead_addr().await);
+    let ratings = Dead::new();
+    let reviews_env = Env::new().upstream("ratings", ratings.addr);
     let reviews = start_reviews("v2", &reviews_env).await;
     let productpage = productpage(details.addr(), reviews.addr()).await;
     let page = get(&url(productpage.addr(), "/productpage"), &[]).await;

@@ -99,13 +99,25 @@ pub fn url(addr: SocketAddr, path: &str) -> String {
     format!("http://{addr}{path}")
 }
 
-/// An address where nothing listens: bound, then released.
-pub async fn dead_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// An address where nothing listens: a socket bound and never listening,
+/// so that connections are refused and no other test can take the port
+/// while it lives.
+#[derive(Debug)]
+pub struct Dead {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl Dead {
+    pub fn new() -> Dead {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        Dead {
+            _socket: socket,
+            addr,
+        }
+    }
 }
 
 /// An upstream that accepts connections and never answers.
