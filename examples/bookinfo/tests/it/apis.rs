@@ -1,7 +1,5 @@
 //! The JSON APIs, in the shapes of Istio's sample.
 
-use std::time::{Duration, Instant};
-
 use bookinfo::Service;
 use http::StatusCode;
 use serde_json::json;
@@ -147,17 +145,16 @@ async fn reviews_v3_rates_in_red_and_reports_ratings_errors() {
 
     let stalled = Stalled::start().await;
     let reviews = start_reviews("v3", &Env::new().upstream("ratings", stalled.addr)).await;
-    let started = Instant::now();
     let reply = get(&url(reviews.addr(), "/reviews/0"), &[]).await;
-    let took = started.elapsed();
     let error = json!({"error": "Ratings service is currently unavailable"});
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["reviews"][0]["rating"], error);
     assert_eq!(reply.json()["reviews"][1]["rating"], error);
-    // v3's 2.5 s timeout, well short of v2's 10 s.
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(9),
-        "took {took:?}"
+    // One call (no retry); the 2.5 s timeout itself is checked where the
+    // versions are read (`reviews::tests`).
+    assert_eq!(
+        stalled.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1
     );
 }
 

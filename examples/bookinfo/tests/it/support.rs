@@ -124,6 +124,8 @@ impl Dead {
 #[derive(Debug)]
 pub struct Stalled {
     pub addr: SocketAddr,
+    /// Connections accepted so far: one per try of a client.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -131,13 +133,20 @@ impl Stalled {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 held.push(stream);
             }
         });
-        Self { addr, task }
+        Self {
+            addr,
+            accepted,
+            task,
+        }
     }
 }
 
