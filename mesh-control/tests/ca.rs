@@ -152,37 +152,17 @@ async fn call(
         .expect("a grpc-status")
         .parse()
         .unwrap();
-    let message = percent_decoded(&status_of("grpc-message").unwrap_or_default());
+    // gRPC percent-encodes the message.
+    let message =
+        percent_encoding::percent_decode_str(&status_of("grpc-message").unwrap_or_default())
+            .decode_utf8_lossy()
+            .into_owned();
     let first = (data.len() >= 5).then(|| {
         data.advance(1);
         let len = data.get_u32() as usize;
         data.split_to(len)
     });
     (code, message, first)
-}
-
-/// `grpc-message` as gRPC percent-encodes it, read back.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn csr(key: &KeyPair, sans: &[SanType]) -> String {

@@ -152,7 +152,7 @@ pub struct ScopeKey {
 /// The key of the proxy's shared resources ([`shared`]); `None` for proxies
 /// that share nothing (gateways, proxyless gRPC clients, waypoints).
 pub fn scope_key(proxy: &Proxy, snapshot: &MeshSnapshot) -> Option<ScopeKey> {
-    if proxy.grpc_generator || proxy.kind != ProxyKind::Sidecar {
+    if !shares(proxy) {
         return None;
     }
     let scope = sidecar_scope::SidecarScope::new(proxy, snapshot);
@@ -167,11 +167,17 @@ pub fn scope_key(proxy: &Proxy, snapshot: &MeshSnapshot) -> Option<ScopeKey> {
     })
 }
 
+/// Sidecars share their outbound resources; gateways, proxyless gRPC
+/// clients and waypoints share nothing.
+fn shares(proxy: &Proxy) -> bool {
+    !proxy.grpc_generator && proxy.kind == ProxyKind::Sidecar
+}
+
 /// The resources `proxy` shares with every proxy of its [`scope_key`]: a
 /// sidecar's outbound clusters, endpoints, routes and listeners. Empty for
 /// proxies without a key.
 pub fn shared(proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
-    if scope_key(proxy, snapshot).is_none() {
+    if !shares(proxy) {
         return Resources::default();
     }
     let ctx = context::Context::new(proxy, snapshot);
