@@ -412,16 +412,7 @@ fn connection_allowed(
     let Some(downstream) = downstream else {
         return false;
     };
-    let facts = Facts {
-        request: None,
-        peer: tls.and_then(|t| t.peer_uri_san.as_deref()),
-        remote: downstream.remote.ip(),
-        destination_ip: downstream.local.ip(),
-        destination_port: downstream.local.port(),
-        server_name: tls
-            .and_then(|t| t.server_name.as_deref())
-            .or(sniffed.hello.server_name.as_deref()),
-    };
+    let facts = Facts::new(None, downstream, tls, sniffed.hello.server_name.as_deref());
     let allowed = rbac_allows(&chain.rbac, &facts);
     if !allowed {
         tracing::debug!(remote = %downstream.remote, peer = ?facts.peer, "RBAC denied the connection; closing");

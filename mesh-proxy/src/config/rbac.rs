@@ -92,6 +92,28 @@ pub struct Facts<'a> {
     pub server_name: Option<&'a str>,
 }
 
+impl<'a> Facts<'a> {
+    /// What a connection shows, with its request when there is one; the
+    /// SNI of the TLS session, else the one a ClientHello inspector read.
+    pub fn new(
+        request: Option<&'a Parts>,
+        downstream: crate::lb::Downstream,
+        tls: Option<&'a crate::tls::DownstreamTls>,
+        sniffed_server_name: Option<&'a str>,
+    ) -> Facts<'a> {
+        Facts {
+            request,
+            peer: tls.and_then(|t| t.peer_uri_san.as_deref()),
+            remote: downstream.remote.ip(),
+            destination_ip: downstream.local.ip(),
+            destination_port: downstream.local.port(),
+            server_name: tls
+                .and_then(|t| t.server_name.as_deref())
+                .or(sniffed_server_name),
+        }
+    }
+}
+
 impl Rbac {
     /// Whether these rules let the request or connection through.
     pub fn allows(&self, facts: &Facts<'_>) -> bool {

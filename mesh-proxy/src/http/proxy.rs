@@ -179,19 +179,25 @@ fn forward_client_cert(mode: ClientCertHeader, parts: &mut Parts) {
 }
 
 /// What RBAC looks at for one request: the request, and its connection's
-/// addresses and client certificate.
+/// addresses and client certificate. A request without its connection's
+/// addresses (never the case when served by a listener) matches no
+/// address rule.
 fn facts(parts: &Parts) -> Facts<'_> {
-    let downstream = parts.extensions.get::<Downstream>();
-    let tls = parts.extensions.get::<DownstreamTls>();
-    let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
-    Facts {
-        request: Some(parts),
-        peer: tls.and_then(|t| t.peer_uri_san.as_deref()),
-        remote: downstream.map_or(unspecified, |d| d.remote.ip()),
-        destination_ip: downstream.map_or(unspecified, |d| d.local.ip()),
-        destination_port: downstream.map_or(0, |d| d.local.port()),
-        server_name: tls.and_then(|t| t.server_name.as_deref()),
-    }
+    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    let downstream = parts
+        .extensions
+        .get::<Downstream>()
+        .copied()
+        .unwrap_or(Downstream {
+            remote: unspecified,
+            local: unspecified,
+        });
+    Facts::new(
+        Some(parts),
+        downstream,
+        parts.extensions.get::<DownstreamTls>(),
+        None,
+    )
 }
 
 /// The authority the client asked for (HTTP/2 `:authority` or the Host header).
