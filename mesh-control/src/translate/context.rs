@@ -429,7 +429,7 @@ impl<'a> Context<'a> {
     }
 
     /// The ports the proxy's workload serves, by the services it backs.
-    fn service_ports(&self) -> Vec<InboundPort<'a>> {
+    pub fn service_ports(&self) -> Vec<InboundPort<'a>> {
         // The proxy's endpoints with their services, in service order.
         let mut own: Vec<(&'a Service, &'a Endpoint)> = self
             .snapshot

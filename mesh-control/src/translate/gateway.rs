@@ -22,13 +22,15 @@
 //! - Clusters: every visible service's, as istiod sends them (not only
 //!   those the routes name), with DestinationRule policies, and
 //!   `BlackHoleCluster`; no passthrough or inbound clusters.
+//! - Ports: a server binds the target port of the gateway's own service
+//!   port with the server's number (Kubernetes' `istio-ingressgateway`
+//!   maps 80 to 8080, so Gateway port 80 becomes listener `0.0.0.0_8080`
+//!   and route `http.8080`), or its own number. A gateway announcing
+//!   `INTERCEPTION_MODE: NONE` shares its host with other proxies (the
+//!   local mesh) and binds its own address instead of `0.0.0.0`.
 //!
-//! Differences from istiod: the listener binds the Gateway server's port as
-//! written (istiod, on Kubernetes, binds the gateway Service's target port
-//! for it: Gateway port 80 becomes listener 8080; here there is no Service
-//! in front of the gateway, so the server port is the port traffic
-//! arrives on). AUTO_PASSTHROUGH servers, `defaultEndpoint`, unix-socket
-//! binds, HTTP/3, `tls.credentialNames` beyond the first and
+//! Differences from istiod: AUTO_PASSTHROUGH servers, `defaultEndpoint`,
+//! unix-socket binds, HTTP/3, `tls.credentialNames` beyond the first and
 //! `tlsCertificates` are not translated. VirtualServices apply in config
 //! order (kind, namespace, name), where istiod orders them by creation
 //! time. `httpsRedirect` is written as istiod writes it, `require_tls: ALL`

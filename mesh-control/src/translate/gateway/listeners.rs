@@ -52,6 +52,7 @@ pub struct Built {
 pub fn build(ctx: &Context, name: &str, servers: &[GatewayServer]) -> Option<Built> {
     let first = servers.first()?;
     let port = first.port();
+    let listen = first.listen;
     let address = name.rsplit_once('_').map_or("0.0.0.0", |(a, _)| a);
     let mut built = Chains {
         ctx,
@@ -64,7 +65,7 @@ pub fn build(ctx: &Context, name: &str, servers: &[GatewayServer]) -> Option<Bui
     };
     if first.kind == Kind::Http {
         let all: Vec<&GatewayServer> = servers.iter().collect();
-        built.http(routes::http_name(port), &all, None, Vec::new());
+        built.http(routes::http_name(listen), &all, None, Vec::new());
     } else {
         for server in servers {
             built.server(server);
@@ -81,7 +82,7 @@ pub fn build(ctx: &Context, name: &str, servers: &[GatewayServer]) -> Option<Bui
     });
     let listener = Listener {
         name: name.to_owned(),
-        address: Some(socket(address, port)),
+        address: Some(socket(address, listen)),
         traffic_direction: TrafficDirection::Outbound as i32,
         listener_filters: if inspects_tls {
             vec![ListenerFilter {

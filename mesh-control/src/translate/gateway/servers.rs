@@ -7,7 +7,10 @@ use mesh_api::load::Resource;
 use mesh_api::networking::gateway::{GatewaySpec, Protocol, Server, TlsMode};
 use mesh_api::networking::virtual_service::VirtualServiceSpec;
 
+use crate::model::Proxy;
+
 use super::super::context::{Config, Context, exported, selects};
+use super::super::sidecar_scope::interception_none;
 use super::super::http_route::Bound;
 use super::hosts;
 
@@ -48,6 +51,9 @@ pub struct GatewayServer<'a> {
     pub kind: Kind,
     /// The server's hosts as `namespace/dnsName`.
     pub hosts: Vec<String>,
+    /// The port the listener binds: the server's, or the target port of
+    /// the gateway's own service port that the server names.
+    pub listen: u16,
 }
 
 impl GatewayServer<'_> {
@@ -101,6 +107,8 @@ fn kind(server: &Server) -> Option<Kind> {
 /// only the first opaque TCP server is kept.
 pub fn by_listener<'a>(ctx: &Context<'a>) -> BTreeMap<String, Vec<GatewayServer<'a>>> {
     let mut listeners: BTreeMap<String, Vec<GatewayServer<'a>>> = BTreeMap::new();
+    let targets = target_ports(ctx);
+    let wildcard = wildcard_address(ctx.proxy);
     for resource in &ctx.snapshot.config {
         let Resource::Gateway(gateway) = resource.as_ref() else {
             continue;
@@ -118,13 +126,13 @@ pub fn by_listener<'a>(ctx: &Context<'a>) -> BTreeMap<String, Vec<GatewayServer<
                 continue;
             };
             let address = if server.bind.is_empty() {
-                "0.0.0.0"
+                wildcard.as_str()
             } else {
                 server.bind.as_str()
             };
-            let entry = listeners
-                .entry(format!("{address}_{}", server.port.number))
-                .or_default();
+            let number = u16::try_from(server.port.number).unwrap_or_default();
+            let listen = targets.get(&number).copied().unwrap_or(number);
+            let entry = listeners.entry(format!("{address}_{listen}")).or_default();
             if let Some(first) = entry.first()
                 && (first.kind.family() != kind.family() || kind == Kind::Tcp)
             {
@@ -140,10 +148,35 @@ pub fn by_listener<'a>(ctx: &Context<'a>) -> BTreeMap<String, Vec<GatewayServer<
                     .iter()
                     .map(|h| hosts::qualify(h, config.namespace))
                     .collect(),
+                listen,
             });
         }
     }
     listeners
+}
+
+/// The target port of each port of the services the gateway backs, where
+/// it differs: on Kubernetes the gateway's Service maps port 80 to 8080,
+/// and istiod binds a Gateway server on port 80 to 8080 for it.
+fn target_ports(ctx: &Context) -> BTreeMap<u16, u16> {
+    ctx.service_ports()
+        .into_iter()
+        .filter(|p| p.port != p.service_port)
+        .map(|p| (p.service_port, p.port))
+        .collect()
+}
+
+/// The address of servers without `bind`: every interface, or the proxy's
+/// own address when it announces `INTERCEPTION_MODE: NONE`. Such a gateway
+/// shares its host with other proxies (the local mesh), where binding
+/// every interface would take the port from all of them and expose it
+/// beyond the host.
+fn wildcard_address(proxy: &Proxy) -> String {
+    if interception_none(proxy) {
+        proxy.ip.to_string()
+    } else {
+        "0.0.0.0".to_owned()
+    }
 }
 
 /// The VirtualServices bound to the gateway `<ns>/<name>` and exported to

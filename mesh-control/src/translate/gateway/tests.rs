@@ -14,7 +14,7 @@ use mesh_api::networking::service_entry::{Location, Resolution};
 use serde_json::{Value, json};
 
 use super::hosts::{for_namespace, intersection, qualify, subset_of};
-use crate::model::{MeshSnapshot, Proxy, Service, ServicePort};
+use crate::model::{Endpoint, MeshSnapshot, Proxy, Service, ServicePort};
 use crate::translate::{Resources, translate};
 
 fn service(host: &str, port: u16, protocol: Protocol) -> Arc<Service> {
@@ -510,4 +510,78 @@ spec:
         "outbound|5432||db.default.svc.cluster.local"
     );
     assert!(listener.get("listener_filters").is_none());
+}
+
+/// The gateway's own service, as Kubernetes' `istio-ingressgateway`: port
+/// 80 to target port 8080, with the gateway proxy as its endpoint.
+fn own_service(snapshot: &mut MeshSnapshot, proxy: &Proxy) {
+    let mut service = service(
+        "istio-ingressgateway.istio-system.svc.cluster.local",
+        80,
+        Protocol::Http,
+    );
+    let own = Arc::get_mut(&mut service).unwrap();
+    own.namespace = "istio-system".into();
+    own.ports[0].target_port = Some(8080);
+    snapshot.endpoints.push(Arc::new(Endpoint {
+        service: service.hostname.clone(),
+        service_namespace: "istio-system".into(),
+        address: proxy.ip,
+        ports: BTreeMap::new(),
+        labels: proxy.labels.clone(),
+        namespace: "istio-system".into(),
+        service_account: "gw".into(),
+        locality: String::new(),
+        network: String::new(),
+        weight: 1,
+        mesh_tls: false,
+    }));
+    snapshot.services.push(service);
+}
+
+#[test]
+fn a_server_port_binds_the_target_port_of_the_gateways_own_service() {
+    let report = load_str(
+        "test.yaml",
+        r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+"#,
+    );
+    let mut snapshot = MeshSnapshot {
+        config: report
+            .resources
+            .into_iter()
+            .map(|l| Arc::new(l.resource))
+            .collect(),
+        ..MeshSnapshot::default()
+    };
+    let mut proxy = gateway_proxy();
+    own_service(&mut snapshot, &proxy);
+
+    let resources = translate(&proxy, &snapshot);
+    let bound = listener(&resources, "0.0.0.0_8080");
+    assert_eq!(bound["address"]["socket_address"]["port_value"], 8080);
+    route_config(&resources, "http.8080");
+
+    // A gateway sharing its host with other proxies binds its own address.
+    proxy.ip = "127.0.0.1".parse().unwrap();
+    proxy
+        .metadata
+        .insert("INTERCEPTION_MODE".into(), "NONE".into());
+    snapshot.endpoints.clear();
+    snapshot.services.clear();
+    own_service(&mut snapshot, &proxy);
+    let resources = translate(&proxy, &snapshot);
+    let bound = listener(&resources, "127.0.0.1_8080");
+    assert_eq!(
+        bound["address"]["socket_address"],
+        json!({"address": "127.0.0.1", "port_value": 8080})
+    );
 }
