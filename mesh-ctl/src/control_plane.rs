@@ -13,13 +13,10 @@ use hyper_util::rt::TokioExecutor;
 /// Where the control plane is.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Address {
-    /// The control plane's monitoring address, which serves the config API.
-    #[arg(
-        long = "control-plane",
-        env = "MESH_CONTROL_ADDRESS",
-        default_value = "http://127.0.0.1:15014"
-    )]
-    pub url: String,
+    /// The control plane's monitoring address, which serves the config API
+    /// (default: the local mesh's, when one runs, else http://127.0.0.1:15014).
+    #[arg(long = "control-plane", env = "MESH_CONTROL_ADDRESS")]
+    pub url: Option<String>,
 }
 
 /// The control plane's answer.
@@ -29,21 +26,45 @@ pub struct Reply {
     pub body: String,
 }
 
+/// istiod's monitoring port on this host.
+const DEFAULT_URL: &str = "http://127.0.0.1:15014";
+
 impl Address {
+    /// The base URL: the flag, else the running local mesh's control
+    /// plane, else the default port on this host.
+    pub fn base(&self) -> String {
+        let url = self
+            .url
+            .clone()
+            .or_else(local_mesh)
+            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let url = url.trim_end_matches('/');
+        if url.contains("://") {
+            url.to_owned()
+        } else {
+            format!("http://{url}")
+        }
+    }
+
     /// Sends one request and waits for the whole answer.
     pub fn send(&self, method: Method, path: &str, body: String) -> anyhow::Result<Reply> {
-        let base = self.url.trim_end_matches('/');
-        let url = if base.contains("://") {
-            format!("{base}{path}")
-        } else {
-            format!("http://{base}{path}")
-        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        runtime
-            .block_on(request(method, &url, body))
-            .with_context(|| format!("cannot reach the control plane at {}", self.url))
+        runtime.block_on(self.send_async(method, path, body))
+    }
+
+    /// [`Address::send`], inside a runtime.
+    pub async fn send_async(
+        &self,
+        method: Method,
+        path: &str,
+        body: String,
+    ) -> anyhow::Result<Reply> {
+        let base = self.base();
+        request(method, &format!("{base}{path}"), body)
+            .await
+            .with_context(|| format!("cannot reach the control plane at {base}"))
     }
 
     /// GETs `path_and_query` and reads the body as JSON.
@@ -52,7 +73,7 @@ impl Address {
         if !reply.status.is_success() {
             anyhow::bail!(
                 "{}{path_and_query}: {}: {}",
-                self.url,
+                self.base(),
                 reply.status,
                 reply.body.trim()
             );
@@ -62,7 +83,8 @@ impl Address {
     }
 }
 
-async fn request(method: Method, url: &str, body: String) -> anyhow::Result<Reply> {
+/// One request to `url`, with the whole answer.
+pub async fn request(method: Method, url: &str, body: String) -> anyhow::Result<Reply> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut builder = Request::builder().method(method).uri(url);
     if !body.is_empty() {
@@ -76,6 +98,17 @@ async fn request(method: Method, url: &str, body: String) -> anyhow::Result<Repl
         status,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     })
+}
+
+/// The monitoring address of the local mesh running from the default
+/// directory, if one runs.
+fn local_mesh() -> Option<String> {
+    let dir = crate::local::StateDir::new(crate::local::DirArg::from_env().path());
+    let state = dir.read().ok()??;
+    if !crate::local::alive(state.supervisor) {
+        return None;
+    }
+    Some(format!("http://{}", state.control_plane?.monitoring))
 }
 
 /// Escapes a query value or path segment (RFC 3986 unreserved characters

@@ -4,9 +4,11 @@ mod apply;
 mod control_plane;
 mod get;
 mod inputs;
+mod local;
 mod manifest;
 mod proxy_config;
 mod proxy_status;
+mod role;
 mod validate;
 
 use std::process::ExitCode;
@@ -47,6 +49,20 @@ pub enum Command {
         #[command(subcommand)]
         command: proxy_config::Command,
     },
+    /// Bookinfo on the local mesh: mesh-control, the four services with
+    /// their sidecars and an ingress gateway on 127.0.0.1:8080; runs until Ctrl-C.
+    Demo(local::DemoArgs),
+    /// The local mesh: workloads with sidecars on this host, no cluster.
+    Local {
+        #[command(subcommand)]
+        command: local::Command,
+    },
+    #[command(name = "mesh-control", hide = true)]
+    MeshControl(role::RoleArgs),
+    #[command(name = "mesh-proxy", hide = true)]
+    MeshProxy(role::RoleArgs),
+    #[command(name = "bookinfo", hide = true)]
+    Bookinfo(role::RoleArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -60,6 +76,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ProxyConfig { command } => {
             proxy_config::run(&command, &mut std::io::stdout().lock())
         }
+        Command::Demo(args) => local::demo::run(&args, &mut std::io::stdout()),
+        Command::Local { command } => local::run(&command, &mut std::io::stdout()),
+        Command::MeshControl(args) => role::run(role::Role::MeshControl, args),
+        Command::MeshProxy(args) => role::run(role::Role::MeshProxy, args),
+        Command::Bookinfo(args) => role::run(role::Role::Bookinfo, args),
         Command::Version => {
             println!("meshctl {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -35,6 +35,7 @@
 //! Every service forwards the tracing and identity headers listed in
 //! [`headers`] from the request it serves to the calls it makes.
 
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod details;

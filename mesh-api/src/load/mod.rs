@@ -349,10 +349,7 @@ const MAX_PARSE_ERRORS: usize = 20;
 /// serde stops at the first error; to report every problem at once, the
 /// offending field is removed and parsing retried, until the document parses
 /// or an error cannot be stepped over (a missing field, a bad list item).
-pub(crate) fn typed<T: DeserializeOwned>(
-    mut value: Value,
-    base: Path,
-) -> Result<T, Vec<(Path, String)>> {
+pub fn typed<T: DeserializeOwned>(mut value: Value, base: Path) -> Result<T, Vec<(Path, String)>> {
     let mut found: Vec<(Path, String)> = Vec::new();
     loop {
         let err = match serde_path_to_error::deserialize(&value) {

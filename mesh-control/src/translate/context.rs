@@ -428,9 +428,8 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The ports the proxy's workload serves, by the services it backs.
-    pub fn service_ports(&self) -> Vec<InboundPort<'a>> {
-        // The proxy's endpoints with their services, in service order.
+    /// The proxy's endpoints with their services, in service order.
+    pub fn own_endpoints(&self) -> Vec<(&'a Service, &'a Endpoint)> {
         let mut own: Vec<(&'a Service, &'a Endpoint)> = self
             .snapshot
             .endpoints
@@ -444,8 +443,13 @@ impl<'a> Context<'a> {
             })
             .collect();
         own.sort_by(|a, b| a.0.hostname.cmp(&b.0.hostname));
+        own
+    }
+
+    /// The ports the proxy's workload serves, by the services it backs.
+    fn service_ports(&self) -> Vec<InboundPort<'a>> {
         let mut ports: BTreeMap<u16, InboundPort<'a>> = BTreeMap::new();
-        for (service, endpoint) in own {
+        for (service, endpoint) in self.own_endpoints() {
             for port in &service.ports {
                 let Some(kind) = port_kind(port) else {
                     continue;

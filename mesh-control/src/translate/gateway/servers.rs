@@ -9,9 +9,9 @@ use mesh_api::networking::virtual_service::VirtualServiceSpec;
 
 use crate::model::Proxy;
 
-use super::super::context::{Config, Context, exported, selects};
-use super::super::sidecar_scope::interception_none;
+use super::super::context::{Config, Context, endpoint_port, exported, selects};
 use super::super::http_route::Bound;
+use super::super::sidecar_scope::interception_none;
 use super::hosts;
 
 /// How a server handles its connections.
@@ -159,11 +159,16 @@ pub fn by_listener<'a>(ctx: &Context<'a>) -> BTreeMap<String, Vec<GatewayServer<
 /// it differs: on Kubernetes the gateway's Service maps port 80 to 8080,
 /// and istiod binds a Gateway server on port 80 to 8080 for it.
 fn target_ports(ctx: &Context) -> BTreeMap<u16, u16> {
-    ctx.service_ports()
-        .into_iter()
-        .filter(|p| p.port != p.service_port)
-        .map(|p| (p.service_port, p.port))
-        .collect()
+    let mut targets = BTreeMap::new();
+    for (service, endpoint) in ctx.own_endpoints() {
+        for port in &service.ports {
+            let target = endpoint_port(endpoint, port);
+            if target != port.number {
+                targets.entry(port.number).or_insert(target);
+            }
+        }
+    }
+    targets
 }
 
 /// The address of servers without `bind`: every interface, or the proxy's
