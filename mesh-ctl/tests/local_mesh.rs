@@ -499,6 +499,24 @@ spec: {mtls: {mode: STRICT}}
     })
     .await;
 
+    // Authorization: allow nothing, then each call Bookinfo makes.
+    apply(
+        &mesh,
+        &networking("authorization-policy-allow-nothing.yaml"),
+    );
+    settle(&anonymous, "every request refused", 3, |p| {
+        p.status == 403 && p.shows("RBAC: access denied")
+    })
+    .await;
+    apply(
+        &mesh,
+        &networking("authorization-policy-bookinfo-viewers.yaml"),
+    );
+    settle(&anonymous, "the viewers let the page through", 10, |p| {
+        p.status == 200 && p.stars() == Some("red") && p.shows("<h2>Book Details</h2>")
+    })
+    .await;
+
     // Ctrl-C stops everything.
     let supervisor = mesh.pid();
     let status = mesh.interrupt();
