@@ -570,7 +570,8 @@ spec:
     assert_eq!(bound["address"]["socket_address"]["port_value"], 8080);
     route_config(&resources, "http.8080");
 
-    // A gateway sharing its host with other proxies binds its own address.
+    // A gateway sharing its host with other proxies binds its own address;
+    // service ports 80 and 8080 may both lead to one port there.
     proxy.ip = "127.0.0.1".parse().unwrap();
     proxy
         .metadata
@@ -578,10 +579,17 @@ spec:
     snapshot.endpoints.clear();
     snapshot.services.clear();
     own_service(&mut snapshot, &proxy);
+    let own = Arc::get_mut(&mut snapshot.services[0]).unwrap();
+    own.ports[0].target_port = Some(18080);
+    let mut second = own.ports[0].clone();
+    second.number = 8080;
+    second.name = "http-alt".into();
+    own.ports.push(second);
     let resources = translate(&proxy, &snapshot);
-    let bound = listener(&resources, "127.0.0.1_8080");
+    let bound = listener(&resources, "127.0.0.1_18080");
     assert_eq!(
         bound["address"]["socket_address"],
-        json!({"address": "127.0.0.1", "port_value": 8080})
+        json!({"address": "127.0.0.1", "port_value": 18080})
     );
+    route_config(&resources, "http.18080");
 }
