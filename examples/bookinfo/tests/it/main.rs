@@ -3,5 +3,6 @@
 mod apis;
 mod binary;
 mod forwarding;
+mod kube;
 mod page;
 mod support;
