@@ -186,13 +186,13 @@ impl Mesh {
     }
 
     async fn start(&mut self, plan: &Plan, options: &Options) -> anyhow::Result<()> {
-        self.certify(plan, options)?;
-        let control_plane = self.start_control_plane(options).await?;
         let gateway = Gateway {
             address: options.gateway_address,
             http_port: pick_port(options.gateway_address, options.gateway_port)?,
             https_port: pick_port(options.gateway_address, options.gateway_https_port)?,
         };
+        self.certify(plan, &gateway)?;
+        let control_plane = self.start_control_plane(options).await?;
         let api = Address {
             url: Some(format!("http://{}", control_plane.monitoring)),
         };
@@ -213,14 +213,9 @@ impl Mesh {
 
     /// Makes the CA (mesh-control loads it) and a bootstrap token for
     /// every proxy, written where only this user reads them.
-    fn certify(&self, plan: &Plan, options: &Options) -> anyhow::Result<()> {
+    fn certify(&self, plan: &Plan, gateway: &Gateway) -> anyhow::Result<()> {
         CaFiles::load_or_create(&self.dir.ca(), TRUST_DOMAIN)?;
         let key = TokenKey::load_or_create(&self.dir.ca())?;
-        let gateway = Gateway {
-            address: options.gateway_address,
-            http_port: 0,
-            https_port: 0,
-        };
         let nodes = plan
             .workloads
             .iter()
@@ -552,12 +547,15 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `port`, or a free one when it is 0.
+/// `port` if nothing listens there yet, or a free one when it is 0.
 fn pick_port(ip: IpAddr, port: u16) -> anyhow::Result<u16> {
-    if port != 0 {
-        return Ok(port);
+    if port == 0 {
+        return plan::free_port(ip).with_context(|| format!("no free port on {ip}"));
     }
-    plan::free_port(ip).with_context(|| format!("no free port on {ip}"))
+    std::net::TcpListener::bind((ip, port)).with_context(|| {
+        format!("the gateway cannot listen on {ip}:{port} (pass another --gateway-port or --gateway-https-port)")
+    })?;
+    Ok(port)
 }
 
 fn read_addresses(file: &std::path::Path) -> Option<ControlPlane> {
