@@ -81,8 +81,9 @@ enum Handler {
     /// Read at each request, so that new routes and clusters reach the
     /// open connections of a listener whose definition did not change.
     Http(Arc<ArcSwap<HttpState>>),
-    /// `None` when the cluster does not exist (yet): connections are closed.
-    Tcp(Option<Arc<Upstream>>, Option<Arc<TcpTelemetry>>),
+    /// The clusters that exist, by weight; with none, connections are
+    /// closed.
+    Tcp(Vec<(Arc<Upstream>, u32)>, Option<Arc<TcpTelemetry>>),
 }
 
 /// What a listener's chains are built with.
@@ -187,7 +188,10 @@ impl Runtime {
                     }
                 }
                 ListenerKind::Tcp(tcp) => Handler::Tcp(
-                    upstreams.get(&tcp.cluster).cloned(),
+                    tcp.clusters
+                        .iter()
+                        .filter_map(|(name, weight)| Some((upstreams.get(name)?.clone(), *weight)))
+                        .collect(),
                     tcp.stats.as_ref().map(|stats| {
                         Arc::new(TcpTelemetry::new(telemetry, stats, listener.direction))
                     }),
@@ -436,11 +440,12 @@ async fn handle<S>(
             let state = Arc::clone(state);
             http::server::serve_connection(state, stream, downstream, tls, http2, drain).await
         }
-        Handler::Tcp(Some(upstream), telemetry) => {
-            tcp::proxy_connection(Arc::clone(upstream), telemetry.clone(), stream).await
-        }
-        Handler::Tcp(None, _) => {
+        Handler::Tcp(targets, _) if targets.is_empty() => {
             tracing::debug!("tcp_proxy cluster not found; closing the connection");
+        }
+        Handler::Tcp(targets, telemetry) => {
+            let upstream = crate::lb::by_weight(targets);
+            tcp::proxy_connection(Arc::clone(upstream), telemetry.clone(), stream).await
         }
     }
 }

@@ -133,3 +133,53 @@ async fn the_http_inspector_tells_http_from_tcp() {
     .await;
     assert_eq!(reply, "tcp backend");
 }
+
+/// Reads what a backend says to one new connection through `front`.
+async fn banner_through(front: std::net::SocketAddr) -> String {
+    let mut stream = TcpStream::connect(front).await.unwrap();
+    stream.write_all(b"?").await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_string(&mut reply),
+    )
+    .await
+    .expect("the backend answered in time")
+    .unwrap();
+    reply
+}
+
+/// Istio's TCP traffic shifting: each connection goes to one of the
+/// weighted clusters, as often as its weight says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_are_split_by_weight() {
+    let v1 = banner_server("v1").await;
+    let v2 = banner_server("v2").await;
+    let listener = json!({
+        "name": "split",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": "split",
+                "weighted_clusters": {"clusters": [{"name": "v1", "weight": 80}, {"name": "v2", "weight": 20}]}}}]}],
+    });
+    let proxy = Proxy::start(&bootstrap(
+        json!([listener]),
+        json!([cluster("v1", &[v1]), cluster("v2", &[v2])]),
+    ))
+    .await;
+    let front = proxy.listener("split");
+    let mut v2_count = 0;
+    for _ in 0..200 {
+        match banner_through(front).await.as_str() {
+            "v2" => v2_count += 1,
+            "v1" => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    // 20 % of 200 is 40; the bounds are over five standard deviations wide.
+    assert!(
+        (12..=68).contains(&v2_count),
+        "{v2_count} of 200 went to v2"
+    );
+}

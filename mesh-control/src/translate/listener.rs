@@ -25,7 +25,6 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, Rds, http_connection_manager,
 };
-use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use mesh_api::names::{ClusterName, fqdn};
 use mesh_api::networking::virtual_service::VirtualServiceSpec;
 use mesh_api::security::peer_authentication::MtlsMode;
@@ -35,6 +34,7 @@ use super::cluster::{BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH};
 use super::context::{Config, Context, InboundPort, PortKind, port_kind};
 use super::filters::{self, Direction};
 use super::proto::{ads, any, boolv, seconds, socket, u32v};
+use super::tcp_route::TcpTarget;
 use super::{route as routes, tls};
 use crate::model::{OutboundTrafficPolicy, Service, ServicePort};
 
@@ -103,18 +103,6 @@ fn captured_outbound(ctx: &Context) -> Vec<Listener> {
     listeners
 }
 
-fn tcp_proxy_filter(cluster: &str) -> Filter {
-    let proxy = TcpProxy {
-        stat_prefix: cluster.to_owned(),
-        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_owned())),
-        ..TcpProxy::default()
-    };
-    Filter {
-        name: "envoy.filters.network.tcp_proxy".into(),
-        config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
-    }
-}
-
 /// `istio.stats` then `tcp_proxy` to `cluster`.
 fn tcp_chain(
     name: &str,
@@ -122,10 +110,20 @@ fn tcp_chain(
     cluster: &str,
     direction: Direction,
 ) -> FilterChain {
+    tcp_chain_to(name, matcher, &TcpTarget::cluster(cluster), direction)
+}
+
+/// `istio.stats` then `tcp_proxy` to `target`.
+fn tcp_chain_to(
+    name: &str,
+    matcher: Option<FilterChainMatch>,
+    target: &TcpTarget,
+    direction: Direction,
+) -> FilterChain {
     FilterChain {
         name: name.to_owned(),
         filter_chain_match: matcher,
-        filters: vec![filters::tcp_stats(direction), tcp_proxy_filter(cluster)],
+        filters: vec![filters::tcp_stats(direction), target.filter()],
         ..FilterChain::default()
     }
 }
@@ -138,7 +136,7 @@ fn blackhole_chain(name: &str, port: u16) -> FilterChain {
             destination_port: u32v(u32::from(port)),
             ..FilterChainMatch::default()
         }),
-        filters: vec![tcp_proxy_filter(BLACKHOLE)],
+        filters: vec![TcpTarget::cluster(BLACKHOLE).filter()],
         ..FilterChain::default()
     }
 }
@@ -229,24 +227,27 @@ pub(super) fn tcp_outbound(
     address: &str,
     bind_to_port: bool,
 ) -> Listener {
-    let cluster = ctx
+    let target = ctx
         .virtual_service(service)
         .and_then(|vs| tcp_destination(ctx, vs, port.number))
-        .unwrap_or_else(|| ClusterName::outbound(port.number, "", &service.hostname).to_string());
+        .unwrap_or_else(|| {
+            TcpTarget::cluster(
+                &ClusterName::outbound(port.number, "", &service.hostname).to_string(),
+            )
+        });
     Listener {
         name,
         address: Some(socket(address, port.number)),
         bind_to_port: boolv(bind_to_port),
         traffic_direction: TrafficDirection::Outbound as i32,
-        filter_chains: vec![tcp_chain("", None, &cluster, Direction::Outbound)],
+        filter_chains: vec![tcp_chain_to("", None, &target, Direction::Outbound)],
         ..Listener::default()
     }
 }
 
-/// The first destination of the first `tcp` rule that applies to `port`
-/// and to this proxy (weighted TCP splits are not built: the first
-/// destination takes the traffic).
-fn tcp_destination(ctx: &Context, vs: Config<VirtualServiceSpec>, port: u16) -> Option<String> {
+/// The destinations of the first `tcp` rule that applies to `port` and to
+/// this proxy.
+fn tcp_destination(ctx: &Context, vs: Config<VirtualServiceSpec>, port: u16) -> Option<TcpTarget> {
     let proxy = ctx.proxy;
     let rule = vs.spec.tcp.iter().find(|rule| {
         rule.r#match.is_empty()
@@ -257,14 +258,15 @@ fn tcp_destination(ctx: &Context, vs: Config<VirtualServiceSpec>, port: u16) -> 
                     && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"))
             })
     })?;
-    let destination = &rule.route.first()?.destination;
-    let host = fqdn(&destination.host, vs.namespace, ctx.domain());
-    let port = destination
-        .port
-        .as_ref()
-        .and_then(|p| u16::try_from(p.number).ok())
-        .unwrap_or(port);
-    Some(ClusterName::outbound(port, &destination.subset, &host).to_string())
+    TcpTarget::of_route(&rule.route, |destination| {
+        let host = fqdn(&destination.host, vs.namespace, ctx.domain());
+        let port = destination
+            .port
+            .as_ref()
+            .and_then(|p| u16::try_from(p.number).ok())
+            .unwrap_or(port);
+        ClusterName::outbound(port, &destination.subset, &host).to_string()
+    })
 }
 
 fn listener_filter<M: prost::Message + prost::Name>(name: &str, config: &M) -> ListenerFilter {

@@ -59,7 +59,6 @@
 //!   (`block_all`) whatever `outboundTrafficPolicy` says, since it has no
 //!   original destination to pass them to; without ingress listeners it
 //!   gets no inbound listener.
-//! - Weighted TCP routes send everything to the first destination.
 //! - `DYNAMIC_DNS` ServiceEntries get no cluster.
 //! - Secrets: `default` and `ROOTCA` are referenced over SDS on ADS but not
 //!   produced here; certificates are issued elsewhere.
@@ -84,6 +83,7 @@ mod proto;
 mod route;
 mod sidecar_listener;
 mod sidecar_scope;
+mod tcp_route;
 mod tls;
 
 #[cfg(test)]

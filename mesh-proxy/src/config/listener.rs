@@ -443,19 +443,35 @@ fn rds_routes(rds: &Rds, sources: &Sources<'_>, at: &At) -> Result<RouteTable, C
 }
 
 fn tcp_proxy(proxy: &EnvoyTcpProxy, at: &At) -> Result<TcpProxy, ConfigError> {
-    match &proxy.cluster_specifier {
+    let clusters = match &proxy.cluster_specifier {
         Some(tcp_proxy::ClusterSpecifier::Cluster(cluster)) if !cluster.is_empty() => {
-            Ok(TcpProxy {
-                stat_prefix: proxy.stat_prefix.clone(),
-                cluster: cluster.clone(),
-                stats: None,
-            })
+            vec![(cluster.clone(), 1)]
         }
-        Some(tcp_proxy::ClusterSpecifier::WeightedClusters(_)) => Err(at
-            .field("weighted_clusters")
-            .unsupported("weighted_clusters in tcp_proxy")),
-        _ => Err(at.field("cluster").error("a cluster is required")),
-    }
+        Some(tcp_proxy::ClusterSpecifier::WeightedClusters(weighted)) => {
+            let at = at.field("weighted_clusters").field("clusters");
+            let clusters: Vec<(String, u32)> = weighted
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.weight))
+                .collect();
+            if let Some(i) = clusters.iter().position(|(name, _)| name.is_empty()) {
+                return Err(at
+                    .index(i)
+                    .field("name")
+                    .error("a cluster name is required"));
+            }
+            if clusters.iter().all(|(_, weight)| *weight == 0) {
+                return Err(at.error("the weights must not all be zero"));
+            }
+            clusters
+        }
+        _ => return Err(at.field("cluster").error("a cluster is required")),
+    };
+    Ok(TcpProxy {
+        stat_prefix: proxy.stat_prefix.clone(),
+        clusters,
+        stats: None,
+    })
 }
 
 /// Every cluster a listener names must exist.
@@ -481,7 +497,7 @@ pub(super) fn check_clusters(
 /// Every cluster a chain may send traffic to, mirrors included.
 fn referenced_clusters(kind: &ListenerKind) -> Vec<&str> {
     match kind {
-        ListenerKind::Tcp(tcp) => vec![tcp.cluster.as_str()],
+        ListenerKind::Tcp(tcp) => tcp.clusters.iter().map(|(name, _)| name.as_str()).collect(),
         ListenerKind::Http(manager) => {
             let forwards = manager
                 .routes

@@ -36,8 +36,9 @@
 //!   `max_request_headers_kb`, `access_log` to a file, stdout or stderr in
 //!   Envoy's text or JSON formats; routes inline in `route_config`, or over
 //!   xDS by `rds.route_config_name` with `config_source: ads`; a config is
-//!   not served until every route configuration it names has arrived) or `envoy.filters.network.tcp_proxy` (a
-//!   single `cluster`).
+//!   not served until every route configuration it names has arrived) or
+//!   `envoy.filters.network.tcp_proxy` (a `cluster`, or `weighted_clusters`
+//!   chosen per connection).
 //! - Routes: virtual hosts by domain (exact, `*.suffix`, `prefix*`, `*`);
 //!   matches on path prefix, exact path and safe regex, headers (exact,
 //!   prefix, suffix, contains, regex, present, with `invert_match`);
@@ -297,7 +298,8 @@ pub enum ListenerKind {
 #[derive(Debug)]
 pub struct TcpProxy {
     pub stat_prefix: String,
-    pub cluster: String,
+    /// Clusters with their weights; one connection goes to one of them.
+    pub clusters: Vec<(String, u32)>,
     /// Istio's standard TCP metrics (`istio.stats` before `tcp_proxy`).
     pub stats: Option<StatsConfig>,
 }

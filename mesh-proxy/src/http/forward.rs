@@ -44,7 +44,7 @@ pub async fn forward(
     parts: Parts,
     body: Incoming,
 ) -> Response<Body> {
-    let cluster = pick_weighted(&to.clusters);
+    let cluster = crate::lb::by_weight(&to.clusters);
     let Some(upstream) = state.upstreams.get(cluster) else {
         return local_reply(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -391,22 +391,6 @@ fn upgrade_protocol(state: &HttpState, headers: &HeaderMap) -> Option<HeaderValu
     }
 }
 
-/// A cluster chosen by weight.
-fn pick_weighted(clusters: &[(String, u32)]) -> &str {
-    if let [(only, _)] = clusters {
-        return only;
-    }
-    let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
-    let mut ticket = fastrand::u64(..total.max(1));
-    for (name, weight) in clusters {
-        if ticket < u64::from(*weight) {
-            return name;
-        }
-        ticket -= u64::from(*weight);
-    }
-    &clusters[clusters.len() - 1].0
-}
-
 /// The path and query to send upstream, with the matched prefix replaced.
 /// Without a rewrite the request's own is shared, not copied.
 fn rewrite_path(uri: &Uri, matched: &PathMatch, prefix_rewrite: Option<&str>) -> PathAndQuery {
@@ -459,12 +443,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn weighted_choice_never_picks_a_zero_weight() {
-        let clusters = vec![("a".to_owned(), 0), ("b".to_owned(), 5)];
-        assert!((0..1000).all(|_| pick_weighted(&clusters) == "b"));
-    }
 
     #[test]
     fn regex_rewrite_replaces_every_match_and_keeps_the_query() {

@@ -240,5 +240,23 @@ impl Balancer {
     }
 }
 
+/// One of `choices`, each as likely as its share of the weights (Envoy's
+/// weighted clusters, for requests and for connections); the last one when
+/// every weight is zero.
+pub fn by_weight<T>(choices: &[(T, u32)]) -> &T {
+    if let [(only, _)] = choices {
+        return only;
+    }
+    let total: u64 = choices.iter().map(|(_, w)| u64::from(*w)).sum();
+    let mut ticket = fastrand::u64(..total.max(1));
+    for (choice, weight) in choices {
+        if ticket < u64::from(*weight) {
+            return choice;
+        }
+        ticket -= u64::from(*weight);
+    }
+    &choices[choices.len() - 1].0
+}
+
 #[cfg(test)]
 mod tests;

@@ -524,3 +524,15 @@ fn effective_locality_weight() {
     assert_eq!(view::effective_weight(10, 0, 2, 140), 0.0);
     assert_eq!(view::effective_weight(0, 2, 2, 140), 0.0);
 }
+
+#[test]
+fn weighted_choice_never_picks_a_zero_weight_and_follows_the_weights() {
+    let choices = vec![("a", 0), ("b", 5)];
+    assert!((0..1000).all(|_| *by_weight(&choices) == "b"));
+    let choices = vec![("a", 1), ("b", 3)];
+    let b = (0..4000).filter(|_| *by_weight(&choices) == "b").count();
+    assert!(
+        (2700..=3300).contains(&b),
+        "{b} of 4000 for a weight of 3 in 4"
+    );
+}

@@ -50,8 +50,10 @@ fn chosen_for(runtime: &Runtime, destination: &str, sniffed: &Sniffed) -> String
         .select(destination.parse().unwrap(), sniffed)
         .map(|c| &c.handler)
     {
-        Some(Handler::Tcp(Some(upstream), _)) => upstream.cluster.name.clone(),
-        Some(Handler::Tcp(None, _)) => "missing".into(),
+        Some(Handler::Tcp(targets, _)) => targets.first().map_or_else(
+            || "missing".into(),
+            |(upstream, _)| upstream.cluster.name.clone(),
+        ),
         Some(Handler::Http(_)) => "http".into(),
         None => "-".into(),
     }

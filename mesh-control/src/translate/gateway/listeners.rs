@@ -24,16 +24,16 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
 };
-use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
 use mesh_api::names::{ClusterName, fqdn};
-use mesh_api::networking::virtual_service::{Destination, RouteDestination, VirtualServiceSpec};
+use mesh_api::networking::virtual_service::{Destination, VirtualServiceSpec};
 
 use super::super::context::{Config, Context, selects};
 use super::super::filters::{self, Direction, PluginConfig};
 use super::super::http_route::Bound;
 use super::super::proto::{ads, any, boolv, seconds, socket};
+use super::super::tcp_route::TcpTarget;
 use super::servers::{GatewayServer, Kind, bound_virtual_services};
 use super::{credentials, hosts, routes};
 
@@ -147,7 +147,7 @@ impl Chains<'_, '_> {
             }
             Kind::TerminatedTls => {
                 let sni = server.sni_hosts();
-                let Some(cluster) = self.tcp_destination(server) else {
+                let Some(target) = self.tcp_destination(server) else {
                     return;
                 };
                 if !self.take_sni(&sni) {
@@ -156,14 +156,14 @@ impl Chains<'_, '_> {
                 let tls = server.server.tls.as_ref().expect("TLS servers have tls");
                 let terminated = credentials::terminate(tls);
                 self.secrets.extend(terminated.secrets);
-                let mut chain = tcp_chain(&cluster, sni_match(sni));
+                let mut chain = tcp_chain(&target, sni_match(sni));
                 chain.transport_socket = Some(terminated.socket);
                 self.chains.push(chain);
             }
             Kind::Passthrough => self.passthrough(server),
             Kind::Tcp => {
-                if let Some(cluster) = self.tcp_destination(server) {
-                    self.chains.push(tcp_chain(&cluster, None));
+                if let Some(target) = self.tcp_destination(server) {
+                    self.chains.push(tcp_chain(&target, None));
                 }
             }
             Kind::Http => {}
@@ -205,7 +205,7 @@ impl Chains<'_, '_> {
                 continue;
             }
             for rule in &vs.spec.tls {
-                let Some(destination) = rule.route.first() else {
+                let Some(target) = TcpTarget::of_route(&rule.route, |d| self.cluster(vs, d)) else {
                     continue;
                 };
                 for m in &rule.r#match {
@@ -222,17 +222,16 @@ impl Chains<'_, '_> {
                     if !applies || !self.take_sni(&m.sni_hosts) {
                         continue;
                     }
-                    let cluster = self.cluster(vs, &destination.destination);
                     self.chains
-                        .push(tcp_chain(&cluster, sni_match(m.sni_hosts.clone())));
+                        .push(tcp_chain(&target, sni_match(m.sni_hosts.clone())));
                 }
             }
         }
     }
 
-    /// The cluster of the first `tcp` rule of the first bound
+    /// The destinations of the first `tcp` rule of the first bound
     /// VirtualService that shares a host with the server and applies.
-    fn tcp_destination(&self, server: &GatewayServer) -> Option<String> {
+    fn tcp_destination(&self, server: &GatewayServer) -> Option<TcpTarget> {
         bound_virtual_services(self.ctx, &server.gateway_name)
             .into_iter()
             .filter(|vs| shares_host(self.ctx, server, *vs))
@@ -252,8 +251,7 @@ impl Chains<'_, '_> {
                             )
                         })
                 })?;
-                let first: &RouteDestination = rule.route.first()?;
-                Some(self.cluster(vs, &first.destination))
+                TcpTarget::of_route(&rule.route, |d| self.cluster(vs, d))
             })
     }
 
@@ -303,13 +301,8 @@ fn sni_match(names: Vec<String>) -> Option<FilterChainMatch> {
     })
 }
 
-/// `istio.stats` then `tcp_proxy` to `cluster`.
-fn tcp_chain(cluster: &str, matcher: Option<FilterChainMatch>) -> FilterChain {
-    let proxy = TcpProxy {
-        stat_prefix: cluster.to_owned(),
-        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_owned())),
-        ..TcpProxy::default()
-    };
+/// `istio.stats` then `tcp_proxy` to `target`.
+fn tcp_chain(target: &TcpTarget, matcher: Option<FilterChainMatch>) -> FilterChain {
     FilterChain {
         filter_chain_match: matcher,
         filters: vec![
@@ -317,10 +310,7 @@ fn tcp_chain(cluster: &str, matcher: Option<FilterChainMatch>) -> FilterChain {
                 name: STATS.into(),
                 config_type: Some(filter::ConfigType::TypedConfig(gateway_stats())),
             },
-            Filter {
-                name: "envoy.filters.network.tcp_proxy".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(any(&proxy))),
-            },
+            target.filter(),
         ],
         ..FilterChain::default()
     }

@@ -512,6 +512,42 @@ spec:
     assert!(listener.get("listener_filters").is_none());
 }
 
+#[test]
+fn weighted_tcp_routes_split_connections() {
+    let _descriptors = Descriptors::get();
+    let resources = gateway(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: db, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 15432, name: tcp, protocol: TCP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db]
+  gateways: [istio-system/db]
+  tcp:
+  - route:
+    - {destination: {host: db, subset: v1}, weight: 80}
+    - {destination: {host: db, subset: v2}, weight: 20}
+"#,
+    );
+    let listener = listener(&resources, "0.0.0.0_15432");
+    assert_eq!(
+        listener["filter_chains"][0]["filters"][1]["typed_config"]["weighted_clusters"],
+        json!({"clusters": [
+            {"name": "outbound|5432|v1|db.default.svc.cluster.local", "weight": 80},
+            {"name": "outbound|5432|v2|db.default.svc.cluster.local", "weight": 20},
+        ]})
+    );
+}
+
 /// The gateway's own service, as Kubernetes' `istio-ingressgateway`: port
 /// 80 to target port 8080, with the gateway proxy as its endpoint.
 fn own_service(snapshot: &mut MeshSnapshot, proxy: &Proxy) {
