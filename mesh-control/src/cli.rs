@@ -45,6 +45,13 @@ pub struct Args {
     /// and a bad file is reported and left out while the rest keeps serving.
     #[arg(long, env = "MESH_CONTROL_CONFIG_DIR")]
     pub config_dir: Option<PathBuf>,
+    /// Istio's MeshConfig as YAML (the `mesh` key of istiod's ConfigMap):
+    /// `trustDomain`, `rootNamespace`, `outboundTrafficPolicy.mode`, and
+    /// tracing (`enableTracing`, `defaultConfig.tracing`,
+    /// `extensionProviders` with `opentelemetry`, `defaultProviders.tracing`).
+    /// Other fields are ignored. Read once, at start.
+    #[arg(long, global = true, env = "MESH_CONTROL_MESH_CONFIG")]
+    pub mesh_config: Option<PathBuf>,
     /// Log filter, e.g. `info` or `mesh_control=debug`.
     #[arg(long, default_value = "info", env = "MESH_CONTROL_LOG")]
     pub log: String,
@@ -87,10 +94,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|err| err.to_string())
 }
 
+/// The MeshConfig file's settings, or Istio's defaults without one.
+fn mesh_config(args: &Args) -> anyhow::Result<MeshConfig> {
+    Ok(match &args.mesh_config {
+        Some(path) => crate::mesh_config::read(path)?,
+        None => MeshConfig::default(),
+    })
+}
+
 /// The CA of `dir`, made there on first use, and its token key.
-fn certificate_service(args: &Args, dir: &std::path::Path) -> anyhow::Result<CaService> {
-    let trust_domain = MeshConfig::default().trust_domain;
-    let files = CaFiles::load_or_create(dir, &trust_domain)?;
+fn certificate_service(
+    args: &Args,
+    dir: &std::path::Path,
+    trust_domain: &str,
+) -> anyhow::Result<CaService> {
+    let files = CaFiles::load_or_create(dir, trust_domain)?;
     Ok(CaService {
         ca: Arc::new(CertificateAuthority::new(
             files,
@@ -107,7 +125,7 @@ fn print_token(args: &Args, namespace: &str, service_account: &str) -> anyhow::R
         .ca_dir
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("mesh-control token needs --ca-dir"))?;
-    let trust_domain = MeshConfig::default().trust_domain;
+    let trust_domain = mesh_config(args)?.trust_domain;
     let tokens = TokenKey::load_or_create(dir)?;
     println!(
         "{}",
@@ -131,13 +149,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let mesh = mesh_config(&args)?;
+    if let Some(tracing) = &mesh.tracing {
+        tracing::info!(provider = %tracing.name, service = %tracing.service, port = tracing.port, sampling = tracing.sampling, "proxies trace requests");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let ca = args
         .ca_dir
         .as_deref()
-        .map(|dir| certificate_service(&args, dir))
+        .map(|dir| certificate_service(&args, dir, &mesh.trust_domain))
         .transpose()?;
     runtime.block_on(async move {
         let store = Arc::new(MemoryStore::new());
@@ -150,7 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         sources.push(Arc::clone(&store) as Arc<dyn ConfigSource>);
         let inputs = Inputs {
-            mesh: MeshConfig::default(),
+            mesh,
             sources,
             registries: vec![Arc::new(ServiceEntryRegistry)],
         };

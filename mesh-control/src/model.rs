@@ -81,8 +81,8 @@ pub struct Proxy {
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
-/// Mesh-wide settings (Istio's MeshConfig).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Mesh-wide settings (Istio's MeshConfig; see [`crate::mesh_config`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct MeshConfig {
     pub trust_domain: String,
     /// Where mesh-wide policies live.
@@ -90,6 +90,45 @@ pub struct MeshConfig {
     /// The DNS domain of services, `cluster.local`.
     pub domain: String,
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// Where proxies send trace spans; none by default.
+    pub tracing: Option<TracingProvider>,
+}
+
+/// The tracing provider of `defaultProviders.tracing`: an OpenTelemetry
+/// collector of `extensionProviders`, with `defaultConfig.tracing`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingProvider {
+    pub name: String,
+    /// The collector's host name, or `namespace/hostname`.
+    pub service: String,
+    pub port: u16,
+    /// Percentage of requests sampled, 0 to 100.
+    pub sampling: f64,
+    pub max_path_tag_length: Option<u32>,
+    /// Sorted by tag.
+    pub custom_tags: Vec<CustomTag>,
+}
+
+/// A tag `defaultConfig.tracing.custom_tags` adds to every span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomTag {
+    pub tag: String,
+    pub value: TagValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagValue {
+    Literal(String),
+    /// The proxy's environment variable `name`.
+    Environment {
+        name: String,
+        default: String,
+    },
+    /// The request header `name`.
+    Header {
+        name: String,
+        default: String,
+    },
 }
 
 impl Default for MeshConfig {
@@ -99,6 +138,7 @@ impl Default for MeshConfig {
             root_namespace: SYSTEM_NAMESPACE.into(),
             domain: "cluster.local".into(),
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
+            tracing: None,
         }
     }
 }

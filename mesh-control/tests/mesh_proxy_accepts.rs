@@ -335,3 +335,40 @@ spec:
         Some(PRODUCTPAGE_ID)
     ));
 }
+
+#[test]
+fn mesh_proxy_runs_traced_sidecar_and_gateway_configs() {
+    let _descriptors = Descriptors::get();
+    let mesh = mesh_control::mesh_config::parse(
+        "mesh.yaml",
+        "extensionProviders:\n\
+         - name: otel\n  opentelemetry: {service: ratings.default.svc.cluster.local, port: 9080}\n\
+         defaultProviders: {tracing: [otel]}\n",
+    )
+    .unwrap();
+    let traced = |proxy: &mesh_control::model::Proxy, config| {
+        let mut snapshot = snapshot(config);
+        snapshot.mesh = mesh.clone();
+        let resources = translate(proxy, &snapshot);
+        let encoded: Vec<u8> = resources
+            .listeners
+            .iter()
+            .flat_map(prost::Message::encode_to_vec)
+            .collect();
+        let tracer = b"envoy.tracers.opentelemetry";
+        assert!(
+            encoded.windows(tracer.len()).any(|w| w == tracer),
+            "{}: no tracing in the listeners",
+            proxy.id
+        );
+        resources
+    };
+    accepts(&traced(&productpage(), Vec::new()), &secrets(), "traced");
+    let gateway = ingress_gateway();
+    let config = read(Source::File(&testdata().join("bookinfo-gateway.yaml")));
+    let resources = traced(&gateway, config);
+    let bootstrap: Bootstrap = from_json(&json!({"node": {"id": gateway.id.to_string()}})).unwrap();
+    Config::from_resources(&bootstrap, &received(&resources, &secrets()))
+        .config
+        .unwrap_or_else(|err| panic!("mesh-proxy refuses the traced gateway: {err}"));
+}

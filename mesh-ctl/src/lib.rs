@@ -9,6 +9,7 @@ mod manifest;
 mod proxy_config;
 mod proxy_status;
 mod role;
+pub mod traces;
 mod validate;
 
 use std::process::ExitCode;
@@ -43,6 +44,10 @@ pub enum Command {
     /// Whether each proxy has the control plane's latest config.
     #[command(name = "proxy-status", visible_alias = "ps")]
     ProxyStatus(proxy_status::Args),
+    /// The most recent traces of the trace collector, as trees.
+    Traces(traces::Args),
+    /// Receives spans over OTLP/gRPC and serves recent traces as JSON.
+    TraceCollector(traces::CollectorArgs),
     /// The xDS config the control plane sent to a proxy.
     #[command(name = "proxy-config", visible_alias = "pc")]
     ProxyConfig {
@@ -81,6 +86,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MeshControl(args) => role::run(role::Role::MeshControl, args),
         Command::MeshProxy(args) => role::run(role::Role::MeshProxy, args),
         Command::Bookinfo(args) => role::run(role::Role::Bookinfo, args),
+        Command::Traces(args) => traces::run(&args, &mut std::io::stdout().lock()),
+        Command::TraceCollector(args) => traces::run_collector(&args),
         Command::Version => {
             println!("meshctl {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

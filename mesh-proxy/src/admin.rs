@@ -148,6 +148,7 @@ fn prometheus(state: &AdminState) -> String {
         http.stats.render(&http.manager.stat_prefix, &mut out);
     }
     state.telemetry.metrics.render(&mut out);
+    state.telemetry.tracer.queue.stats.render(&mut out);
     if let Some(provider) = &state.identity {
         provider.render_metrics(&mut out);
     }

@@ -17,6 +17,7 @@ use crate::identity::{CaOptions, CertificateProvider, Provided};
 use crate::live::Live;
 use crate::logging::LogControl;
 use crate::telemetry::Telemetry;
+use crate::telemetry::export::{self, ExportTask};
 use crate::xds;
 
 /// A running proxy: the addresses it bound, and the means to stop it.
@@ -29,6 +30,7 @@ pub struct Running {
     trigger: Trigger,
     drain: Drain,
     live: Arc<Live>,
+    spans: ExportTask,
 }
 
 /// What the process adds to the bootstrap.
@@ -61,7 +63,8 @@ pub async fn start_with(bootstrap: Bootstrap, options: Options) -> anyhow::Resul
         Some(ca) => Some(CertificateProvider::start(ca, &node, drain.clone())?),
         None => None,
     };
-    let telemetry = Arc::new(Telemetry::new(&node));
+    let (spans, exporter) = export::channel(export::QUEUE_CAPACITY);
+    let telemetry = Arc::new(Telemetry::new(&node, spans));
     let live = Arc::new(Live::new(Arc::clone(&telemetry), drain.clone()));
     let status = Arc::new(ArcSwap::from_pointee(xds::dump::Snapshot::default()));
     let dynamic = bootstrap.dynamic_resources.is_some() || options.xds_address.is_some();
@@ -120,6 +123,7 @@ pub async fn start_with(bootstrap: Bootstrap, options: Options) -> anyhow::Resul
         trigger,
         drain,
         live,
+        spans: exporter.start(),
     })
 }
 
@@ -218,14 +222,19 @@ impl Running {
         self.drain.clone().started().await;
     }
 
-    /// Drains, then waits until every connection has closed or `limit` passes.
-    /// Returns the number of connections still open.
+    /// Drains, then waits until every connection has closed or `limit`
+    /// passes; then sends the spans not exported yet, within what is left
+    /// of `limit` (a second at least). Returns the number of connections
+    /// still open.
     pub async fn shutdown(self, limit: Duration) -> usize {
         self.trigger.start();
         let deadline = tokio::time::Instant::now() + limit;
         while self.live.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.live.open_connections()
+        let open = self.live.open_connections();
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.spans.flush(left.max(Duration::from_secs(1))).await;
+        open
     }
 }

@@ -19,6 +19,7 @@ use crate::drain::Drain;
 use crate::http::access_log::AccessLogger;
 use crate::http::proxy::HttpState;
 use crate::lb::Downstream;
+use crate::telemetry::spans::HttpTracing;
 use crate::telemetry::{HttpTelemetry, TcpTelemetry, Telemetry};
 use crate::tls::DownstreamTls;
 use crate::tls::client_hello::{self, ClientHello, Parsed};
@@ -177,6 +178,14 @@ impl Runtime {
                             .map_or_else(Arc::default, |slot| Arc::clone(&slot.load().stats)),
                         access_logs,
                         telemetry: HttpTelemetry::new(telemetry, manager, listener.direction),
+                        tracing: manager.tracing.as_ref().map(|config| {
+                            Arc::new(HttpTracing::new(
+                                telemetry,
+                                config,
+                                listener.direction,
+                                upstreams,
+                            ))
+                        }),
                     });
                     http.push(Arc::clone(&state));
                     match previous {

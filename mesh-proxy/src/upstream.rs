@@ -3,9 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
-
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -25,6 +24,10 @@ pub struct Upstream {
     pub balancer: Arc<Balancer>,
     /// Pooled connections to the cluster's endpoints (HTTP/1.1, or HTTP/2 when asked).
     pub client: Client<Connector, Body>,
+    /// What `client` connects with, for [`Upstream::grpc_client`].
+    connector: Connector,
+    /// HTTP/2 connections for the proxy's own gRPC calls, made when first needed.
+    grpc: OnceLock<Client<Connector, Body>>,
     /// The endpoints reached over TLS, by address.
     pub tls: Arc<HashMap<SocketAddr, Arc<ClientTls>>>,
     pub stats: ClusterStats,
@@ -78,7 +81,7 @@ impl Upstream {
         );
         let client = Client::builder(TokioExecutor::new())
             .http2_only(cluster.http2)
-            .build(connector);
+            .build(connector.clone());
         let balancer = Arc::new(Balancer::new(&cluster));
         balancer.start_outlier_sweeps();
         Upstream {
@@ -93,10 +96,26 @@ impl Upstream {
             service: cluster.services.first().cloned().map(Arc::new),
             cluster,
             client,
+            connector,
+            grpc: OnceLock::new(),
             tls,
             active_requests: AtomicU32::new(0),
             active_retries: AtomicU32::new(0),
         }
+    }
+
+    /// A client speaking HTTP/2 to the endpoints, as gRPC needs, for calls
+    /// the proxy itself makes (span export): the cluster's own pool when the
+    /// cluster is HTTP/2 already.
+    pub fn grpc_client(&self) -> &Client<Connector, Body> {
+        if self.cluster.http2 {
+            return &self.client;
+        }
+        self.grpc.get_or_init(|| {
+            Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(self.connector.clone())
+        })
     }
 
     /// Admits a request unless the circuit breakers are open. Over HTTP/1.1

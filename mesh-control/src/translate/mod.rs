@@ -43,8 +43,14 @@
 //! VirtualServices bound to them, clusters and endpoints as a sidecar's:
 //! see [`gateway`].
 //!
+//! # Tracing
+//! With a tracing provider in the MeshConfig, every connection manager of
+//! sidecars and gateways gets `tracing` ([`trace`]); without, none.
+//!
 //! # Left out, and where this differs from istiod
 //! - Waypoints get no resources.
+//! - Tracing comes from the MeshConfig's default provider only: the
+//!   Telemetry API is not read.
 //! - VirtualService `delegate` rules are skipped; RequestAuthentication
 //!   is not read (so JWT conditions of AuthorizationPolicy never allow). `retries.retryRemoteLocalities`,
 //!   `localityLbSetting`, `warmup`, `tunnel`, `proxyProtocol`,
@@ -85,6 +91,7 @@ mod sidecar_listener;
 mod sidecar_scope;
 mod tcp_route;
 mod tls;
+mod trace;
 
 #[cfg(test)]
 mod tests;
@@ -147,6 +154,9 @@ pub struct ScopeKey {
     /// outbound traffic (a DestinationRule `workloadSelector`, a
     /// VirtualService `sourceLabels` match).
     labels: Option<std::collections::BTreeMap<String, String>>,
+    /// What the spans of the proxy's outbound listeners say of it, when
+    /// the mesh traces.
+    tracing: Option<Vec<String>>,
 }
 
 /// The key of the proxy's shared resources ([`shared`]); `None` for proxies
@@ -164,6 +174,7 @@ pub fn scope_key(proxy: &Proxy, snapshot: &MeshSnapshot) -> Option<ScopeKey> {
         interception_none: sidecar_scope::interception_none(proxy),
         labels: context::outbound_reads_labels(&proxy.namespace, snapshot)
             .then(|| proxy.labels.clone()),
+        tracing: trace::scope(proxy, snapshot),
     })
 }
 
@@ -184,8 +195,10 @@ pub fn shared(proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
     let clusters = cluster::outbound(&ctx);
     let mut routes = route::outbound(&ctx);
     routes.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut listeners = listener::outbound(&ctx);
+    trace::apply(&mut listeners, proxy, snapshot);
     Resources {
-        listeners: listener::outbound(&ctx),
+        listeners,
         routes,
         clusters: clusters.clusters,
         endpoints: clusters.endpoints,
@@ -200,7 +213,7 @@ pub fn own(proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
     if proxy.grpc_generator {
         return grpc::build(&ctx);
     }
-    match proxy.kind {
+    let mut resources = match proxy.kind {
         ProxyKind::Router => gateway::build(&ctx),
         ProxyKind::Sidecar => Resources {
             listeners: listener::inbound(&ctx),
@@ -208,7 +221,9 @@ pub fn own(proxy: &Proxy, snapshot: &MeshSnapshot) -> Resources {
             ..Resources::default()
         },
         ProxyKind::Waypoint => Resources::default(),
-    }
+    };
+    trace::apply(&mut resources.listeners, proxy, snapshot);
+    resources
 }
 
 /// The resources `proxy` needs from `snapshot`: [`shared`] and [`own`].

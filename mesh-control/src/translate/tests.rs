@@ -718,3 +718,138 @@ spec:
     assert_eq!(modes["10.9.9.9"], json!("istio"));
     assert_eq!(modes["10.9.9.8"], Value::Null, "DISABLE gets plain text");
 }
+
+const TRACING_MESH: &str = r#"
+defaultConfig:
+  tracing:
+    sampling: 50
+extensionProviders:
+- name: otel
+  opentelemetry: {service: observability/otel-collector.observability.svc.cluster.local, port: 4317}
+defaultProviders:
+  tracing: [otel]
+"#;
+
+const INGRESS: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingress, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [ingress]
+  http:
+  - route:
+    - destination: {host: reviews}
+"#;
+
+/// The `tracing` of every HTTP connection manager, by listener name.
+fn tracing_by_listener(resources: &Resources) -> Vec<(String, Option<Value>)> {
+    use envoy_types::pb::envoy::config::listener::v3::filter;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+    use prost::Message;
+    let mut found = Vec::new();
+    for listener in &resources.listeners {
+        let chains = listener
+            .filter_chains
+            .iter()
+            .chain(&listener.default_filter_chain);
+        for filter in chains.flat_map(|c| &c.filters) {
+            if let Some(filter::ConfigType::TypedConfig(any)) = &filter.config_type
+                && any.type_url.ends_with("HttpConnectionManager")
+            {
+                let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+                found.push((listener.name.clone(), hcm.tracing.as_ref().map(json_of)));
+            }
+        }
+    }
+    found
+}
+
+fn traced_snapshot(yaml: &str) -> MeshSnapshot {
+    let mut snapshot = reviews_snapshot(yaml);
+    let mut own = (*endpoint("reviews", "v1", "10.9.9.9")).clone();
+    own.ports.insert("http".into(), 8080);
+    snapshot.endpoints.push(Arc::new(own));
+    let mut collector = (*service("otel-collector", "observability", &[])).clone();
+    collector.ports[0].number = 4317;
+    snapshot.services.push(Arc::new(collector));
+    snapshot.mesh = crate::mesh_config::parse("mesh.yaml", TRACING_MESH).unwrap();
+    snapshot
+}
+
+#[test]
+fn every_connection_manager_traces_to_the_mesh_provider() {
+    let snapshot = traced_snapshot("");
+    let me = proxy("default", &[("app", "reviews"), ("version", "v1")]);
+    let managers = tracing_by_listener(&translate(&me, &snapshot));
+    let listeners: Vec<&str> = managers.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(listeners.contains(&"0.0.0.0_9080"), "{listeners:?}");
+    assert!(listeners.contains(&"virtualInbound"), "{listeners:?}");
+    let tag = |tag: &str, value: &str| json!({"tag": tag, "literal": {"value": value}});
+    let expected = json!({
+        "client_sampling": {"value": 100.0},
+        "random_sampling": {"value": 50.0},
+        "overall_sampling": {"value": 100.0},
+        "custom_tags": [
+            tag("istio.canonical_revision", "v1"),
+            tag("istio.canonical_service", "reviews"),
+            tag("istio.cluster_id", "unknown"),
+            tag("istio.mesh_id", "unknown"),
+            tag("istio.namespace", "default"),
+        ],
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {"envoy_grpc": {
+                    "cluster_name": "outbound|4317||otel-collector.observability.svc.cluster.local",
+                    "authority": "otel-collector.observability.svc.cluster.local"
+                }},
+                "service_name": "reviews.default"
+            }
+        }
+    });
+    for (listener, tracing) in &managers {
+        assert_eq!(tracing.as_ref(), Some(&expected), "{listener}");
+    }
+}
+
+#[test]
+fn gateways_spawn_upstream_spans() {
+    let snapshot = traced_snapshot(INGRESS);
+    let mut gateway = proxy("default", &[("istio", "ingressgateway")]);
+    gateway.kind = mesh_api::names::ProxyKind::Router;
+    let managers = tracing_by_listener(&translate(&gateway, &snapshot));
+    assert!(!managers.is_empty());
+    for (listener, tracing) in managers {
+        let tracing = tracing.unwrap_or_else(|| panic!("{listener} is not traced"));
+        assert_eq!(tracing["spawn_upstream_span"], true, "{listener}");
+        assert_eq!(
+            tracing["provider"]["typed_config"]["service_name"],
+            "client.default"
+        );
+    }
+}
+
+#[test]
+fn no_tracing_without_a_provider_or_its_service() {
+    let me = proxy("default", &[("app", "reviews"), ("version", "v1")]);
+    let mut snapshot = traced_snapshot("");
+    snapshot.services.retain(|s| s.namespace != "observability");
+    let managers = tracing_by_listener(&translate(&me, &snapshot));
+    assert!(!managers.is_empty());
+    assert!(managers.iter().all(|(_, tracing)| tracing.is_none()));
+    snapshot = traced_snapshot("");
+    snapshot.mesh.tracing = None;
+    let managers = tracing_by_listener(&translate(&me, &snapshot));
+    assert!(managers.iter().all(|(_, tracing)| tracing.is_none()));
+}

@@ -73,6 +73,8 @@ pub struct NodeInfo {
     pub metadata: HashMap<String, String>,
     /// `LABELS`: the workload's labels.
     pub labels: HashMap<String, String>,
+    /// The node's `locality.zone`.
+    pub zone: String,
 }
 
 /// `stats.PluginConfig`, the fields this proxy reads.
@@ -266,6 +268,11 @@ pub(super) fn node(node: Option<&envoy_types::pb::envoy::config::core::v3::Node>
         .unwrap_or_default();
     let mut info = NodeInfo {
         id: node.id.clone(),
+        zone: node
+            .locality
+            .as_ref()
+            .map(|l| l.zone.clone())
+            .unwrap_or_default(),
         ..NodeInfo::default()
     };
     for (key, value) in &fields {

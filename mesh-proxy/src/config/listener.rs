@@ -368,8 +368,17 @@ fn http_manager(
         }
         None => None,
     };
+    let tracing = match &hcm.tracing {
+        Some(tracing) => super::tracing::compile(
+            tracing,
+            &|name| std::env::var(name).ok(),
+            &at.field("tracing"),
+        )?,
+        None => None,
+    };
     Ok(HttpManager {
         stat_prefix: hcm.stat_prefix.clone(),
+        tracing: tracing.map(Arc::new),
         routes,
         fault,
         websocket,
@@ -508,6 +517,10 @@ fn referenced_clusters(kind: &ListenerKind) -> Vec<&str> {
                     Action::Forward(forward) => Some(forward),
                     _ => None,
                 });
+            let collector = manager
+                .tracing
+                .as_ref()
+                .map(|t| t.collector_cluster.as_str());
             forwards
                 .flat_map(|f| {
                     f.clusters
@@ -515,6 +528,7 @@ fn referenced_clusters(kind: &ListenerKind) -> Vec<&str> {
                         .map(|(name, _)| name.as_str())
                         .chain(f.mirrors.iter().map(|m| m.cluster.as_str()))
                 })
+                .chain(collector)
                 .collect()
         }
     }

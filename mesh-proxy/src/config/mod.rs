@@ -140,6 +140,19 @@
 //!   `metrics` overrides that drop metrics or remove labels; CEL
 //!   `dimensions` and custom `definitions` are refused), also as a network
 //!   filter in front of `tcp_proxy`.
+//! - Tracing: a connection manager's `tracing` with the
+//!   `envoy.tracers.opentelemetry` provider (`OpenTelemetryConfig`:
+//!   `service_name`, `grpc_service.envoy_grpc.cluster_name`, a cluster the
+//!   spans are exported to over OTLP/gRPC), `random_sampling`,
+//!   `client_sampling`, `overall_sampling`, `max_path_tag_length`,
+//!   `spawn_upstream_span`, `custom_tags` (literal, environment, request
+//!   header; metadata tags only ever write their default, as this proxy
+//!   produces no dynamic metadata); a route's `decorator.operation` names
+//!   the span. Other tracers, OTLP over HTTP, `google_grpc`, samplers,
+//!   resource detectors, formatted tags and `operation` formats are
+//!   refused; without a provider there are no spans. Context is read from
+//!   W3C `traceparent` or B3 and written in both; see
+//!   [`crate::telemetry::spans`].
 //! - Active health checking: one of a cluster's `health_checks`, HTTP or
 //!   connect-only TCP; see [`HealthCheck`]. Unlike Envoy, start-up does not
 //!   wait for the first round of checks: endpoints count as healthy until
@@ -163,6 +176,7 @@ mod resources;
 mod retry;
 mod route;
 mod tls;
+mod tracing;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -194,6 +208,7 @@ pub use resources::{
 };
 pub use retry::{GRPC_RETRY_STATUSES, RetryOn, RetryPolicy};
 pub use tls::TransportSocketMatch;
+pub use tracing::{CustomTag, TagValue, Tracing};
 
 /// Everything the proxy runs, compiled and checked.
 #[derive(Debug)]
@@ -328,6 +343,8 @@ pub struct HttpManager {
     pub rbac: Vec<Rbac>,
     /// What happens to `x-forwarded-client-cert`.
     pub client_cert: ClientCertHeader,
+    /// Spans for sampled requests, when a tracer is configured.
+    pub tracing: Option<Arc<Tracing>>,
 }
 
 /// `forward_client_cert_details`: what a request's `x-forwarded-client-cert`
@@ -447,6 +464,8 @@ pub enum Domain {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// `decorator.operation`: the name of the request's span.
+    pub operation: Option<Arc<str>>,
     pub matcher: RouteMatch,
     pub action: Action,
     /// Overrides the fault filter's config for this route.

@@ -1,5 +1,7 @@
 //! Route configurations: virtual hosts, matches and actions.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::data_source;
 use envoy_types::pb::envoy::config::route::v3::{
@@ -147,6 +149,11 @@ fn compile_route(r: &EnvoyRoute, at: &At) -> Result<Route, ConfigError> {
     };
     Ok(Route {
         name: r.name.clone(),
+        operation: r
+            .decorator
+            .as_ref()
+            .map(|d| Arc::from(d.operation.as_str()))
+            .filter(|op: &Arc<str>| !op.is_empty()),
         matcher,
         action,
         fault,

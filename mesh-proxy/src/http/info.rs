@@ -84,6 +84,8 @@ pub struct ResponseInfo {
     pub upstream_peer: Option<Arc<crate::telemetry::peer::Workload>>,
     /// Why the TLS handshake with the upstream failed.
     pub transport_failure: Option<Arc<str>>,
+    /// The route's `decorator.operation`, which names the request's span.
+    pub operation: Option<Arc<str>>,
 }
 
 #[cfg(test)]

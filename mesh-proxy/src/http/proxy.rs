@@ -20,6 +20,7 @@ use crate::config::{
 use crate::lb::Downstream;
 use crate::stats::ListenerStats;
 use crate::telemetry::HttpTelemetry;
+use crate::telemetry::spans::HttpTracing;
 use crate::tls::DownstreamTls;
 use crate::upstream::Upstreams;
 
@@ -34,6 +35,8 @@ pub struct HttpState {
     pub access_logs: Arc<[access_log::AccessLogger]>,
     /// Istio's peer metadata exchange and standard metrics, when configured.
     pub telemetry: Option<HttpTelemetry>,
+    /// Trace spans, when the connection manager has `tracing`.
+    pub tracing: Option<Arc<HttpTracing>>,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,6 +48,10 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
         parts.headers.insert(REQUEST_ID.clone(), new_request_id());
     }
     forward_client_cert(state.manager.client_cert, &mut parts);
+    let span = state
+        .tracing
+        .as_ref()
+        .map(|tracing| tracing.start(&mut parts));
     let telemetry = state
         .telemetry
         .as_ref()
@@ -53,6 +60,9 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
     let mut response = respond(&state, parts, body).await;
     if let Some((telemetry, start)) = telemetry {
         response = telemetry.response(start, response);
+    }
+    if let (Some(tracing), Some(span)) = (&state.tracing, span) {
+        response = tracing.finish(span, response);
     }
     match record {
         Some(record) => access_log::log_when_done(record, response, Arc::clone(&state.access_logs)),
@@ -131,6 +141,12 @@ async fn routed(
     }
     if let (Some(policy), Some(origin)) = (cors, origin) {
         cors::decorate(policy, origin, response.headers_mut());
+    }
+    if let Some(operation) = route.operation.as_ref().filter(|_| state.tracing.is_some()) {
+        response
+            .extensions_mut()
+            .get_or_insert_default::<ResponseInfo>()
+            .operation = Some(Arc::clone(operation));
     }
     response
 }

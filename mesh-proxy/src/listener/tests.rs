@@ -21,7 +21,8 @@ fn bootstrap(listeners: Value, clusters: &[&str]) -> Value {
 fn runtimes(bootstrap: &Value) -> Vec<Arc<Runtime>> {
     let config = compile(bootstrap).unwrap();
     let upstreams = Arc::new(crate::upstream::build(&config));
-    let telemetry = Arc::new(crate::telemetry::Telemetry::new(&config.node));
+    let (spans, _exporter) = crate::telemetry::export::channel(1);
+    let telemetry = Arc::new(crate::telemetry::Telemetry::new(&config.node, spans));
     let mut http = Vec::new();
     let context = BuildContext {
         upstreams: &upstreams,

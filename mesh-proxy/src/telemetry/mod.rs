@@ -1,6 +1,7 @@
 //! Istio's telemetry: peer metadata exchanged in headers, and the standard
 //! metrics labelled with both peers, as the `istio.metadata_exchange` and
-//! `istio.stats` filters produce them.
+//! `istio.stats` filters produce them; trace spans exported over OTLP
+//! ([`spans`], [`propagation`], [`export`]).
 //!
 //! Peers are known for HTTP through the headers; the caller's principal
 //! (`source_principal`) from its mTLS certificate. The principals of the
@@ -9,8 +10,11 @@
 //! exchange runs over mTLS with ALPN `istio-peer-exchange`, which this proxy
 //! does not speak.
 
+pub mod export;
 pub mod metrics;
 pub mod peer;
+pub mod propagation;
+pub mod spans;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,10 +31,12 @@ use crate::http::info::ResponseInfo;
 use crate::http::observe;
 use crate::http::proxy::{request_authority, strip_port};
 use crate::tls::DownstreamTls;
+use export::SpanQueue;
 use metrics::{
     ById, Metrics, Overrides, Peers, Protocol, Reporter, RequestLabels, RequestSample, Security,
 };
 use peer::{LocalPeer, PeerCache, Workload};
+use spans::Tracer;
 
 /// Host names (as services) and principals remembered; beyond this the
 /// caches start over.
@@ -42,6 +48,7 @@ const HOST_CACHE_SIZE: usize = 1024;
 pub struct Telemetry {
     pub metrics: Metrics,
     pub local: LocalPeer,
+    pub tracer: Tracer,
     peers: PeerCache,
     unknown: Arc<Workload>,
     unknown_service: Arc<ServiceRef>,
@@ -50,10 +57,11 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    pub fn new(node: &NodeInfo) -> Telemetry {
+    pub fn new(node: &NodeInfo, spans: SpanQueue) -> Telemetry {
         Telemetry {
             metrics: Metrics::default(),
             local: LocalPeer::new(node),
+            tracer: Tracer::new(node, spans),
             peers: PeerCache::default(),
             unknown: Arc::default(),
             unknown_service: Arc::default(),

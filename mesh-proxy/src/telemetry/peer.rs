@@ -241,6 +241,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            zone: String::new(),
         }
     }
 
