@@ -2,6 +2,7 @@
 
 mod apply;
 mod control_plane;
+mod dashboard;
 mod get;
 mod inputs;
 mod manifest;
@@ -47,6 +48,8 @@ pub enum Command {
         #[command(subcommand)]
         command: proxy_config::Command,
     },
+    /// Serve a live service graph of the mesh and its applied config.
+    Dashboard(dashboard::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ProxyConfig { command } => {
             proxy_config::run(&command, &mut std::io::stdout().lock())
         }
+        Command::Dashboard(args) => dashboard::run(&args),
         Command::Version => {
             println!("meshctl {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
