@@ -47,7 +47,8 @@ impl Fetcher {
             .client
             .request(request)
             .await
-            .map_err(|err| anyhow::anyhow!("GET {url}: {err}"))?;
+            // The cause (connection refused, ...) is in the error's sources.
+            .map_err(|err| anyhow::Error::new(err).context(format!("GET {url}")))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_BODY)
             .collect()

@@ -300,7 +300,7 @@ function renderStatus(graph, configError) {
   status.replaceChildren();
   const proxies = (graph.nodes || []).filter((n) => n.proxy);
   const failing = proxies.filter((n) => n.scrape_error);
-  const parts = [`${proxies.length} proxies`];
+  const parts = [`${proxies.length} ${proxies.length === 1 ? "proxy" : "proxies"}`];
   parts.push(graph.window_seconds ? `rates over the last ${graph.window_seconds.toFixed(0)} s` : "measuring…");
   if (graph.updated_unix_ms) parts.push(`updated ${new Date(graph.updated_unix_ms).toLocaleTimeString()}`);
   status.appendChild(document.createTextNode(parts.join(" · ")));
