@@ -14,6 +14,7 @@ use crate::ca::service::{self, CaService};
 use crate::metrics::Metrics;
 use crate::model::MeshSnapshot;
 use crate::monitoring::{self, ApiHandler, Monitoring};
+use crate::store::ConfigSource;
 use crate::xds::{Ads, Connections, Debounce, Generator, debounce};
 
 /// Where and how to serve.
@@ -27,6 +28,8 @@ pub struct Options {
     pub debounce: Debounce,
     /// Serves `/api/` on the monitoring port.
     pub api: Option<Arc<dyn ApiHandler>>,
+    /// The config sources whose problems `/debug/config_problems` lists.
+    pub config_sources: Vec<Arc<dyn ConfigSource>>,
     /// Shared with the config sources, which count rejected config.
     pub metrics: Arc<Metrics>,
     /// Serves the secure port when set.
@@ -43,6 +46,7 @@ impl Default for Options {
             monitoring_port: 15014,
             debounce: Debounce::default(),
             api: None,
+            config_sources: Vec::new(),
             metrics: Arc::default(),
             ca: None,
             secure_port: 15012,
@@ -58,6 +62,7 @@ impl std::fmt::Debug for Options {
             .field("monitoring_port", &self.monitoring_port)
             .field("debounce", &self.debounce)
             .field("api", &self.api.is_some())
+            .field("config_sources", &self.config_sources.len())
             .field("ca", &self.ca.is_some())
             .field("secure_port", &self.secure_port)
             .finish_non_exhaustive()
@@ -122,6 +127,7 @@ pub async fn start(
         metrics: Arc::clone(&metrics),
         pushes,
         api: options.api,
+        config_sources: options.config_sources,
     });
     let monitoring_task = tokio::spawn(monitoring::serve(monitoring_listener, state, stopped));
     tracing::info!(%xds, %monitoring, secure = ?secure, "serving");

@@ -173,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sources.push(Arc::clone(&store) as Arc<dyn ConfigSource>);
         let inputs = Inputs {
             mesh,
-            sources,
+            sources: sources.clone(),
             registries: vec![Arc::new(ServiceEntryRegistry)],
         };
         let (sender, snapshots) = watch::channel(Arc::new(inputs.build(1)));
@@ -187,6 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             xds_port: args.xds_port,
             monitoring_port: args.monitoring_port,
             api: Some(Arc::new(api)),
+            config_sources: sources,
             ca: ca.map(Arc::new),
             secure_port: args.secure_port,
             ..Options::default()

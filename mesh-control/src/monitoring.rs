@@ -6,6 +6,8 @@
 //!   shaped like istiod's (what `meshctl proxy-status` prints).
 //! - `GET /debug/config_dump?proxyID=ID`: the resources last sent to a proxy
 //!   (node id or `<pod>.<namespace>`), as Envoy's admin `ConfigDump` JSON.
+//! - `GET /debug/config_problems`: what the config sources left out and why
+//!   (invalid files, resources defined twice), as a JSON list.
 //! - `/api/...`: handed to an [`ApiHandler`] when one is given (the config
 //!   API that `meshctl apply` talks to); 404 otherwise.
 
@@ -24,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
+use crate::store::{ConfigSet, ConfigSource};
 use crate::xds::{self, Connections, Push, stopped};
 
 /// The response of an [`ApiHandler`].
@@ -50,6 +53,8 @@ pub struct Monitoring {
     pub metrics: Arc<Metrics>,
     pub pushes: watch::Receiver<Push>,
     pub api: Option<Arc<dyn ApiHandler>>,
+    /// In order of precedence, as the snapshot merges them.
+    pub config_sources: Vec<Arc<dyn ConfigSource>>,
 }
 
 impl std::fmt::Debug for Monitoring {
@@ -57,6 +62,7 @@ impl std::fmt::Debug for Monitoring {
         f.debug_struct("Monitoring")
             .field("connections", &self.connections.len())
             .field("api", &self.api.is_some())
+            .field("config_sources", &self.config_sources.len())
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +135,7 @@ async fn page(state: &Monitoring, request: Request<Incoming>) -> Response<Full<B
             json(&serde_json::to_value(statuses).unwrap_or_default())
         }
         "/debug/config_dump" => config_dump(state, query).await,
+        "/debug/config_problems" => json(&config_problems(&state.config_sources)),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }
 }
@@ -149,6 +156,27 @@ async fn config_dump(state: &Monitoring, query: &str) -> Response<Full<Bytes>> {
         Ok(Err(err)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
         Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
     }
+}
+
+/// The problems of every source, and of resources two sources both define,
+/// as the snapshot sees them: the config they name is not being served.
+fn config_problems(sources: &[Arc<dyn ConfigSource>]) -> serde_json::Value {
+    let sets: Vec<Arc<ConfigSet>> = sources.iter().map(|s| s.current()).collect();
+    let merged = ConfigSet::merge(sets.iter().map(AsRef::as_ref));
+    merged
+        .problems
+        .iter()
+        .map(|problem| {
+            serde_json::json!({
+                "file": problem.file,
+                "line": problem.line,
+                "subject": problem.subject,
+                "path": problem.path.as_ref().map(ToString::to_string),
+                "reason": problem.reason,
+                "message": problem.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// The first value of `name` in a query string, percent-decoded.

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use mesh_control::app::Options;
 use mesh_control::monitoring::ApiHandler;
+use mesh_control::store::{ConfigSource, DirectorySource};
 use mesh_control::xds::XdsType;
 use support::{ControlPlane, XdsClient, node_id, snapshot};
 
@@ -120,4 +121,72 @@ async fn the_api_hook_serves_under_api() {
 
     let without = ControlPlane::start(one_service()).await;
     assert_eq!(without.get("/api/v1/config").await.0, 404);
+}
+
+#[tokio::test]
+async fn config_problems_list_what_the_sources_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = support::config::testdata().join("bookinfo-gateway.yaml");
+    std::fs::copy(&gateway, dir.path().join("gateway.yaml")).unwrap();
+    // Defined again in a second file: the first file in path order wins.
+    std::fs::copy(&gateway, dir.path().join("gateway-again.yaml")).unwrap();
+    let broken = dir.path().join("reviews.yaml");
+    let routes = std::fs::read_to_string(
+        support::config::testdata().join("virtual-service-reviews-v3.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        &broken,
+        routes.replace("subset: v3", "subset: v3\n      weight: -5"),
+    )
+    .unwrap();
+    let source: Arc<dyn ConfigSource> = Arc::new(DirectorySource::start(dir.path()).unwrap());
+    let cp = ControlPlane::start_with(
+        one_service(),
+        Options {
+            config_sources: vec![source],
+            ..Options::default()
+        },
+    )
+    .await;
+
+    let (status, body) = cp.get("/debug/config_problems").await;
+    assert_eq!(status, 200, "{body}");
+    let problems: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    // The invalid route, and the gateway file's Gateway and VirtualService
+    // defined twice.
+    assert_eq!(problems.len(), 3, "{body}");
+    let invalid = problems
+        .iter()
+        .find(|p| p["file"] == broken.display().to_string().as_str())
+        .unwrap_or_else(|| panic!("the invalid file in {body}"));
+    assert_eq!(invalid["subject"], "VirtualService default/reviews");
+    assert_eq!(invalid["path"], "spec.http[0].route[0].weight");
+    assert!(invalid["line"].as_u64().unwrap() > 0, "{invalid}");
+    assert!(
+        invalid["message"]
+            .as_str()
+            .unwrap()
+            .contains("VirtualService default/reviews: spec.http[0].route[0].weight"),
+        "{invalid}"
+    );
+    let mut twice: Vec<&str> = problems
+        .iter()
+        .filter(|p| p["reason"].as_str().unwrap().contains("already defined at"))
+        .map(|p| p["subject"].as_str().unwrap())
+        .collect();
+    twice.sort();
+    assert_eq!(
+        twice,
+        [
+            "Gateway default/bookinfo-gateway",
+            "VirtualService default/bookinfo"
+        ]
+    );
+
+    let without = ControlPlane::start(one_service()).await;
+    assert_eq!(
+        without.get("/debug/config_problems").await,
+        (200, "[]\n".into())
+    );
 }

@@ -2,6 +2,7 @@
 
 mod apply;
 mod control_plane;
+mod dashboard;
 mod get;
 mod inputs;
 mod local;
@@ -68,6 +69,8 @@ pub enum Command {
     MeshProxy(role::RoleArgs),
     #[command(name = "bookinfo", hide = true)]
     Bookinfo(role::RoleArgs),
+    /// Serve a live service graph of the mesh and its applied config.
+    Dashboard(dashboard::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -88,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bookinfo(args) => role::run(role::Role::Bookinfo, args),
         Command::Traces(args) => traces::run(&args, &mut std::io::stdout().lock()),
         Command::TraceCollector(args) => traces::run_collector(&args),
+        Command::Dashboard(args) => dashboard::run(&args),
         Command::Version => {
             println!("meshctl {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
