@@ -129,8 +129,18 @@ async fn proxies_speak_mtls_with_their_spiffe_ids_from_the_ca() {
     let (status, body) = get(mesh.client.listener("outbound"), "/hello", &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(support::server_of(&body), "app");
-    let logged = std::fs::read_to_string(mesh.access_log.path()).unwrap();
-    assert!(logged.contains(&format!("peer={CLIENT_ID}")), "{logged}");
+    // The access log is written once the response is done, which may be
+    // after the client has read it.
+    let wanted = format!("peer={CLIENT_ID}");
+    let deadline = Instant::now() + support::READY_WITHIN;
+    loop {
+        let logged = std::fs::read_to_string(mesh.access_log.path()).unwrap();
+        if logged.contains(&wanted) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{logged}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     for (proxy, id) in [(&mesh.client, CLIENT_ID), (&mesh.server, SERVER_ID)] {
         let certs = certs(proxy).await;
