@@ -153,9 +153,11 @@ mod hash_policy;
 mod headers;
 mod health;
 mod istio;
+pub mod jwt;
 mod lb_policy;
 mod listener;
 mod load_assignment;
+mod metadata;
 mod outlier;
 mod rbac;
 mod resources;
@@ -184,8 +186,10 @@ pub use health::{
     HttpHealthCheck, Locality,
 };
 pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig};
+pub use jwt::JwtAuthn;
 pub use lb_policy::{Maglev, RingHash};
 pub use load_assignment::DEFAULT_OVERPROVISIONING_FACTOR;
+pub use metadata::DynamicMetadata;
 pub use outlier::OutlierDetection;
 pub use rbac::{Facts, Rbac, allowed as rbac_allows};
 pub use resources::{
@@ -322,6 +326,8 @@ pub struct HttpManager {
     pub request_headers_timeout: Duration,
     /// The most request header bytes accepted (`max_request_headers_kb`).
     pub max_request_headers: usize,
+    /// `jwt_authn`, which runs before the RBAC filters.
+    pub jwt: Option<JwtAuthn>,
     /// HTTP RBAC filters, in order: each must let a request through.
     pub rbac: Vec<Rbac>,
     /// What happens to `x-forwarded-client-cert`.
