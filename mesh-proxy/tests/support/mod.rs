@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod ca_server;
+pub mod jwt;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
