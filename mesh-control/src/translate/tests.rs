@@ -718,3 +718,5 @@ spec:
     assert_eq!(modes["10.9.9.9"], json!("istio"));
     assert_eq!(modes["10.9.9.8"], Value::Null, "DISABLE gets plain text");
 }
+
+mod jwt;

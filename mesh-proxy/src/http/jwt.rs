@@ -29,9 +29,11 @@ use crate::config::jwt::{JwtAuthn, Location, Provider, Requirement};
 /// The metadata namespace verified payloads go to.
 pub const METADATA_FILTER: &str = "envoy.filters.http.jwt_authn";
 
-/// Checks the request; on success it carries what the valid tokens give.
-pub fn check(filter: &JwtAuthn, parts: &mut Parts) -> Result<(), Response<Body>> {
-    check_at(filter, parts, now()).map_err(|failure| refusal(filter, failure, parts))
+/// Checks the request: the answer to send when it is refused; else the
+/// request carries what its valid tokens give.
+pub fn check(filter: &JwtAuthn, parts: &mut Parts) -> Option<Response<Body>> {
+    let failure = check_at(filter, parts, now()).err()?;
+    Some(refusal(filter, failure, parts))
 }
 
 /// [`check`] at a given time, in seconds since the epoch.
@@ -241,7 +243,7 @@ fn apply(provider: &Provider, location: &Location, verified: &Verified, parts: &
     if let Some(name) = &provider.forward_payload_header {
         let mut encoded = verified.payload_segment.clone();
         if provider.pad_forward_payload_header {
-            while encoded.len() % 4 != 0 {
+            while !encoded.len().is_multiple_of(4) {
                 encoded.push('=');
             }
         }

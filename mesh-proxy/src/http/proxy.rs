@@ -62,7 +62,7 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
 
 async fn respond(state: &HttpState, mut parts: Parts, body: Incoming) -> Response<Body> {
     if let Some(jwt) = &state.manager.jwt
-        && let Err(refusal) = super::jwt::check(jwt, &mut parts)
+        && let Some(refusal) = super::jwt::check(jwt, &mut parts)
     {
         return refusal;
     }
