@@ -171,13 +171,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             sources.push(Arc::new(directory));
         }
         sources.push(Arc::clone(&store) as Arc<dyn ConfigSource>);
+        let (jwks_sender, jwks) = watch::channel(Arc::default());
         let inputs = Inputs {
             mesh,
             sources: sources.clone(),
             registries: vec![Arc::new(ServiceEntryRegistry)],
+            jwks: Some(jwks),
         };
         let (sender, snapshots) = watch::channel(Arc::new(inputs.build(1)));
         tokio::spawn(snapshot::publish(inputs, sender));
+        tokio::spawn(crate::jwks::follow(snapshots.clone(), jwks_sender));
         let api = move |request| {
             let store = Arc::clone(&store);
             async move { api::handle(&store, request).await }

@@ -9,6 +9,7 @@ pub mod app;
 pub mod ca;
 pub mod cli;
 pub mod grpc;
+pub mod jwks;
 pub mod mesh_config;
 pub mod metrics;
 pub mod model;

@@ -163,7 +163,32 @@ pub struct MeshSnapshot {
     pub config: Vec<Arc<Resource>>,
     pub services: Vec<Arc<Service>>,
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// The key sets fetched for RequestAuthentication rules without inline
+    /// `jwks`, fetched outside translation so that it stays pure.
+    pub jwks: Arc<FetchedJwks>,
 }
+
+/// JWKS documents by the URL they were fetched from (see [`jwks_url`]);
+/// a URL that is missing has not been fetched, or failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchedJwks(pub BTreeMap<String, Arc<str>>);
+
+/// Where the keys of a JWT rule without inline `jwks` come from: its
+/// `jwksUri`, or else its issuer's OpenID Connect discovery document,
+/// which names the key set. `None` for inline keys.
+pub fn jwks_url(rule: &mesh_api::security::request_authentication::JwtRule) -> Option<String> {
+    if !rule.jwks.is_empty() {
+        return None;
+    }
+    if !rule.jwks_uri.is_empty() {
+        return Some(rule.jwks_uri.clone());
+    }
+    let issuer = rule.issuer.trim_end_matches('/');
+    Some(format!("{issuer}{OPENID_DISCOVERY}"))
+}
+
+/// The discovery document's path under an issuer.
+pub const OPENID_DISCOVERY: &str = "/.well-known/openid-configuration";
 
 impl Proxy {
     /// Reads a proxy's node: the id (`sidecar~10.1.2.3~pod.ns~ns.svc.cluster.local`)

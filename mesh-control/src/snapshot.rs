@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::model::{MeshConfig, MeshSnapshot};
+use crate::model::{FetchedJwks, MeshConfig, MeshSnapshot};
 use crate::registry::{ServiceRegistry, ServiceSet};
 use crate::store::{ConfigSet, ConfigSource};
 
@@ -24,6 +24,9 @@ pub struct Inputs {
     /// In order of precedence.
     pub sources: Vec<Arc<dyn ConfigSource>>,
     pub registries: Vec<Arc<dyn ServiceRegistry>>,
+    /// The key sets fetched for RequestAuthentication (see [`crate::jwks`]);
+    /// without it, rules that need fetched keys refuse every token.
+    pub jwks: Option<watch::Receiver<Arc<FetchedJwks>>>,
 }
 
 impl Inputs {
@@ -46,6 +49,11 @@ impl Inputs {
             config,
             services: services.services,
             endpoints: services.endpoints,
+            jwks: self
+                .jwks
+                .as_ref()
+                .map(|keys| Arc::clone(&keys.borrow()))
+                .unwrap_or_default(),
         }
     }
 }
@@ -66,6 +74,9 @@ pub async fn publish(inputs: Inputs, sender: watch::Sender<Arc<MeshSnapshot>>) {
         if let Some(receiver) = registry.subscribe() {
             forwarders.spawn(forward(receiver, changed.clone()));
         }
+    }
+    if let Some(keys) = &inputs.jwks {
+        forwarders.spawn(forward(keys.clone(), changed.clone()));
     }
     drop(changed);
     loop {

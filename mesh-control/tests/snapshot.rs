@@ -62,6 +62,7 @@ async fn directory_and_api_feed_one_snapshot() {
         mesh: MeshConfig::default(),
         sources: vec![directory.clone(), api.store.clone()],
         registries: vec![Arc::new(ServiceEntryRegistry)],
+        jwks: None,
     };
     let sender = watch::Sender::new(Arc::new(MeshSnapshot::default()));
     let mut snapshots = sender.subscribe();

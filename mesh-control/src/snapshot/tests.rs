@@ -33,6 +33,7 @@ async fn every_change_publishes_a_new_version_with_config_and_services() {
         mesh: MeshConfig::default(),
         sources: vec![api.clone(), other.clone()],
         registries: vec![Arc::new(ServiceEntryRegistry)],
+        jwks: None,
     };
     let sender = watch::Sender::new(Arc::new(MeshSnapshot::default()));
     let mut snapshots = sender.subscribe();

@@ -14,11 +14,14 @@
 //! - Values: principals `cluster.local/ns/default/sa/x` (the SPIFFE id
 //!   without `spiffe://`), namespaces, IP blocks, hosts, ports, methods and
 //!   paths, each exact or with one `*` at the start or end, or `*` alone.
-//! - What cannot be checked on the connection (HTTP fields on a TCP port,
-//!   and here also JWT fields — `requestPrincipals`, `request.auth.*` —
-//!   which need RequestAuthentication) never widens access: an ALLOW rule
-//!   using it is dropped (it matches nothing), a DENY rule loses the field
-//!   (it matches more), as istiod does for TCP.
+//! - JWT fields (`requestPrincipals`, `request.auth.principal`,
+//!   `request.auth.audiences`, `request.auth.presenter`,
+//!   `request.auth.claims[...]`) match what `jwt_authn` verified (see
+//!   [`jwt`]); a request without a token has no principal or claims.
+//! - What cannot be checked on the connection (HTTP fields, JWT fields
+//!   included, on a TCP port) never widens access: an ALLOW rule using it
+//!   is dropped (it matches nothing), a DENY rule loses the field (it
+//!   matches more), as istiod does for TCP.
 //!
 //! Left out: CUSTOM (no external authorizer is run) and AUDIT policies,
 //! `targetRef(s)`, `trustDomains`, `destination.ip` is matched as written.
@@ -45,10 +48,14 @@ use mesh_api::security::authorization_policy::{
 use super::context::Context;
 use super::proto::{any, u32v};
 
-/// The RBAC filters of a workload's inbound chains.
+mod jwt;
+
+/// The filters that decide what reaches a workload: RBAC on its inbound
+/// chains, and the `jwt_authn` filter whose verified tokens they read.
 #[derive(Debug, Default)]
 pub struct Authorization {
-    /// For HTTP connection managers, ahead of the router.
+    /// For HTTP connection managers, ahead of the router: `jwt_authn`
+    /// first when a RequestAuthentication applies, then DENY, then ALLOW.
     pub http: Vec<HttpFilter>,
     /// For TCP chains, ahead of `tcp_proxy`.
     pub tcp: Vec<Filter>,
@@ -57,7 +64,12 @@ pub struct Authorization {
 /// The filters the policies applying to the proxy's workload make.
 pub fn inbound(ctx: &Context) -> Authorization {
     let policies = applying(ctx);
-    let mut out = Authorization::default();
+    let mut out = Authorization {
+        http: super::request_authentication::filter(ctx)
+            .into_iter()
+            .collect(),
+        tcp: Vec::new(),
+    };
     for action in [Action::Deny, Action::Allow] {
         let chosen: Vec<_> = policies
             .iter()
@@ -261,13 +273,18 @@ fn source(source: &Source, scope: &Scope) -> Result<Principal, Dropped> {
     field(&source.not_ip_blocks, true, true, &|v| ip(v, false))?;
     field(&source.remote_ip_blocks, false, true, &|v| ip(v, true))?;
     field(&source.not_remote_ip_blocks, true, true, &|v| ip(v, true))?;
-    // JWT identities need RequestAuthentication, not read yet.
-    field(&source.request_principals, false, false, &|_| {
-        any_principal()
-    })?;
-    field(&source.not_request_principals, true, false, &|_| {
-        any_principal()
-    })?;
+    field(
+        &source.request_principals,
+        false,
+        scope.http,
+        &jwt::request_principal,
+    )?;
+    field(
+        &source.not_request_principals,
+        true,
+        scope.http,
+        &jwt::request_principal,
+    )?;
     field(&source.trust_domains, false, false, &|_| any_principal())?;
     field(&source.not_trust_domains, true, false, &|_| any_principal())?;
     Ok(and_ids(all))
@@ -289,9 +306,25 @@ fn when(condition: &Condition, scope: &Scope) -> Result<Option<Either>, Dropped>
             condition.not_values.iter().map(|v| each(v)).collect(),
         )
     };
+    let claims = match key {
+        "request.auth.audiences" => Some(vec!["aud"]),
+        "request.auth.presenter" => Some(vec!["azp"]),
+        _ => key
+            .strip_prefix("request.auth.claims")
+            .and_then(jwt::claim_path),
+    };
     let (values, not_values, can) = match (key, header) {
         (_, Some(name)) => {
             let (v, n) = build(&|v| Either::Principal(header_principal(name, v)));
+            (v, n, scope.http)
+        }
+        ("request.auth.principal", _) => {
+            let (v, n) = build(&|v| Either::Principal(jwt::request_principal(v)));
+            (v, n, scope.http)
+        }
+        (_, None) if claims.is_some() => {
+            let path = claims.as_deref().unwrap_or_default();
+            let (v, n) = build(&|v| Either::Principal(jwt::claim(path, v)));
             (v, n, scope.http)
         }
         ("source.ip", _) => {
@@ -330,7 +363,7 @@ fn when(condition: &Condition, scope: &Scope) -> Result<Option<Either>, Dropped>
             });
             (v, n, true)
         }
-        // request.auth.*, source.serviceAccount, experimental keys: not checked.
+        // source.serviceAccount, experimental keys: not checked.
         _ => (Vec::new(), Vec::new(), false),
     };
     if !can {

@@ -16,8 +16,12 @@
 //! - Endpoints ([`endpoint`]): per EDS cluster, by locality, with weights
 //!   and the `tlsMode` metadata auto mTLS reads (not for ports whose
 //!   PeerAuthentication is DISABLE).
+//! - RequestAuthentication ([`request_authentication`]) becomes a
+//!   `jwt_authn` filter on the inbound HTTP connection managers (and a
+//!   gateway's), with keys inline or fetched into the snapshot.
 //! - AuthorizationPolicy ([`authorization`]) becomes RBAC filters on the
-//!   inbound chains: DENY, then ALLOW.
+//!   inbound chains, after `jwt_authn`: DENY, then ALLOW; request
+//!   principals and claims match the verified token.
 //! - PeerAuthentication ([`peer_authentication`]) sets each inbound port's
 //!   chains: mTLS and plain text (PERMISSIVE), mTLS only (STRICT), or plain
 //!   text only (DISABLE).
@@ -52,7 +56,8 @@
 //! - Tracing comes from the MeshConfig's default provider only: the
 //!   Telemetry API is not read.
 //! - VirtualService `delegate` rules are skipped; RequestAuthentication
-//!   is not read (so JWT conditions of AuthorizationPolicy never allow). `retries.retryRemoteLocalities`,
+//!   and AuthorizationPolicy with `targetRef(s)` are left out, and
+//!   gateways get `jwt_authn` but no RBAC. `retries.retryRemoteLocalities`,
 //!   `localityLbSetting`, `warmup`, `tunnel`, `proxyProtocol`,
 //!   `retryBudget`, `connectionPool.tcp.idleTimeout` and
 //!   `outlierDetection.consecutiveLocalOriginFailures` are not translated.
@@ -86,6 +91,7 @@ mod listener;
 mod peer_authentication;
 mod policy;
 mod proto;
+mod request_authentication;
 mod route;
 mod sidecar_listener;
 mod sidecar_scope;

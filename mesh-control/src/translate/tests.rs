@@ -853,3 +853,4 @@ fn no_tracing_without_a_provider_or_its_service() {
     let managers = tracing_by_listener(&translate(&me, &snapshot));
     assert!(managers.iter().all(|(_, tracing)| tracing.is_none()));
 }
+mod jwt;

@@ -85,6 +85,7 @@ fn start_control_plane(
             mesh: mesh_control::model::MeshConfig::default(),
             sources: sources.clone(),
             registries: Vec::new(),
+            jwks: None,
         };
         let (_, snapshots) = tokio::sync::watch::channel(Arc::new(inputs.build(1)));
         let api = move |request| {

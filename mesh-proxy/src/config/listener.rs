@@ -22,7 +22,7 @@ use super::resources::Sources;
 use super::{
     Action, At, ChainMatch, CidrRange, ClientCertHeader, Cluster, ConfigError, FilterChain,
     HttpManager, Listener, ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors,
-    fault, istio, rbac, route, tls,
+    fault, istio, jwt, rbac, route, tls,
 };
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
@@ -296,7 +296,7 @@ fn http_manager(
 ) -> Result<HttpManager, ConfigError> {
     let (mut fault, mut routed, mut cors_filter) = (None, false, false);
     let (mut stats, mut peer_exchange) = (None, istio::PeerExchange::default());
-    let mut rbac = Vec::new();
+    let (mut rbac, mut rbac_seen, mut jwt) = (Vec::new(), false, None);
     for (i, http_filter) in hcm.http_filters.iter().enumerate() {
         let here = at.field("http_filters").index(i);
         if let Some(config) = fault::http_filter(http_filter, &here)? {
@@ -329,6 +329,16 @@ fn http_manager(
                     return Err(at.field("matcher").unsupported("RBAC matchers"));
                 }
                 rbac.extend(rbac::compile(config.rules.as_ref(), true, &at)?);
+                rbac_seen = true;
+            }
+            Some(http_filter::ConfigType::TypedConfig(any))
+                if type_name(any) == jwt::FILTER_TYPE && !routed =>
+            {
+                // Envoy's RBAC sees what jwt_authn verified only when it comes after.
+                if jwt.is_some() || rbac_seen {
+                    return Err(here.unsupported("jwt_authn after RBAC or another jwt_authn"));
+                }
+                jwt = Some(jwt::compile(any, &here.field("typed_config"))?);
             }
             Some(http_filter::ConfigType::TypedConfig(any))
                 if type_name(any) == istio::STATS_CONFIG && !routed =>
@@ -397,6 +407,7 @@ fn http_manager(
             .as_ref()
             .map_or(60, |kb| kb.value as usize)
             * 1024,
+        jwt,
         rbac,
         client_cert,
     })

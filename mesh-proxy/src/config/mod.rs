@@ -57,8 +57,25 @@
 //!   `envoy_http_rbac_denied`) and `envoy.filters.network.rbac` ahead of a
 //!   chain's terminal filter (a refused connection is closed); ALLOW and
 //!   DENY rules on methods, paths, headers, ports, SNI, the client
-//!   certificate's URI SAN and addresses; see [`rbac`](self::rbac) for the
-//!   subset.
+//!   certificate's URI SAN, addresses and dynamic metadata; see
+//!   [`rbac`](self::rbac) for the subset.
+//! - JWT: `envoy.filters.http.jwt_authn` before any RBAC filter (see
+//!   [`jwt`]): providers with `issuer`, `audiences`, `local_jwks`
+//!   (`inline_string`, `inline_bytes`, `filename`), `from_headers`,
+//!   `from_params`, `from_cookies`, `forward`, `forward_payload_header`,
+//!   `pad_forward_payload_header`, `payload_in_metadata` with
+//!   `normalize_payload_in_metadata`, `claim_to_headers` (`claim_name`),
+//!   `clock_skew_seconds` (default 60), `require_expiration`;
+//!   `rules` by route match with `requires` or `requirement_name`
+//!   (`requirement_map`): `provider_name`, `provider_and_audiences`,
+//!   `requires_any`, `requires_all`, `allow_missing`,
+//!   `allow_missing_or_failed`; `bypass_cors_preflight`,
+//!   `strip_failure_response`. A refused request gets 401 with Envoy's
+//!   reason (`Jwt is expired`, `Jwt verification fails`, ...) and a
+//!   `www-authenticate` challenge. Refused: `remote_jwks`, `subjects`,
+//!   `max_lifetime`, `header_in_metadata`, `failed_status_in_metadata`,
+//!   `claim_path`, `extract_only_without_validation`,
+//!   `filter_state_rules`; per-route `PerRouteConfig` is not read.
 //! - `forward_client_cert_details` (all modes): on mTLS connections the
 //!   client's URI SAN reaches the application as
 //!   `x-forwarded-client-cert: URI=...`; subject, DNS and hash details are
@@ -167,9 +184,11 @@ mod hash_policy;
 mod headers;
 mod health;
 mod istio;
+pub mod jwt;
 mod lb_policy;
 mod listener;
 mod load_assignment;
+mod metadata;
 mod outlier;
 mod rbac;
 mod resources;
@@ -199,8 +218,10 @@ pub use health::{
     HttpHealthCheck, Locality,
 };
 pub use istio::{MetricOverride, NodeInfo, PeerExchange, ServiceRef, StatsConfig};
+pub use jwt::JwtAuthn;
 pub use lb_policy::{Maglev, RingHash};
 pub use load_assignment::DEFAULT_OVERPROVISIONING_FACTOR;
+pub use metadata::DynamicMetadata;
 pub use outlier::OutlierDetection;
 pub use rbac::{Facts, Rbac, allowed as rbac_allows};
 pub use resources::{
@@ -339,6 +360,8 @@ pub struct HttpManager {
     pub request_headers_timeout: Duration,
     /// The most request header bytes accepted (`max_request_headers_kb`).
     pub max_request_headers: usize,
+    /// `jwt_authn`, which runs before the RBAC filters.
+    pub jwt: Option<JwtAuthn>,
     /// HTTP RBAC filters, in order: each must let a request through.
     pub rbac: Vec<Rbac>,
     /// What happens to `x-forwarded-client-cert`.

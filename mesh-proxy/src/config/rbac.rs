@@ -15,9 +15,11 @@
 //! `destination_ip`, `requested_server_name`; principals `and_ids`/`or_ids`/
 //! `not_id`/`any`, `authenticated` (the URI SAN), `direct_remote_ip`,
 //! `source_ip`, `remote_ip` (the same address: the proxy does not read
-//! `x-forwarded-for` for it), `header`, `url_path`. `shadow_rules` are
-//! accepted and not evaluated (Istio's AUDIT and dry-run). Metadata,
-//! matcher and CEL conditions are refused by field. A network filter with
+//! `x-forwarded-for` for it), `header`, `url_path`; `metadata` in both
+//! (the request's dynamic metadata, see [`super::metadata`]: what
+//! `jwt_authn` verified, for Istio's request principals and claims).
+//! `shadow_rules` are accepted and not evaluated (Istio's AUDIT and
+//! dry-run). Matcher and CEL conditions are refused by field. A network filter with
 //! HTTP-only rules (headers, paths) refuses them, as Envoy does.
 
 use std::borrow::Cow;
@@ -30,6 +32,7 @@ use envoy_types::pb::envoy::config::rbac::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{PathMatcher, path_matcher};
 use http::request::Parts;
 
+use super::metadata::{DynamicMetadata, MetadataMatch};
 use super::route::{header_matcher, string_matcher};
 use super::{At, CidrRange, ConfigError, HeaderMatch, ValueMatch};
 
@@ -64,6 +67,7 @@ enum Permission {
     DestinationPortRange(i64, i64),
     DestinationIp(CidrRange),
     ServerName(ValueMatch),
+    Metadata(MetadataMatch),
 }
 
 #[derive(Debug)]
@@ -77,6 +81,7 @@ enum Principal {
     RemoteIp(CidrRange),
     Header(HeaderMatch),
     Path(ValueMatch),
+    Metadata(MetadataMatch),
 }
 
 /// What an RBAC decision looks at.
@@ -151,6 +156,7 @@ impl Permission {
             Permission::ServerName(m) => {
                 crate::http::route::value_matches(m, facts.server_name.unwrap_or_default())
             }
+            Permission::Metadata(m) => m.matches(metadata(facts)),
         }
     }
 }
@@ -169,6 +175,7 @@ impl Principal {
             Principal::RemoteIp(range) => range.contains(facts.remote),
             Principal::Header(m) => header(m, facts),
             Principal::Path(m) => path(m, facts),
+            Principal::Metadata(m) => m.matches(metadata(facts)),
         }
     }
 }
@@ -179,6 +186,11 @@ fn header(m: &HeaderMatch, facts: &Facts<'_>) -> bool {
     facts
         .request
         .is_some_and(|request| crate::http::route::header_matches(m, request))
+}
+
+/// What earlier HTTP filters left on the request.
+fn metadata<'a>(facts: &Facts<'a>) -> Option<&'a DynamicMetadata> {
+    facts.request?.extensions.get::<DynamicMetadata>()
 }
 
 /// The path without its query, as Envoy's `url_path` matches it.
@@ -299,6 +311,11 @@ fn permission(p: &EnvoyPermission, http: bool, at: &At) -> Result<Permission, Co
         Some(R::RequestedServerName(m)) => {
             Permission::ServerName(string_matcher(m, &at.field("requested_server_name"))?)
         }
+        Some(R::Metadata(m)) => {
+            let at = at.field("metadata");
+            http_only(http, &at, "metadata")?;
+            Permission::Metadata(super::metadata::compile(m, &at)?)
+        }
         Some(R::Any(false)) | None => return Err(at.error("a permission rule is required")),
         Some(other) => return Err(at.unsupported(format_args!("permission {}", rule_name(other)))),
     })
@@ -345,6 +362,11 @@ fn principal(p: &EnvoyPrincipal, http: bool, at: &At) -> Result<Principal, Confi
             http_only(http, &at, "url_path")?;
             Principal::Path(path_matcher(m, &at)?)
         }
+        Some(I::Metadata(m)) => {
+            let at = at.field("metadata");
+            http_only(http, &at, "metadata")?;
+            Principal::Metadata(super::metadata::compile(m, &at)?)
+        }
         Some(I::Any(false)) | None => return Err(at.error("a principal identifier is required")),
         Some(other) => return Err(at.unsupported(format_args!("principal {}", id_name(other)))),
     })
@@ -361,7 +383,6 @@ fn rule_name(rule: &permission::Rule) -> &'static str {
     use permission::Rule as R;
     #[allow(deprecated)]
     match rule {
-        R::Metadata(_) => "metadata",
         R::Matcher(_) => "matcher",
         R::UriTemplate(_) => "uri_template",
         R::SourcedMetadata(_) => "sourced_metadata",
@@ -373,7 +394,6 @@ fn id_name(id: &principal::Identifier) -> &'static str {
     use principal::Identifier as I;
     #[allow(deprecated)]
     match id {
-        I::Metadata(_) => "metadata",
         I::FilterState(_) => "filter_state",
         I::Custom(_) => "custom",
         I::SourcedMetadata(_) => "sourced_metadata",

@@ -162,7 +162,7 @@ fn compile_route(r: &EnvoyRoute, at: &At) -> Result<Route, ConfigError> {
     })
 }
 
-fn route_matcher(m: &EnvoyRouteMatch, at: &At) -> Result<RouteMatch, ConfigError> {
+pub(super) fn route_matcher(m: &EnvoyRouteMatch, at: &At) -> Result<RouteMatch, ConfigError> {
     let path = match &m.path_specifier {
         Some(route_match::PathSpecifier::Prefix(prefix)) => PathMatch::Prefix(prefix.clone()),
         Some(route_match::PathSpecifier::Path(path)) => PathMatch::Exact(path.clone()),

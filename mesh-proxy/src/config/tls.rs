@@ -620,7 +620,7 @@ fn identity(cert: &TlsCertificate, at: &At) -> Result<Identity, ConfigError> {
 }
 
 /// The bytes of a `DataSource`: a file, inline, or an environment variable.
-fn data_source(source: &DataSource, at: &At) -> Result<Vec<u8>, ConfigError> {
+pub(super) fn data_source(source: &DataSource, at: &At) -> Result<Vec<u8>, ConfigError> {
     use data_source::Specifier;
     match &source.specifier {
         Some(Specifier::Filename(path)) => std::fs::read(path).map_err(|err| {

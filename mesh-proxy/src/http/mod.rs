@@ -6,6 +6,7 @@ pub mod cors;
 pub mod fault;
 pub mod forward;
 pub mod info;
+pub mod jwt;
 pub mod mirror;
 pub mod observe;
 pub mod proxy;

@@ -70,7 +70,12 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
     }
 }
 
-async fn respond(state: &HttpState, parts: Parts, body: Incoming) -> Response<Body> {
+async fn respond(state: &HttpState, mut parts: Parts, body: Incoming) -> Response<Body> {
+    if let Some(jwt) = &state.manager.jwt
+        && let Some(refusal) = super::jwt::check(jwt, &mut parts)
+    {
+        return refusal;
+    }
     if !state.manager.rbac.is_empty() && !rbac_allows(&state.manager.rbac, &facts(&parts)) {
         state.stats.rq_rbac_denied.fetch_add(1, Ordering::Relaxed);
         return local_reply(

@@ -32,7 +32,7 @@ fn authority(request: &Parts) -> Cow<'_, str> {
     }
 }
 
-fn matches(m: &RouteMatch, request: &Parts) -> bool {
+pub(crate) fn matches(m: &RouteMatch, request: &Parts) -> bool {
     let path = request.uri.path();
     let path_ok = match &m.path {
         PathMatch::Prefix(prefix) if m.case_sensitive => path.starts_with(prefix.as_str()),

@@ -3,6 +3,7 @@
 
 pub mod ca_server;
 pub mod collector;
+pub mod jwt;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -185,7 +185,10 @@ impl Chains<'_, '_> {
             self.port,
             servers,
         ));
-        let manager = connection_manager(format!("outbound_{}", self.listener), route_name);
+        let mut manager = connection_manager(format!("outbound_{}", self.listener), route_name);
+        // After the metadata exchange, as istiod puts authentication.
+        let jwt = super::super::request_authentication::filter(self.ctx);
+        manager.http_filters.splice(1..1, jwt);
         self.chains.push(FilterChain {
             filter_chain_match: sni_match(sni),
             filters: vec![Filter {

@@ -168,15 +168,77 @@ fn unsupported_and_http_only_rules_are_refused_by_field() {
     let err = compile_json(
         json!({"action": "ALLOW", "policies": {"p": {
             "permissions": [{"any": true}],
-            "principals": [{"metadata": {"filter": "envoy.filters.http.jwt_authn", "path": [{"key": "payload"}], "value": {"present_match": true}}}]
+            "principals": [{"filter_state": {"key": "x", "string_match": {"exact": "y"}}}]
         }}}),
         true,
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("principal metadata is not supported"), "{err}");
+    assert!(
+        err.contains("principal filter_state is not supported"),
+        "{err}"
+    );
     let err = compile_json(json!({"action": "LOG"}), true)
         .unwrap_err()
         .to_string();
     assert!(err.contains("rules.action"), "{err}");
+}
+
+/// istiod's principal for `requestPrincipals: ["https://issuer.example/alice"]`
+/// and `request.auth.claims[groups]: ["admin"]`.
+fn allow_request_principal() -> Value {
+    let claim = |key: &str, exact: &str| {
+        json!({"metadata": {"filter": "envoy.filters.http.jwt_authn",
+            "path": [{"key": "payload"}, {"key": key}],
+            "value": {"string_match": {"exact": exact}}}})
+    };
+    let groups = json!({"metadata": {"filter": "envoy.filters.http.jwt_authn",
+        "path": [{"key": "payload"}, {"key": "groups"}],
+        "value": {"or_match": {"value_matchers": [
+            {"list_match": {"one_of": {"string_match": {"exact": "admin"}}}},
+            {"string_match": {"exact": "admin"}}]}}}});
+    json!({
+        "action": "ALLOW",
+        "policies": {"ns[default]-policy[jwt]-rule[0]": {
+            "permissions": [{"any": true}],
+            "principals": [{"and_ids": {"ids": [
+                {"and_ids": {"ids": [claim("iss", "https://issuer.example"), claim("sub", "alice")]}},
+                groups,
+            ]}}]
+        }}
+    })
+}
+
+fn with_payload(payload: Value) -> Parts {
+    let mut parts = request("GET", "/", &[]);
+    let mut metadata = DynamicMetadata::default();
+    metadata.set("envoy.filters.http.jwt_authn", "payload", payload);
+    parts.extensions.insert(metadata);
+    parts
+}
+
+#[test]
+fn metadata_rules_read_what_jwt_authn_verified() {
+    let rbac = compile_json(allow_request_principal(), true).unwrap();
+    let allows = |parts: &Parts| rbac.allows(&facts(Some(parts), None, "10.0.0.2", 80));
+    let alice = |groups: Value| {
+        with_payload(json!({"iss": "https://issuer.example", "sub": "alice", "groups": groups}))
+    };
+    assert!(allows(&alice(json!(["dev", "admin"]))));
+    assert!(allows(&alice(json!("admin"))));
+    assert!(!allows(&alice(json!(["dev"]))));
+    assert!(!allows(&with_payload(
+        json!({"iss": "https://issuer.example", "sub": "bob", "groups": "admin"})
+    )));
+    assert!(!allows(&request("GET", "/", &[])), "no token, no principal");
+}
+
+#[test]
+fn metadata_rules_are_http_only() {
+    let err = compile_json(allow_request_principal(), false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("metadata in a network RBAC filter"),
+        "{err}"
+    );
 }
