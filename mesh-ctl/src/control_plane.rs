@@ -103,12 +103,10 @@ pub async fn request(method: Method, url: &str, body: String) -> anyhow::Result<
 /// The monitoring address of the local mesh running from the default
 /// directory, if one runs.
 fn local_mesh() -> Option<String> {
-    let dir = crate::local::StateDir::new(crate::local::DirArg::from_env().path());
-    let state = dir.read().ok()??;
-    if !crate::local::alive(state.supervisor) {
-        return None;
-    }
-    Some(format!("http://{}", state.control_plane?.monitoring))
+    Some(format!(
+        "http://{}",
+        crate::local::running()?.control_plane?.monitoring
+    ))
 }
 
 /// Escapes a query value or path segment (RFC 3986 unreserved characters

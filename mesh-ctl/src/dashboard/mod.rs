@@ -40,8 +40,9 @@ pub struct Args {
     /// The proxies to read: a JSON list of `{"workload", "namespace", "app",
     /// "version", "kind": "sidecar"|"gateway", "admin": "ip:port"}`, read
     /// again at every refresh; a missing file means no proxies yet.
+    /// Without it, the running local mesh's dashboard is shown instead.
     #[arg(long)]
-    pub targets: PathBuf,
+    pub targets: Option<PathBuf>,
     #[command(flatten)]
     pub control_plane: Address,
     /// Open the dashboard in a browser.
@@ -50,22 +51,25 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let Some(targets) = args.targets.clone() else {
+        return show_local(args.open);
+    };
     // Scrapes and a few page loads every few seconds: two workers are plenty,
     // and leave the machine's other cores to the mesh being watched.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args))?;
+    runtime.block_on(serve(args, targets))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: &Args) -> anyhow::Result<()> {
+async fn serve(args: &Args, targets: PathBuf) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((args.address, args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.address, args.port))?;
     let bound = listener.local_addr()?;
-    let state = refresh::start(args.targets.clone(), args.control_plane.base());
+    let state = refresh::start(targets, args.control_plane.base());
     if let Some(path) = &args.address_file {
         write_address(path, bound)
             .with_context(|| format!("cannot write the address to {}", path.display()))?;
@@ -82,6 +86,21 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints (and with `open`, opens) the running local mesh's dashboard.
+fn show_local(open: bool) -> anyhow::Result<ExitCode> {
+    let Some(address) = crate::local::running().and_then(|s| s.dashboard) else {
+        anyhow::bail!(
+            "no local mesh runs here (start one with `meshctl demo`), and no --targets to serve a dashboard for"
+        );
+    };
+    let url = format!("http://{address}/");
+    println!("Dashboard: {url}");
+    if open {
+        open_url(&url);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Writes the address atomically, so that a reader never sees half of it.
 fn write_address(path: &Path, address: SocketAddr) -> std::io::Result<()> {
     let partial = path.with_extension("partial");
@@ -91,13 +110,15 @@ fn write_address(path: &Path, address: SocketAddr) -> std::io::Result<()> {
 
 /// Asks the desktop to open `url`; the dashboard serves whether or not it can.
 fn open_browser(url: String) {
-    tokio::task::spawn_blocking(move || {
-        match std::process::Command::new("xdg-open").arg(&url).status() {
-            Ok(status) if status.success() => {}
-            Ok(status) => eprintln!("xdg-open {url} failed ({status}); open it by hand"),
-            Err(err) => eprintln!("cannot run xdg-open ({err}); open {url} by hand"),
-        }
-    });
+    tokio::task::spawn_blocking(move || open_url(&url));
+}
+
+fn open_url(url: &str) {
+    match std::process::Command::new("xdg-open").arg(url).status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => eprintln!("xdg-open {url} failed ({status}); open it by hand"),
+        Err(err) => eprintln!("cannot run xdg-open ({err}); open {url} by hand"),
+    }
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -12,9 +12,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// One proxy and the workload it serves.
+/// One proxy and the workload it serves. Other fields in the file (the
+/// local mesh also writes each workload's address) are passed over.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Target {
     pub workload: String,
     pub namespace: String,

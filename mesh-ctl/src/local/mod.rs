@@ -10,6 +10,7 @@
 pub mod demo;
 mod down;
 mod gateway;
+mod observe;
 mod plan;
 mod process;
 mod proxy;
@@ -23,7 +24,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use demo::Args as DemoArgs;
-pub use state::{DirArg, StateDir, alive};
+pub use state::{DirArg, StateDir};
+
+/// The state of the local mesh running from `MESHCTL_STATE_DIR` (or the
+/// default directory), if one runs: other commands talk to it by default.
+pub fn running() -> Option<state::State> {
+    let dir = StateDir::new(DirArg::from_env().path());
+    dir.read().ok()?.filter(|s| state::alive(s.supervisor))
+}
 
 use crate::inputs;
 use crate::validate::print_problems;

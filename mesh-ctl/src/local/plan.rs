@@ -72,9 +72,10 @@ pub struct Placed {
     pub egress: IpAddr,
     /// Each inbound port with the port the app listens on for it.
     pub app_ports: Vec<(u16, u16)>,
-    /// The namespaces whose services the sidecar imports: those of the
-    /// inputs' services. Not the gateway's: its ports (80, 443) would be
-    /// bound on the egress address, which takes privileges.
+    /// The services the sidecar imports (`namespace/host`): those of the
+    /// inputs' namespaces, and the trace collector. Not the gateway's: its
+    /// ports (80, 443) would be bound on the egress address, which takes
+    /// privileges.
     pub egress_hosts: BTreeSet<String>,
 }
 
@@ -229,16 +230,16 @@ fn conflicts(workloads: &[Workload]) -> Vec<Problem> {
 /// Places every workload: a free egress address outside `taken`, and a
 /// free port on 127.0.0.1 for each inbound port.
 pub fn place(inputs: &Inputs, workloads: Vec<Workload>) -> std::io::Result<Vec<Placed>> {
-    let egress_hosts: BTreeSet<String> = inputs
+    let mut egress_hosts: BTreeSet<String> = inputs
         .resources()
         .filter(|r| matches!(r, Resource::ServiceEntry(_)))
         .map(|r| {
-            r.metadata()
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into())
+            let namespace = r.metadata().namespace.as_deref().unwrap_or("default");
+            format!("{namespace}/*")
         })
         .collect();
+    // The proxies' spans go to the trace collector through its cluster.
+    egress_hosts.insert(format!("istio-system/{}", super::observe::COLLECTOR_HOST));
     let mut taken: BTreeSet<IpAddr> = workloads.iter().map(|w| w.address).collect();
     workloads
         .into_iter()
@@ -342,7 +343,7 @@ impl Placed {
             "egress": [{
                 "bind": self.egress.to_string(),
                 "captureMode": "NONE",
-                "hosts": self.egress_hosts.iter().map(|ns| format!("{ns}/*")).collect::<Vec<_>>(),
+                "hosts": self.egress_hosts,
             }],
         });
         if !ingress.is_empty() {

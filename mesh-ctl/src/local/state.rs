@@ -61,6 +61,9 @@ pub struct State {
     pub gateway: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard: Option<SocketAddr>,
+    /// The trace collector's HTTP address (`/api/traces`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces: Option<SocketAddr>,
     pub workloads: Vec<WorkloadState>,
     /// Start-up finished: every process is ready.
     #[serde(default)]

@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::gateway::Gateway;
+use super::observe::{self, Collector};
 use super::plan::{self, Placed};
 use super::process::{Children, Program};
 use super::proxy::{ProxyNode, admin_address};
@@ -51,6 +52,9 @@ pub struct Options {
     /// mesh-control's monitoring and config API port (0: any free port).
     #[arg(long, default_value_t = 15014)]
     pub monitoring_port: u16,
+    /// Port of the dashboard (0: any free port).
+    #[arg(long, default_value_t = 20001)]
+    pub dashboard_port: u16,
     /// How long each part may take to become ready.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -192,11 +196,12 @@ impl Mesh {
             https_port: pick_port(options.gateway_address, options.gateway_https_port)?,
         };
         self.certify(plan, &gateway)?;
+        let collector = self.start_trace_collector().await?;
         let control_plane = self.start_control_plane(options).await?;
         let api = Address {
             url: Some(format!("http://{}", control_plane.monitoring)),
         };
-        let applied = apply(&api, plan, &gateway).await?;
+        let applied = apply(&api, plan, &gateway, &collector).await?;
         self.done("config applied", &applied);
         let mut pending = Vec::new();
         for placed in &plan.workloads {
@@ -205,6 +210,8 @@ impl Mesh {
         pending.push(self.start_gateway(&gateway, &control_plane)?);
         self.save()?;
         self.wait_ready(pending).await?;
+        self.start_dashboard(&control_plane, options.dashboard_port)
+            .await?;
         if let Some(page) = &plan.first_page {
             self.first_page(&gateway, page).await?;
         }
@@ -231,6 +238,9 @@ impl Mesh {
 
     async fn start_control_plane(&mut self, options: &Options) -> anyhow::Result<ControlPlane> {
         let address_file = self.dir.root.join("control-plane.json");
+        let mesh_config = self.dir.root.join("mesh-config.yaml");
+        std::fs::write(&mesh_config, observe::mesh_config())
+            .with_context(|| format!("cannot write {}", mesh_config.display()))?;
         let path = |p: PathBuf| p.display().to_string();
         let args = vec![
             "mesh-control".to_owned(),
@@ -246,6 +256,8 @@ impl Mesh {
             path(self.dir.ca()),
             "--address-file".into(),
             path(address_file.clone()),
+            "--mesh-config".into(),
+            path(mesh_config),
         ];
         let log = self.dir.logs().join("mesh-control.log");
         let process = self
@@ -271,6 +283,81 @@ impl Mesh {
             ),
         );
         Ok(control_plane)
+    }
+
+    /// Starts the trace collector on free ports.
+    async fn start_trace_collector(&mut self) -> anyhow::Result<Collector> {
+        let address_file = self.dir.root.join("trace-collector.json");
+        let args = [
+            "trace-collector",
+            "--otlp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--address-file",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([address_file.display().to_string()])
+        .collect::<Vec<_>>();
+        let log = self.dir.logs().join("trace-collector.log");
+        let process =
+            self.children
+                .spawn("trace-collector", &Program::Meshctl, &args, &[], &log)?;
+        self.state.processes.push(process);
+        self.save()?;
+        let collector = self
+            .wait_for("trace-collector", async || Collector::read(&address_file))
+            .await?;
+        self.state.traces = Some(collector.http);
+        self.save()?;
+        self.done(
+            "trace collector",
+            &format!(
+                "OTLP {} · traces http://{}/api/traces",
+                collector.otlp, collector.http
+            ),
+        );
+        Ok(collector)
+    }
+
+    /// Starts the dashboard, reading the proxies of `targets.json`.
+    async fn start_dashboard(
+        &mut self,
+        control_plane: &ControlPlane,
+        port: u16,
+    ) -> anyhow::Result<()> {
+        let address_file = self.dir.root.join("dashboard.address");
+        let args = vec![
+            "dashboard".to_owned(),
+            "--port".into(),
+            port.to_string(),
+            "--address-file".into(),
+            address_file.display().to_string(),
+            "--targets".into(),
+            self.dir.targets_file().display().to_string(),
+            "--control-plane".into(),
+            format!("http://{}", control_plane.monitoring),
+        ];
+        let log = self.dir.logs().join("dashboard.log");
+        let process = self
+            .children
+            .spawn("dashboard", &Program::Meshctl, &args, &[], &log)?;
+        self.state.processes.push(process);
+        self.save()?;
+        let address = self
+            .wait_for("dashboard", async || {
+                std::fs::read_to_string(&address_file)
+                    .ok()?
+                    .trim()
+                    .parse::<SocketAddr>()
+                    .ok()
+            })
+            .await?;
+        self.state.dashboard = Some(address);
+        self.save()?;
+        self.done("dashboard", &format!("http://{address}/"));
+        Ok(())
     }
 
     /// Polls `check` until it gives a value, while `process` runs.
@@ -479,6 +566,9 @@ impl Mesh {
         if let Some(dashboard) = self.state.dashboard {
             lines += &format!("  Dashboard         http://{dashboard}/\n");
         }
+        if self.state.traces.is_some() {
+            lines += "  Traces            meshctl traces\n";
+        }
         if let Some(control_plane) = self.state.control_plane {
             lines += &format!(
                 "  Control plane     http://{}   (meshctl get vs, meshctl proxy-status)\n",
@@ -570,10 +660,16 @@ fn read_addresses(file: &std::path::Path) -> Option<ControlPlane> {
 
 /// Sends the inputs' Istio config, then the local mesh's own (the Sidecars
 /// and the gateway's entries), each as one atomic apply.
-async fn apply(api: &Address, plan: &Plan, gateway: &Gateway) -> anyhow::Result<String> {
+async fn apply(
+    api: &Address,
+    plan: &Plan,
+    gateway: &Gateway,
+    collector: &Collector,
+) -> anyhow::Result<String> {
     let mut batches = plan::istio_config(&plan.istio, &plan.workloads);
     let mut own: Vec<Value> = plan.workloads.iter().map(Placed::sidecar).collect();
     own.extend(gateway.config());
+    own.push(collector.service_entry());
     batches.push(("meshctl-local".into(), own));
     let mut count = 0;
     for (source, values) in &batches {

@@ -34,9 +34,10 @@ pub use tree::render;
 /// `meshctl traces`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The trace collector's HTTP address (`meshctl trace-collector --http-port`).
-    #[arg(long, env = "MESH_TRACE_COLLECTOR", default_value = "127.0.0.1:16686")]
-    pub collector: String,
+    /// The trace collector's HTTP address (`meshctl trace-collector
+    /// --http-port`); default: the running local mesh's, else 127.0.0.1:16686.
+    #[arg(long, env = "MESH_TRACE_COLLECTOR")]
+    pub collector: Option<String>,
     /// How many of the most recent traces to print.
     #[arg(long, default_value_t = 1)]
     pub limit: usize,
@@ -70,10 +71,15 @@ pub struct CollectorArgs {
 
 /// Prints the most recent traces, most recent first.
 pub fn run(args: &Args, out: &mut impl std::io::Write) -> anyhow::Result<ExitCode> {
-    let base = if args.collector.contains("://") {
-        args.collector.trim_end_matches('/').to_owned()
+    let collector = args
+        .collector
+        .clone()
+        .or_else(|| Some(crate::local::running()?.traces?.to_string()))
+        .unwrap_or_else(|| "127.0.0.1:16686".to_owned());
+    let base = if collector.contains("://") {
+        collector.trim_end_matches('/').to_owned()
     } else {
-        format!("http://{}", args.collector)
+        format!("http://{collector}")
     };
     let url = format!("{base}/api/traces?limit={}", args.limit);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,7 +87,7 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> anyhow::Result<ExitCod
         .build()?;
     let body = runtime
         .block_on(get(&url))
-        .with_context(|| format!("cannot reach the trace collector at {}", args.collector))?;
+        .with_context(|| format!("cannot reach the trace collector at {collector}"))?;
     let listing: Listing =
         serde_json::from_slice(&body).context("the collector did not answer a list of traces")?;
     if listing.traces.is_empty() {

@@ -84,7 +84,13 @@ fn a_workload_gets_its_entry_ports_and_a_place() {
         sidecar["spec"]["egress"][0]["bind"],
         placed.egress.to_string()
     );
-    assert_eq!(sidecar["spec"]["egress"][0]["hosts"], json!(["default/*"]));
+    assert_eq!(
+        sidecar["spec"]["egress"][0]["hosts"],
+        json!([
+            "default/*",
+            "istio-system/otel-collector.istio-system.svc.cluster.local"
+        ])
+    );
     // What the control plane gets is valid Sidecar config.
     let report = mesh_api::load::load_str("sidecar.json", &sidecar.to_string());
     assert_eq!(report.resources.len(), 1);
