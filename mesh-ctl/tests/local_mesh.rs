@@ -474,29 +474,17 @@ async fn the_bookinfo_walkthrough_on_the_local_mesh() {
 
     // Mutual TLS: under a mesh-wide STRICT policy a plain-text client is
     // refused by the sidecars, while the pages keep working.
-    let reviews = format!(
-        "{}:9080",
-        state["workloads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["workload"] == "reviews-v3")
-            .unwrap()["address"]
-            .as_str()
-            .unwrap()
-    );
+    let reviews = workload_address(&state, "reviews-v3");
     assert!(plain_text_answered(&reviews).await, "PERMISSIVE by default");
-    let strict = mesh._dir.path().join("strict.yaml");
-    std::fs::write(
-        &strict,
+    apply_yaml(
+        &mesh,
+        "strict.yaml",
         "apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: mesh-system}
 spec: {mtls: {mode: STRICT}}
 ",
-    )
-    .unwrap();
-    apply(&mesh, &strict);
+    );
     wait_until_async("plain text to be refused", async || {
         (!plain_text_answered(&reviews).await).then_some(())
     })
@@ -669,4 +657,105 @@ fn local_down_stops_a_running_mesh_and_removes_its_directory() {
     mesh.child = None;
     assert_nothing_left(supervisor);
     assert!(!mesh.state_dir.exists(), "local down removes the directory");
+}
+
+/// Writes `yaml` to a file in the mesh's test directory and applies it.
+fn apply_yaml(mesh: &LocalMesh, name: &str, yaml: &str) -> PathBuf {
+    let path = mesh._dir.path().join(name);
+    std::fs::write(&path, yaml).unwrap();
+    apply(mesh, &path);
+    path
+}
+
+/// The address of a workload's sidecar, from the mesh's state.
+fn workload_address(state: &Value, workload: &str) -> String {
+    let address = state["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["workload"] == workload)
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    format!("{address}:9080")
+}
+
+/// Istio's precedence: a workload's port-level mode over its namespace's
+/// policy over the mesh-wide one, with the pages working throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_authentication_follows_istios_precedence() {
+    let mut mesh = LocalMesh::start();
+    let state = mesh.ready();
+    let pages = Browser::new(state["gateway"].as_str().unwrap());
+    let ratings = workload_address(&state, "ratings-v1");
+    let reviews = workload_address(&state, "reviews-v2");
+    apply_yaml(
+        &mesh,
+        "policies.yaml",
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: mesh-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  portLevelMtls:
+    9080: {mode: DISABLE}
+",
+    );
+    let namespace = apply_yaml(
+        &mesh,
+        "namespace.yaml",
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: PERMISSIVE}}
+",
+    );
+    // Namespace PERMISSIVE over mesh STRICT: ratings takes plain text too.
+    // Workload port DISABLE: reviews takes plain text, and its callers
+    // stop offering mTLS.
+    wait_until_async("the policies to apply", async || {
+        let plain_ratings = plain_text_answered(&ratings).await;
+        let plain_reviews = plain_text_answered(&reviews).await;
+        (plain_ratings && plain_reviews).then_some(())
+    })
+    .await;
+    settle(&pages, "pages under the three policies", 10, |p| {
+        p.status == 200 && p.shows("<h2>Book Reviews</h2>")
+    })
+    .await;
+
+    // Without the namespace's policy, the mesh's STRICT applies to ratings,
+    // while reviews' port stays plain text.
+    let output = mesh
+        .meshctl()
+        .arg("delete")
+        .arg("-f")
+        .arg(&namespace)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    wait_until_async("ratings to refuse plain text", async || {
+        (!plain_text_answered(&ratings).await).then_some(())
+    })
+    .await;
+    assert!(
+        plain_text_answered(&reviews).await,
+        "reviews' port is DISABLE"
+    );
+    settle(&pages, "pages with ratings STRICT", 10, |p| {
+        p.status == 200
+            && p.shows("<h2>Book Reviews</h2>")
+            && !p.shows("Ratings service is currently unavailable")
+    })
+    .await;
 }
