@@ -692,13 +692,22 @@ async fn peer_authentication_follows_istios_precedence() {
     let reviews = workload_address(&state, "reviews-v2");
     apply_yaml(
         &mesh,
-        "policies.yaml",
+        "mesh.yaml",
         "apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: mesh-system}
 spec: {mtls: {mode: STRICT}}
----
-apiVersion: security.istio.io/v1
+",
+    );
+    wait_until_async("mesh-wide STRICT to refuse plain text", async || {
+        let plain = plain_text_answered(&ratings).await || plain_text_answered(&reviews).await;
+        (!plain).then_some(())
+    })
+    .await;
+    apply_yaml(
+        &mesh,
+        "reviews.yaml",
+        "apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: reviews, namespace: default}
 spec:
@@ -717,12 +726,11 @@ spec: {mtls: {mode: PERMISSIVE}}
 ",
     );
     // Namespace PERMISSIVE over mesh STRICT: ratings takes plain text too.
-    // Workload port DISABLE: reviews takes plain text, and its callers
-    // stop offering mTLS.
-    wait_until_async("the policies to apply", async || {
-        let plain_ratings = plain_text_answered(&ratings).await;
-        let plain_reviews = plain_text_answered(&reviews).await;
-        (plain_ratings && plain_reviews).then_some(())
+    // Workload port DISABLE: reviews takes plain text only, and its
+    // callers stop offering mTLS, or the pages would fail.
+    wait_until_async("the namespace's and the workload's policies", async || {
+        let plain = plain_text_answered(&ratings).await && plain_text_answered(&reviews).await;
+        plain.then_some(())
     })
     .await;
     settle(&pages, "pages under the three policies", 10, |p| {
