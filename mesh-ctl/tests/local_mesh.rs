@@ -81,6 +81,8 @@ impl LocalMesh {
                 "0",
                 "--monitoring-port",
                 "0",
+                "--dashboard-port",
+                "0",
             ])
             .args(["--timeout", "120s"])
             .stdout(Stdio::null())
@@ -476,15 +478,7 @@ async fn the_bookinfo_walkthrough_on_the_local_mesh() {
     // refused by the sidecars, while the pages keep working.
     let reviews = workload_address(&state, "reviews-v3");
     assert!(plain_text_answered(&reviews).await, "PERMISSIVE by default");
-    apply_yaml(
-        &mesh,
-        "strict.yaml",
-        "apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: mesh-system}
-spec: {mtls: {mode: STRICT}}
-",
-    );
+    apply_yaml(&mesh, "strict.yaml", MESH_STRICT);
     wait_until_async("plain text to be refused", async || {
         (!plain_text_answered(&reviews).await).then_some(())
     })
@@ -659,6 +653,13 @@ fn local_down_stops_a_running_mesh_and_removes_its_directory() {
     assert!(!mesh.state_dir.exists(), "local down removes the directory");
 }
 
+/// Mutual TLS required everywhere, by a policy in the root namespace.
+const MESH_STRICT: &str = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: mesh-system}
+spec: {mtls: {mode: STRICT}}
+";
+
 /// Writes `yaml` to a file in the mesh's test directory and applies it.
 fn apply_yaml(mesh: &LocalMesh, name: &str, yaml: &str) -> PathBuf {
     let path = mesh._dir.path().join(name);
@@ -690,15 +691,7 @@ async fn peer_authentication_follows_istios_precedence() {
     let pages = Browser::new(state["gateway"].as_str().unwrap());
     let ratings = workload_address(&state, "ratings-v1");
     let reviews = workload_address(&state, "reviews-v2");
-    apply_yaml(
-        &mesh,
-        "mesh.yaml",
-        "apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: mesh-system}
-spec: {mtls: {mode: STRICT}}
-",
-    );
+    apply_yaml(&mesh, "strict.yaml", MESH_STRICT);
     wait_until_async("mesh-wide STRICT to refuse plain text", async || {
         let plain = plain_text_answered(&ratings).await || plain_text_answered(&reviews).await;
         (!plain).then_some(())

@@ -76,17 +76,7 @@ async fn http_then_bytes(
     assert_eq!(status, 200);
     assert_eq!(server_of(&body), "http");
 
-    let mut stream = TcpStream::connect(front).await.unwrap();
-    stream.write_all(first_bytes).await.unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        stream.read_to_string(&mut reply),
-    )
-    .await
-    .expect("the backend answered in time")
-    .unwrap();
-    reply
+    reply_to(front, first_bytes).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,10 +124,10 @@ async fn the_http_inspector_tells_http_from_tcp() {
     assert_eq!(reply, "tcp backend");
 }
 
-/// Reads what a backend says to one new connection through `front`.
-async fn banner_through(front: std::net::SocketAddr) -> String {
+/// Sends `bytes` on a new connection to `front` and reads the whole reply.
+async fn reply_to(front: std::net::SocketAddr, bytes: &[u8]) -> String {
     let mut stream = TcpStream::connect(front).await.unwrap();
-    stream.write_all(b"?").await.unwrap();
+    stream.write_all(bytes).await.unwrap();
     let mut reply = String::new();
     tokio::time::timeout(
         std::time::Duration::from_secs(20),
@@ -171,7 +161,7 @@ async fn tcp_connections_are_split_by_weight() {
     let front = proxy.listener("split");
     let mut v2_count = 0;
     for _ in 0..200 {
-        match banner_through(front).await.as_str() {
+        match reply_to(front, b"?").await.as_str() {
             "v2" => v2_count += 1,
             "v1" => {}
             other => panic!("unexpected answer {other:?}"),
