@@ -292,6 +292,18 @@ impl Page {
     }
 }
 
+/// What a successful `meshctl <args>` prints.
+fn meshctl_output(mesh: &LocalMesh, args: &[&str]) -> String {
+    let output = mesh.meshctl().args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "meshctl {args:?}: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
 /// Applies a walkthrough file with `meshctl apply`.
 fn apply(mesh: &LocalMesh, file: &Path) {
     let output = mesh
@@ -350,9 +362,7 @@ async fn the_bookinfo_walkthrough_on_the_local_mesh() {
     assert!(page.shows("<h2>Book Reviews</h2>"), "{page:?}");
 
     // The mesh's own commands work against it.
-    let output = mesh.meshctl().arg("proxy-status").output().unwrap();
-    let status = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{status}");
+    let status = meshctl_output(&mesh, &["proxy-status"]);
     for proxy in [
         "productpage-v1.default",
         "reviews-v3.default",
@@ -363,6 +373,22 @@ async fn the_bookinfo_walkthrough_on_the_local_mesh() {
 
     // Request routing: everything to v1, then jason to v2.
     apply(&mesh, &networking("virtual-service-all-v1.yaml"));
+    let listed = meshctl_output(&mesh, &["get", "virtualservices"]);
+    for name in ["bookinfo", "productpage", "reviews", "ratings", "details"] {
+        assert!(listed.contains(name), "{listed}");
+    }
+    let clusters = meshctl_output(
+        &mesh,
+        &[
+            "proxy-config",
+            "cluster",
+            "istio-ingressgateway.istio-system",
+        ],
+    );
+    assert!(
+        clusters.contains("productpage.default.svc.cluster.local"),
+        "{clusters}"
+    );
     settle(&anonymous, "only reviews v1", 10, |p| {
         p.reviews() == Some("v1")
     })
