@@ -41,11 +41,16 @@ pub fn run(dir: &StateDir, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 p.name.clone(),
                 p.pid.to_string(),
                 if alive(p.pid) { "running" } else { "exited" }.into(),
+                memory(p.pid).map_or_else(|| "-".into(), |kib| format!("{:.1} MiB", kib / 1024.0)),
                 p.log.display().to_string(),
             ]
         })
         .collect();
-    table(out, &["PROCESS", "PID", "STATE", "LOG"], &rows)?;
+    table(
+        out,
+        &["PROCESS", "PID", "STATE", "MEMORY (PSS)", "LOG"],
+        &rows,
+    )?;
     writeln!(out)?;
     let rows: Vec<Vec<String>> = state
         .workloads
@@ -61,4 +66,16 @@ pub fn run(dir: &StateDir, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         .collect();
     table(out, &["WORKLOAD", "KIND", "ADDRESS", "ADMIN"], &rows)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The process's proportional set size in KiB: its private memory plus its
+/// share of what it shares (every process here maps the same executable,
+/// which RSS would count in full each time).
+fn memory(pid: u32) -> Option<f64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
 }
