@@ -77,6 +77,8 @@ pub struct Proxy {
     pub workload_name: String,
     /// `GENERATOR=grpc`: a proxyless gRPC client.
     pub grpc_generator: bool,
+    /// The node's `region/zone/subzone`, for locality load balancing.
+    pub locality: String,
     /// The raw node metadata, for what the fields above do not cover.
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
@@ -236,6 +238,11 @@ impl Proxy {
             service_account: text("SERVICE_ACCOUNT"),
             workload_name: text("WORKLOAD_NAME"),
             grpc_generator: text("GENERATOR") == "grpc",
+            locality: node.locality.as_ref().map_or_else(String::new, |l| {
+                format!("{}/{}/{}", l.region, l.zone, l.sub_zone)
+                    .trim_end_matches('/')
+                    .to_owned()
+            }),
             metadata,
             id,
         })

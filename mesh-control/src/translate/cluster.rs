@@ -19,10 +19,10 @@ use mesh_api::networking::destination_rule::{DestinationRuleSpec, Subset};
 use mesh_api::networking::service_entry::Resolution;
 
 use super::context::{Config, Context, InboundPort, PortKind, port_kind};
-use super::endpoint;
 use super::policy::{self, DEFAULT_CONNECT_TIMEOUT_SECS, Policy};
 use super::proto::{UNLIMITED, seconds, socket, structure, u32v};
 use super::tls;
+use super::{endpoint, locality};
 use crate::model::{Service, ServicePort};
 
 pub const PASSTHROUGH: &str = "PassthroughCluster";
@@ -140,8 +140,9 @@ impl Outbound<'_> {
                 eds_config: Some(super::proto::ads()),
                 service_name: name.clone(),
             });
-            out.endpoints
-                .push(endpoint::assignment(&name, ctx, service, port, labels));
+            let mut assignment = endpoint::assignment(&name, ctx, service, port, labels);
+            locality::apply(&mut assignment.endpoints, &ctx.proxy.locality, policy);
+            out.endpoints.push(assignment);
         } else {
             let kind = if service.resolution == Resolution::DnsRoundRobin {
                 cluster::DiscoveryType::LogicalDns
@@ -150,15 +151,18 @@ impl Outbound<'_> {
             };
             c.cluster_discovery_type = discovery(kind);
             c.dns_lookup_family = cluster::DnsLookupFamily::V4Only as i32;
+            let mut endpoints = self.dns_endpoints(labels);
+            locality::apply(&mut endpoints, &ctx.proxy.locality, policy);
             c.load_assignment = Some(ClusterLoadAssignment {
                 cluster_name: name.clone(),
-                endpoints: self.dns_endpoints(labels),
+                endpoints,
                 ..ClusterLoadAssignment::default()
             });
         }
         let http2 = matches!(self.kind, PortKind::Http { http2: true });
         policy::apply_connection_pool(&mut c, policy, http2);
         policy::apply_outlier_detection(&mut c, policy);
+        locality::apply_to_cluster(&mut c, policy);
         tls::apply(
             &mut c,
             ctx,

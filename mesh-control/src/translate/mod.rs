@@ -58,7 +58,7 @@
 //! - VirtualService `delegate` rules are skipped; RequestAuthentication
 //!   and AuthorizationPolicy with `targetRef(s)` are left out, and
 //!   gateways get `jwt_authn` but no RBAC. `retries.retryRemoteLocalities`,
-//!   `localityLbSetting`, `warmup`, `tunnel`, `proxyProtocol`,
+//!   `warmup`, `tunnel`, `proxyProtocol`,
 //!   `retryBudget`, `connectionPool.tcp.idleTimeout` and
 //!   `outlierDetection.consecutiveLocalOriginFailures` are not translated.
 //! - Sidecar: `inboundConnectionPool`, ingress `tls` and `connectionPool`,
@@ -88,6 +88,7 @@ mod gateway;
 mod grpc;
 mod http_route;
 mod listener;
+mod locality;
 mod peer_authentication;
 mod policy;
 mod proto;
@@ -163,6 +164,9 @@ pub struct ScopeKey {
     /// What the spans of the proxy's outbound listeners say of it, when
     /// the mesh traces.
     tracing: Option<Vec<String>>,
+    /// The proxy's locality: locality load balancing ranks and weighs
+    /// endpoints from it.
+    locality: String,
 }
 
 /// The key of the proxy's shared resources ([`shared`]); `None` for proxies
@@ -181,6 +185,7 @@ pub fn scope_key(proxy: &Proxy, snapshot: &MeshSnapshot) -> Option<ScopeKey> {
         labels: context::outbound_reads_labels(&proxy.namespace, snapshot)
             .then(|| proxy.labels.clone()),
         tracing: trace::scope(proxy, snapshot),
+        locality: proxy.locality.clone(),
     })
 }
 

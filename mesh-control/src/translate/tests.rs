@@ -67,6 +67,7 @@ fn proxy(namespace: &str, labels: &[(&str, &str)]) -> Proxy {
         service_account: "client".into(),
         workload_name: "client".into(),
         grpc_generator: false,
+        locality: String::new(),
         metadata: BTreeMap::new(),
     }
 }

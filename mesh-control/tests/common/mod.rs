@@ -160,6 +160,7 @@ pub fn sidecar(app: &str, version: &str, ip: &str) -> Proxy {
         service_account: format!("bookinfo-{app}"),
         workload_name: workload,
         grpc_generator: false,
+        locality: String::new(),
         metadata: BTreeMap::new(),
     }
 }
@@ -181,6 +182,7 @@ pub fn ingress_gateway() -> Proxy {
         service_account: "istio-ingressgateway-service-account".into(),
         workload_name: "istio-ingressgateway".into(),
         grpc_generator: false,
+        locality: String::new(),
         metadata: BTreeMap::new(),
     }
 }

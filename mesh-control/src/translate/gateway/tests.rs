@@ -47,6 +47,7 @@ fn gateway_proxy() -> Proxy {
         service_account: "gw".into(),
         workload_name: "gw".into(),
         grpc_generator: false,
+        locality: String::new(),
         metadata: BTreeMap::new(),
     }
 }

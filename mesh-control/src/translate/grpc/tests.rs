@@ -78,6 +78,7 @@ fn grpc_client(namespace: &str) -> Proxy {
         service_account: "client".into(),
         workload_name: "client".into(),
         grpc_generator: true,
+        locality: String::new(),
         metadata: BTreeMap::new(),
     }
 }
@@ -128,6 +129,7 @@ fn listeners_are_api_listeners_under_every_name_a_client_dials() {
     );
     let sidecar = Proxy {
         grpc_generator: false,
+        locality: String::new(),
         ..grpc_client("default")
     };
     assert!(

@@ -71,6 +71,7 @@ fn proxy(app: &str, ip: &str, interception_none: bool) -> Proxy {
         service_account: app.into(),
         workload_name: app.into(),
         grpc_generator: false,
+        locality: String::new(),
         metadata,
     }
 }
