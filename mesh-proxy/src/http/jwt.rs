@@ -41,6 +41,7 @@ pub fn check_at(filter: &JwtAuthn, parts: &mut Parts, now: u64) -> Result<(), Fa
     if filter.bypass_cors_preflight && is_preflight(parts) {
         return Ok(());
     }
+    sanitize(filter, parts);
     let Some((_, requirement)) = filter
         .rules
         .iter()
@@ -232,6 +233,20 @@ fn extract(location: &Location, parts: &Parts) -> Option<String> {
 }
 
 /// What a valid token gives the request.
+/// Removes the headers that only verified tokens may set (payload and
+/// claim headers), so that a client without a token cannot send them to
+/// the application itself.
+fn sanitize(filter: &JwtAuthn, parts: &mut Parts) {
+    for provider in &filter.providers {
+        if let Some(name) = &provider.forward_payload_header {
+            parts.headers.remove(name);
+        }
+        for (name, _) in &provider.claim_to_headers {
+            parts.headers.remove(name);
+        }
+    }
+}
+
 fn apply(provider: &Provider, location: &Location, verified: &Verified, parts: &mut Parts) {
     if let Some(key) = &provider.payload_in_metadata {
         let payload = normalized(&verified.payload, &provider.space_delimited_claims);

@@ -123,8 +123,14 @@ pub(super) fn parse(text: &[u8]) -> Result<Vec<Jwk>, String> {
         .and_then(Value::as_array)
         .ok_or("the JWKS has no \"keys\" list")?;
     let usable: Vec<Jwk> = keys.iter().filter_map(key).collect();
+    // As Envoy does, a key set without a key this proxy can use is taken:
+    // every token then fails to verify, and the rest of the config (and
+    // every other provider) keeps working.
     if usable.is_empty() {
-        return Err("the JWKS has no usable public key".into());
+        tracing::warn!(
+            keys = keys.len(),
+            "a JWKS has no usable public key; tokens checked against it fail"
+        );
     }
     Ok(usable)
 }

@@ -217,6 +217,19 @@ fn tokens_come_from_the_configured_header_and_claims_go_to_headers() {
     assert_eq!(check_at(&filter, &mut by_param, NOW), Err(Failure::Expired));
     // A bearer token is not where this provider looks: no token, allowed.
     assert_eq!(run(&filter, Some(&expired)).0, Ok(()));
+
+    // Without a token, the claim and payload headers a client sends
+    // itself do not reach the application.
+    let mut forged = Request::get("http://reviews/")
+        .header("x-sub", "admin")
+        .header("x-jwt-payload", "e30")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    assert_eq!(check_at(&filter, &mut forged, NOW), Ok(()));
+    assert!(forged.headers.get("x-sub").is_none());
+    assert!(forged.headers.get("x-jwt-payload").is_none());
 }
 
 #[test]
