@@ -51,8 +51,9 @@ pub fn run(role: Role, args: RoleArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Under a supervisor, asks for SIGTERM when it dies, and ends at once if
-/// it died already (between our start and the request).
-fn follow_supervisor() -> anyhow::Result<()> {
+/// it died already (between our start and the request). Every process the
+/// local mesh starts from this executable calls it first.
+pub fn follow_supervisor() -> anyhow::Result<()> {
     let Some(supervisor) = std::env::var(SUPERVISOR_ENV)
         .ok()
         .and_then(|pid| pid.parse::<i32>().ok())

@@ -786,3 +786,19 @@ spec: {mtls: {mode: PERMISSIVE}}
     })
     .await;
 }
+
+/// Even a meshctl killed outright leaves nothing behind: each process it
+/// started ends with it, and `local down` then finds nothing to stop.
+#[test]
+fn a_killed_meshctl_leaves_no_process() {
+    let mut mesh = LocalMesh::start();
+    mesh.ready();
+    let supervisor = mesh.pid();
+    let mut child = mesh.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_nothing_left(supervisor);
+    let output = mesh.meshctl().args(["local", "down"]).output().unwrap();
+    assert!(output.status.success());
+    assert!(!mesh.state_dir.exists(), "local down removes the directory");
+}

@@ -54,6 +54,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let Some(targets) = args.targets.clone() else {
         return show_local(args.open);
     };
+    crate::role::follow_supervisor()?;
     // Scrapes and a few page loads every few seconds: two workers are plenty,
     // and leave the machine's other cores to the mesh being watched.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -59,8 +59,8 @@ async fn follow_proxies(path: PathBuf, fetcher: Fetcher, sender: watch::Sender<B
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        // A file being rewritten in place may read half-written: keep the
-        // last good list and say what is wrong.
+        // A file written by hand may be broken for a while: keep the last
+        // good list and say what is wrong.
         let targets_error = match targets::read(&path) {
             Ok(targets) => {
                 last_targets = targets;

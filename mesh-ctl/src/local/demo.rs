@@ -30,6 +30,7 @@ const FILES: [(&str, &str); 3] = [
 const PAGE: FirstPage = FirstPage {
     path: "/productpage",
     holds: &["<h2>Book Details</h2>", "<h2>Book Reviews</h2>"],
+    shows: "with reviews",
 };
 
 #[derive(Debug, clap::Args)]

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 
 use super::state::{StateDir, alive};
 use crate::role::SUPERVISOR_ENV;
@@ -22,7 +22,7 @@ pub fn run(dir: &StateDir, keep: bool, out: &mut impl Write) -> anyhow::Result<E
         }
         return Ok(ExitCode::SUCCESS);
     };
-    if alive(state.supervisor) {
+    if state.supervisor_running() {
         writeln!(
             out,
             "Stopping the local mesh (meshctl pid {})...",
@@ -30,16 +30,25 @@ pub fn run(dir: &StateDir, keep: bool, out: &mut impl Write) -> anyhow::Result<E
         )?;
         signal(state.supervisor, Signal::TERM);
         let deadline = Instant::now() + GRACE;
-        while alive(state.supervisor) && Instant::now() < deadline {
+        while state.supervisor_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if state.supervisor_running() {
+            writeln!(
+                out,
+                "meshctl (pid {}) did not stop within {GRACE:?}; ending it.",
+                state.supervisor
+            )?;
+            signal(state.supervisor, Signal::KILL);
         }
     }
     // A supervisor that was killed leaves its children to end on their
-    // own; end any that have not, if they are still ours.
+    // own; end any that have not, if they are still ours, with whatever
+    // they started (each leads its own process group).
     for process in &state.processes {
         if alive(process.pid) && started_by(process.pid, state.supervisor) {
             writeln!(out, "Ending {} (pid {}).", process.name, process.pid)?;
-            signal(process.pid, Signal::KILL);
+            signal_group(process.pid, Signal::KILL);
         }
     }
     if keep {
@@ -54,6 +63,12 @@ pub fn run(dir: &StateDir, keep: bool, out: &mut impl Write) -> anyhow::Result<E
 fn signal(pid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = kill_process(pid, signal);
+    }
+}
+
+fn signal_group(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process_group(pid, signal);
     }
 }
 

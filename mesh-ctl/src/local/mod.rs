@@ -30,7 +30,7 @@ pub use state::{DirArg, StateDir};
 /// default directory), if one runs: other commands talk to it by default.
 pub fn running() -> Option<state::State> {
     let dir = StateDir::new(DirArg::from_env().path());
-    dir.read().ok()?.filter(|s| state::alive(s.supervisor))
+    dir.read().ok()?.filter(state::State::supervisor_running)
 }
 
 use crate::inputs;

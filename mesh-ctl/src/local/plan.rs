@@ -213,11 +213,14 @@ fn conflicts(workloads: &[Workload]) -> Vec<Problem> {
                         other.name()
                     ),
                 ));
-            } else if other.namespace() == workload.namespace() && other.labels == workload.labels {
+            } else if other.namespace() == workload.namespace()
+                && (contains(&other.labels, &workload.labels)
+                    || contains(&workload.labels, &other.labels))
+            {
                 problems.push(workload.local.problem(
                     Path::spec().field("workloadEntry"),
                     format!(
-                        "its WorkloadEntry's labels are also LocalWorkload {}'s: each workload needs labels of its own",
+                        "its WorkloadEntry's labels and LocalWorkload {}'s are one within the other, so the Sidecar of one would select both: give each a label the other lacks",
                         other.name()
                     ),
                 ));
@@ -225,6 +228,12 @@ fn conflicts(workloads: &[Workload]) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// Whether `labels` carry every one of `selector` (the Sidecar that selects
+/// a workload by `selector` would also select them).
+fn contains(labels: &BTreeMap<String, String>, selector: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// Places every workload: a free egress address outside `taken`, and a
@@ -275,11 +284,26 @@ fn free_address(taken: &mut BTreeSet<IpAddr>) -> IpAddr {
     }
 }
 
-/// A port nothing listens on now. Another process could take it before the
-/// app binds it; on a workstation that is rare enough, and the app's
-/// start-up then fails with a clear error.
+/// Ports handed out for apps and the gateway: below Linux's ephemeral
+/// range (32768 and up by default), where the kernel picks the ports of
+/// outgoing connections and of binds to port 0, so that none of those can
+/// take a port between its choice here and the process binding it.
+const PORTS: std::ops::Range<u16> = 20000..32768;
+
+/// A port nothing listens on now, picked at random in [`PORTS`]. Another
+/// program choosing the same port in the moment before the app binds it
+/// is possible but rare, and the app's start-up then fails with a clear
+/// error.
 pub fn free_port(ip: IpAddr) -> std::io::Result<u16> {
-    Ok(TcpListener::bind((ip, 0))?.local_addr()?.port())
+    let mut last = None;
+    for _ in 0..100 {
+        let port = fastrand::u16(PORTS);
+        match TcpListener::bind((ip, port)) {
+            Ok(_) => return Ok(port),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.expect("a bind was tried"))
 }
 
 impl Placed {

@@ -13,7 +13,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::process::{Child, Command};
 
 use super::state::Process;
@@ -124,22 +124,27 @@ impl Children {
         })
     }
 
-    /// Stops every child, the last started first: SIGTERM, then SIGKILL
-    /// for one that has not ended within `grace`.
+    /// Stops every child, the last started first: SIGTERM to its process
+    /// group (the child and whatever it started), then SIGKILL for a group
+    /// whose child has not ended within `grace`.
     pub async fn stop_all(&mut self, grace: Duration) {
         while let Some(mut running) = self.running.pop() {
-            if let Some(pid) = running
+            let group = running
                 .child
                 .id()
-                .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?))
-            {
-                let _ = kill_process(pid, Signal::TERM);
+                .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?));
+            if let Some(group) = group {
+                let _ = kill_process_group(group, Signal::TERM);
             }
             if tokio::time::timeout(grace, running.child.wait())
                 .await
                 .is_err()
             {
                 let _ = running.child.kill().await;
+            }
+            if let Some(group) = group {
+                // What the child started and left behind.
+                let _ = kill_process_group(group, Signal::KILL);
             }
         }
     }

@@ -54,6 +54,10 @@ impl DirArg {
 pub struct State {
     /// The `meshctl local up` process that started and watches the rest.
     pub supervisor: u32,
+    /// When it started (clock ticks after boot, from `/proc`): a pid
+    /// recycled by another process after a crash or a reboot is not it.
+    #[serde(default)]
+    pub supervisor_started: u64,
     pub processes: Vec<Process>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_plane: Option<ControlPlane>,
@@ -139,7 +143,7 @@ impl StateDir {
     /// Empties the directory for a new mesh, unless one still runs there.
     pub fn prepare(&self) -> anyhow::Result<()> {
         if let Some(state) = self.read()?
-            && alive(state.supervisor)
+            && state.supervisor_running()
         {
             anyhow::bail!(
                 "a local mesh is already running from {} (meshctl pid {}): stop it with `meshctl local down`",
@@ -197,14 +201,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+impl State {
+    /// Whether the supervisor that wrote this state still runs.
+    pub fn supervisor_running(&self) -> bool {
+        alive(self.supervisor) && start_time(self.supervisor) == Some(self.supervisor_started)
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` after the command: the state first.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (command) state ...`: the command may hold spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 /// Whether a process with this id runs (a zombie, exited and waiting to
 /// be reaped, does not).
 pub fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // `pid (command) state ...`: the command may hold spaces and parentheses.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
+    stat_fields(pid)
+        .and_then(|fields| fields.into_iter().next())
         .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// When the process started, in clock ticks after boot (`starttime`, the
+/// 22nd field of its stat).
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
 }

@@ -4,11 +4,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::state::{StateDir, alive};
+use super::state::{State, StateDir, alive};
 use crate::control_plane::table;
 
 pub fn run(dir: &StateDir, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let Some(state) = dir.read()?.filter(|s| alive(s.supervisor)) else {
+    let Some(state) = dir.read()?.filter(State::supervisor_running) else {
         writeln!(out, "No local mesh runs from {}.", dir.root.display())?;
         return Ok(ExitCode::FAILURE);
     };

@@ -81,6 +81,8 @@ pub struct FirstPage {
     pub path: &'static str,
     /// Text every good answer holds.
     pub holds: &'static [&'static str],
+    /// What a good answer shows, for the progress line.
+    pub shows: &'static str,
 }
 
 /// Starts the mesh and runs it until a signal; the exit says whether it
@@ -105,6 +107,7 @@ async fn supervise(plan: Plan, options: &Options) -> anyhow::Result<std::process
         children: Children::default(),
         state: State {
             supervisor: std::process::id(),
+            supervisor_started: super::state::start_time(std::process::id()).unwrap_or_default(),
             ..State::default()
         },
         started: Instant::now(),
@@ -553,7 +556,11 @@ impl Mesh {
         let took = self.started.elapsed();
         self.done(
             "first page",
-            &format!("{url} with reviews, {:.2}s after start", took.as_secs_f64()),
+            &format!(
+                "{url} {}, {:.2}s after start",
+                page.shows,
+                took.as_secs_f64()
+            ),
         );
         Ok(())
     }
@@ -598,6 +605,7 @@ impl Mesh {
         self.state.processes.clear();
         self.state.ready = false;
         self.state.supervisor = 0;
+        self.state.supervisor_started = 0;
         if let Err(err) = self.save() {
             eprintln!("warning: {err:#}");
         }

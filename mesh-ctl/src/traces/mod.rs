@@ -112,6 +112,7 @@ async fn get(url: &str) -> anyhow::Result<Bytes> {
 
 /// Runs the collector until SIGTERM or SIGINT.
 pub fn run_collector(args: &CollectorArgs) -> anyhow::Result<ExitCode> {
+    crate::role::follow_supervisor()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

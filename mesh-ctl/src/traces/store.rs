@@ -58,6 +58,9 @@ impl SpanRecord {
     }
 }
 
+/// The most spans one trace keeps.
+pub const MAX_SPANS_PER_TRACE: usize = 1000;
+
 impl TraceStore {
     /// Keeps at most `capacity` traces (at least one).
     pub fn new(capacity: usize) -> TraceStore {
@@ -93,6 +96,11 @@ impl TraceStore {
                     (now, trace)
                 });
                 entry.0 = now;
+                // A client that sends the same trace context with every
+                // request grows one trace forever: keep its latest spans.
+                if entry.1.spans.len() >= MAX_SPANS_PER_TRACE {
+                    entry.1.spans.remove(0);
+                }
                 entry.1.spans.push(record(span, &service));
             }
         }
@@ -214,5 +222,15 @@ mod tests {
         assert_eq!(ids, ["03".repeat(16), "01".repeat(16)]);
         assert_eq!(store.get(&"01".repeat(16)).unwrap().spans.len(), 2);
         assert_eq!(store.get(&"02".repeat(16)), None);
+    }
+
+    #[test]
+    fn one_trace_keeps_a_bounded_number_of_spans() {
+        let store = TraceStore::new(1);
+        for span in 0..(MAX_SPANS_PER_TRACE + 10) {
+            store.add(export(1, (span % 250) as u8));
+        }
+        let trace = store.get(&"01".repeat(16)).unwrap();
+        assert_eq!(trace.spans.len(), MAX_SPANS_PER_TRACE);
     }
 }

@@ -139,6 +139,16 @@ apiVersion: local.mesh.dev/v1alpha1
 kind: LocalWorkload
 metadata: {name: two}
 spec: {command: [a]}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: wider, namespace: default}
+spec: {address: 127.0.10.9, labels: {app: b, version: v2}}
+---
+apiVersion: local.mesh.dev/v1alpha1
+kind: LocalWorkload
+metadata: {name: wider}
+spec: {command: [a]}
 ",
     );
     let problems: Vec<String> = resolve(&read)
@@ -152,6 +162,7 @@ spec: {command: [a]}
             "local.yaml:16: LocalWorkload default/remote: spec.workloadEntry: WorkloadEntry default/remote has address 10.0.0.7, which is not a loopback address (127.0.0.0/8 or ::1)",
             "local.yaml:21: LocalWorkload default/missing: spec.workloadEntry: no WorkloadEntry default/missing in the inputs",
             "local.yaml:31: LocalWorkload default/two: spec.workloadEntry: address 127.0.10.1 is also LocalWorkload default/one's: each workload needs its own",
+            "local.yaml:41: LocalWorkload default/wider: spec.workloadEntry: its WorkloadEntry's labels and LocalWorkload one's are one within the other, so the Sidecar of one would select both: give each a label the other lacks",
         ]
     );
 }
