@@ -69,13 +69,28 @@ pub async fn follow(
         let wanted = wanted(&snapshots.borrow_and_update());
         entries.retain(|url, _| wanted.contains_key(url));
         let now = Instant::now();
+        // Every due key set at once: an issuer that does not answer holds
+        // up only its own keys.
+        let mut fetches = tokio::task::JoinSet::new();
         for (url, (timeout, policy)) in &wanted {
             let entry = entries.entry(url.clone()).or_insert(Entry {
                 keys: None,
                 due: now,
             });
             if entry.due <= now {
-                refresh(entry, url, *timeout, policy).await;
+                let (url, timeout, policy) = (url.clone(), *timeout, policy.clone());
+                fetches.spawn(async move {
+                    let result = fetch(&url, timeout).await;
+                    (url, policy, result)
+                });
+            }
+        }
+        while let Some(done) = fetches.join_next().await {
+            let Ok((url, policy, result)) = done else {
+                continue;
+            };
+            if let Some(entry) = entries.get_mut(&url) {
+                refresh(entry, &url, &policy, result);
             }
         }
         let fetched = FetchedJwks(
@@ -107,8 +122,9 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn refresh(entry: &mut Entry, url: &str, timeout: Duration, policy: &str) {
-    match fetch(url, timeout).await {
+/// Keeps what one fetch of `url` brought, and says when to fetch again.
+fn refresh(entry: &mut Entry, url: &str, policy: &str, result: Result<String, FetchError>) {
+    match result {
         Ok(keys) => {
             tracing::info!(%url, %policy, "fetched JWKS");
             entry.keys = Some(keys.into());
@@ -226,7 +242,14 @@ fn server_name(host: &str) -> Result<rustls_pki_types::ServerName<'static>, Fetc
 }
 
 /// TLS to issuers, trusting the system's certificate authorities.
+/// The connector for https fetches, made once: reading the system's
+/// certificate authorities is blocking file work.
 fn tls_connector() -> tokio_rustls::TlsConnector {
+    static CONNECTOR: std::sync::OnceLock<tokio_rustls::TlsConnector> = std::sync::OnceLock::new();
+    CONNECTOR.get_or_init(new_tls_connector).clone()
+}
+
+fn new_tls_connector() -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
