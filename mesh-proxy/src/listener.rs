@@ -468,6 +468,9 @@ fn handshake_info(session: &rustls::ServerConnection) -> (DownstreamTls, bool) {
         .map(Arc::from);
     let info = DownstreamTls {
         server_name: session.server_name().map(Arc::from),
+        client_cert_element: peer_uri_san
+            .as_deref()
+            .and_then(http::proxy::client_cert_element),
         peer_uri_san,
     };
     (info, session.alpn_protocol() == Some(b"h2"))

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 
 use super::info::{ResponseFlags, ResponseInfo};
-use super::proxy::{HttpState, local_reply, request_authority};
+use super::proxy::{HttpState, local_reply};
 use super::{Body, mirror, upgrade};
 use crate::config::{Forward, PathMatch, RegexRewrite, RetryPolicy};
 use crate::lb::{Pick, RequestHash};
@@ -77,7 +77,7 @@ async fn forward_to(
             ResponseFlags::UO,
         );
     };
-    let authority = request_authority(&parts).map(str::to_owned);
+    let host = upstream_host(to, &parts);
     let hash = RequestHash::new(&to.hash_policy, &parts);
     let path_and_query = match &to.regex_rewrite {
         Some(rewrite) => regex_rewrite_path(&parts.uri, rewrite),
@@ -85,12 +85,7 @@ async fn forward_to(
     };
     let upgrade_to = upgrade_protocol(state, &parts.headers);
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(value) = to
-        .host_rewrite
-        .as_deref()
-        .or(authority.as_deref())
-        .and_then(|h| HeaderValue::from_str(h).ok())
-    {
+    if let Some(value) = host {
         parts.headers.insert(header::HOST, value);
     }
     if let Some(telemetry) = &state.telemetry {
@@ -380,6 +375,17 @@ fn timed_out(upstream: &Upstream) -> Response<Body> {
         "upstream request timeout",
         ResponseFlags::UT,
     )
+}
+
+/// The Host header to send upstream when it differs from the request's:
+/// the route's rewrite, or the authority of an HTTP/2 or absolute-form
+/// request. An HTTP/1.1 request's own Host header is kept as it is.
+fn upstream_host(to: &Forward, parts: &Parts) -> Option<HeaderValue> {
+    let host = match &to.host_rewrite {
+        Some(rewrite) => rewrite.as_str(),
+        None => parts.uri.authority()?.as_str(),
+    };
+    HeaderValue::from_str(host).ok()
 }
 
 /// The protocol a WebSocket-style upgrade asks for, when the listener allows it.

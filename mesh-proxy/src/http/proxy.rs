@@ -163,19 +163,10 @@ static CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cer
 /// or set, so that the application knows who called; a header a
 /// plain-text client sent is not believed.
 fn forward_client_cert(mode: ClientCertHeader, parts: &mut Parts) {
-    let peer = parts
+    let element = parts
         .extensions
         .get::<DownstreamTls>()
-        .and_then(|tls| tls.peer_uri_san.clone());
-    let element = peer.as_deref().and_then(|uri| {
-        // Envoy quotes values holding the header's separators.
-        let value = if uri.contains([',', ';', '=', '"']) {
-            format!("URI=\"{}\"", uri.replace('"', "\\\""))
-        } else {
-            format!("URI={uri}")
-        };
-        HeaderValue::from_str(&value).ok()
-    });
+        .and_then(|tls| tls.client_cert_element.clone());
     match (mode, element) {
         (ClientCertHeader::AlwaysForwardOnly, _) | (ClientCertHeader::ForwardOnly, Some(_)) => {}
         (ClientCertHeader::AppendForward, Some(element)) => {
@@ -197,6 +188,17 @@ fn forward_client_cert(mode: ClientCertHeader, parts: &mut Parts) {
             parts.headers.remove(&CLIENT_CERT);
         }
     }
+}
+
+/// A client's URI SAN as an `x-forwarded-client-cert` element; Envoy
+/// quotes values holding the header's separators.
+pub(crate) fn client_cert_element(uri: &str) -> Option<HeaderValue> {
+    let value = if uri.contains([',', ';', '=', '"']) {
+        format!("URI=\"{}\"", uri.replace('"', "\\\""))
+    } else {
+        format!("URI={uri}")
+    };
+    HeaderValue::from_str(&value).ok()
 }
 
 /// What RBAC looks at for one request: the request, and its connection's

@@ -330,6 +330,9 @@ pub struct DownstreamTls {
     pub server_name: Option<Arc<str>>,
     /// The first URI SAN of the client's certificate (a SPIFFE id in a mesh).
     pub peer_uri_san: Option<Arc<str>>,
+    /// `peer_uri_san` as an `x-forwarded-client-cert` element, made once per
+    /// connection rather than at each of its requests.
+    pub client_cert_element: Option<http::HeaderValue>,
 }
 
 fn provider() -> Arc<CryptoProvider> {
