@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 
+use super::state::AddressFile;
+
 /// The collector's registered name: mesh-control points the proxies'
 /// OpenTelemetry tracer at `outbound|4317||<this host>`.
 pub const COLLECTOR_HOST: &str = "otel-collector.istio-system.svc.cluster.local";
@@ -21,11 +23,10 @@ pub struct Collector {
 impl Collector {
     /// Reads the collector's address file.
     pub fn read(file: &std::path::Path) -> Option<Collector> {
-        let value: Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
-        let address = |key: &str| value[key].as_str()?.parse::<SocketAddr>().ok();
+        let addresses = AddressFile::read(file)?;
         Some(Collector {
-            otlp: address("otlp")?,
-            http: address("http")?,
+            otlp: addresses.get("otlp")?,
+            http: addresses.get("http")?,
         })
     }
 

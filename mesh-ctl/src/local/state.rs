@@ -194,6 +194,24 @@ impl StateDir {
     }
 }
 
+/// The `{"name": "ip:port", ...}` a process writes once it listens
+/// (mesh-control's `--address-file`, the trace collector's).
+#[derive(Debug)]
+pub struct AddressFile(serde_json::Map<String, serde_json::Value>);
+
+impl AddressFile {
+    /// The file's addresses, once it has been written.
+    pub fn read(file: &Path) -> Option<AddressFile> {
+        serde_json::from_slice(&std::fs::read(file).ok()?)
+            .ok()
+            .map(AddressFile)
+    }
+
+    pub fn get(&self, name: &str) -> Option<SocketAddr> {
+        self.0.get(name)?.as_str()?.parse().ok()
+    }
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let temporary = path.with_extension("tmp");
     std::fs::write(&temporary, bytes)

@@ -21,7 +21,7 @@ use super::observe::{self, Collector};
 use super::plan::{self, Placed};
 use super::process::{Children, Program};
 use super::proxy::{ProxyNode, admin_address};
-use super::state::{ControlPlane, State, StateDir, WorkloadState};
+use super::state::{AddressFile, ControlPlane, State, StateDir, WorkloadState};
 use crate::control_plane::{self, Address};
 
 /// The trust domain of the local mesh's identities.
@@ -657,12 +657,11 @@ fn pick_port(ip: IpAddr, port: u16) -> anyhow::Result<u16> {
 }
 
 fn read_addresses(file: &std::path::Path) -> Option<ControlPlane> {
-    let value: Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
-    let address = |key: &str| value[key].as_str()?.parse::<SocketAddr>().ok();
+    let addresses = AddressFile::read(file)?;
     Some(ControlPlane {
-        xds: address("xds")?,
-        secure: address("secure")?,
-        monitoring: address("monitoring")?,
+        xds: addresses.get("xds")?,
+        secure: addresses.get("secure")?,
+        monitoring: addresses.get("monitoring")?,
     })
 }
 
