@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{Resources, translate};
 use crate::model::{Endpoint, MeshSnapshot, OutboundTrafficPolicy, Proxy, Service, ServicePort};
 
-fn service(name: &str, namespace: &str, export_to: &[&str]) -> Arc<Service> {
+pub(super) fn service(name: &str, namespace: &str, export_to: &[&str]) -> Arc<Service> {
     Arc::new(Service {
         hostname: format!("{name}.{namespace}.svc.cluster.local"),
         namespace: namespace.into(),
@@ -33,7 +33,7 @@ fn service(name: &str, namespace: &str, export_to: &[&str]) -> Arc<Service> {
     })
 }
 
-fn endpoint(name: &str, version: &str, ip: &str) -> Arc<Endpoint> {
+pub(super) fn endpoint(name: &str, version: &str, ip: &str) -> Arc<Endpoint> {
     Arc::new(Endpoint {
         service: format!("{name}.default.svc.cluster.local"),
         service_namespace: "default".into(),
@@ -52,7 +52,7 @@ fn endpoint(name: &str, version: &str, ip: &str) -> Arc<Endpoint> {
     })
 }
 
-fn proxy(namespace: &str, labels: &[(&str, &str)]) -> Proxy {
+pub(super) fn proxy(namespace: &str, labels: &[(&str, &str)]) -> Proxy {
     Proxy {
         id: format!("sidecar~10.9.9.9~client.{namespace}~{namespace}.svc.cluster.local")
             .parse()

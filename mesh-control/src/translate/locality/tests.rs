@@ -1,16 +1,13 @@
 //! Locality load balancing through `translate`, for a client in
 //! `us-east/a/1` and reviews endpoints spread over regions and zones.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mesh_api::load::load_str;
-use mesh_api::networking::gateway::Protocol;
-use mesh_api::networking::service_entry::{Location, Resolution};
 use serde_json::{Value, json};
 
-use crate::model::{Endpoint, MeshSnapshot, Proxy, Service, ServicePort};
-use crate::translate::translate;
+use crate::model::{MeshSnapshot, Proxy};
+use crate::translate::{tests, translate};
 
 const HOST: &str = "reviews.default.svc.cluster.local";
 
@@ -29,19 +26,9 @@ spec:
     );
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     let endpoint = |ip: &str, locality: &str| {
-        Arc::new(Endpoint {
-            service: HOST.into(),
-            service_namespace: "default".into(),
-            address: ip.parse().unwrap(),
-            ports: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            namespace: "default".into(),
-            service_account: "reviews".into(),
-            locality: locality.into(),
-            network: String::new(),
-            weight: 1,
-            mesh_tls: true,
-        })
+        let mut endpoint = (*tests::endpoint("reviews", "v1", ip)).clone();
+        endpoint.locality = locality.into();
+        Arc::new(endpoint)
     };
     MeshSnapshot {
         config: report
@@ -49,21 +36,7 @@ spec:
             .into_iter()
             .map(|l| Arc::new(l.resource))
             .collect(),
-        services: vec![Arc::new(Service {
-            hostname: HOST.into(),
-            namespace: "default".into(),
-            addresses: Vec::new(),
-            ports: vec![ServicePort {
-                name: "http".into(),
-                number: 9080,
-                protocol: Some(Protocol::Http),
-                target_port: None,
-            }],
-            resolution: Resolution::Static,
-            location: Location::MeshInternal,
-            export_to: Vec::new(),
-            subject_alt_names: Vec::new(),
-        })],
+        services: vec![tests::service("reviews", "default", &[])],
         endpoints: vec![
             endpoint("10.0.0.1", "us-east/a/1"),
             endpoint("10.0.0.2", "us-east/a/2"),
@@ -77,18 +50,8 @@ spec:
 
 fn client(locality: &str) -> Proxy {
     Proxy {
-        id: "sidecar~10.9.9.9~client.default~default.svc.cluster.local"
-            .parse()
-            .unwrap(),
-        kind: mesh_api::names::ProxyKind::Sidecar,
-        namespace: "default".into(),
-        ip: "10.9.9.9".parse().unwrap(),
-        labels: BTreeMap::new(),
-        service_account: "client".into(),
-        workload_name: "client".into(),
-        grpc_generator: false,
         locality: locality.into(),
-        metadata: BTreeMap::new(),
+        ..tests::proxy("default", &[])
     }
 }
 
