@@ -473,12 +473,9 @@ spec:
     );
 }
 
-#[test]
-fn tcp_servers_follow_the_first_applicable_tcp_rule() {
-    let _descriptors = Descriptors::get();
-    let resources = gateway(
-        r#"
-apiVersion: networking.istio.io/v1
+/// A TCP server on the ingress gateway and the VirtualService bound to it,
+/// without its `tcp` rules.
+const TCP_GATEWAY: &str = r#"apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: db, namespace: istio-system}
 spec:
@@ -493,12 +490,18 @@ metadata: {name: db, namespace: default}
 spec:
   hosts: [db]
   gateways: [istio-system/db]
-  tcp:
-  - match: [{port: 1}]
-    route: [{destination: {host: reviews}}]
-  - route: [{destination: {host: db}}]
-"#,
-    );
+"#;
+
+#[test]
+fn tcp_servers_follow_the_first_applicable_tcp_rule() {
+    let _descriptors = Descriptors::get();
+    let resources = gateway(&format!(
+        "{TCP_GATEWAY}  tcp:
+  - match: [{{port: 1}}]
+    route: [{{destination: {{host: reviews}}}}]
+  - route: [{{destination: {{host: db}}}}]
+"
+    ));
     let listener = listener(&resources, "0.0.0.0_15432");
     let chain = &listener["filter_chains"][0];
     assert_eq!(chain["filters"][0]["name"], "istio.stats");
@@ -516,29 +519,13 @@ spec:
 #[test]
 fn weighted_tcp_routes_split_connections() {
     let _descriptors = Descriptors::get();
-    let resources = gateway(
-        r#"
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: db, namespace: istio-system}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 15432, name: tcp, protocol: TCP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: db, namespace: default}
-spec:
-  hosts: [db]
-  gateways: [istio-system/db]
-  tcp:
+    let resources = gateway(&format!(
+        "{TCP_GATEWAY}  tcp:
   - route:
-    - {destination: {host: db, subset: v1}, weight: 80}
-    - {destination: {host: db, subset: v2}, weight: 20}
-"#,
-    );
+    - {{destination: {{host: db, subset: v1}}, weight: 80}}
+    - {{destination: {{host: db, subset: v2}}, weight: 20}}
+"
+    ));
     let listener = listener(&resources, "0.0.0.0_15432");
     assert_eq!(
         listener["filter_chains"][0]["filters"][1]["typed_config"]["weighted_clusters"],
