@@ -41,6 +41,14 @@ impl Duration {
     pub fn is_zero(self) -> bool {
         self.0.is_zero()
     }
+
+    /// Reads a command-line duration (`"24h"`, `"1.5s"`), as clap's
+    /// `value_parser` wants it: the std duration, or the reason as text.
+    pub fn parse_flag(text: &str) -> Result<std::time::Duration, String> {
+        text.parse::<Duration>()
+            .map(Duration::as_std)
+            .map_err(|err| err.to_string())
+    }
 }
 
 impl From<std::time::Duration> for Duration {

@@ -65,10 +65,10 @@ pub struct Args {
     #[arg(long, default_value_t = 15012, env = "MESH_CONTROL_SECURE_PORT")]
     pub secure_port: u16,
     /// Lifetime of a workload certificate when the request names none.
-    #[arg(long, default_value = "24h", value_parser = parse_duration, env = "MESH_CONTROL_DEFAULT_CERT_TTL")]
+    #[arg(long, default_value = "24h", value_parser = mesh_api::Duration::parse_flag, env = "MESH_CONTROL_DEFAULT_CERT_TTL")]
     pub default_cert_ttl: Duration,
     /// The longest lifetime a workload certificate gets, whatever is asked.
-    #[arg(long, default_value = "2160h", value_parser = parse_duration, env = "MESH_CONTROL_MAX_CERT_TTL")]
+    #[arg(long, default_value = "2160h", value_parser = mesh_api::Duration::parse_flag, env = "MESH_CONTROL_MAX_CERT_TTL")]
     pub max_cert_ttl: Duration,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -86,12 +86,6 @@ pub enum Command {
         #[arg(long, default_value = "default")]
         service_account: String,
     },
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    text.parse::<mesh_api::Duration>()
-        .map(|d| d.0)
-        .map_err(|err| err.to_string())
 }
 
 /// The MeshConfig file's settings, or Istio's defaults without one.

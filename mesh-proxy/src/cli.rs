@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long, env = "MESH_PROXY_ADMIN_ADDRESS_PATH")]
     pub admin_address_path: Option<PathBuf>,
     /// How long in-flight requests may take to finish at shutdown.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "MESH_PROXY_DRAIN_TIMEOUT")]
+    #[arg(long, default_value = "5s", value_parser = mesh_api::Duration::parse_flag, env = "MESH_PROXY_DRAIN_TIMEOUT")]
     pub drain_timeout: Duration,
     /// Log filter, e.g. `info` or `mesh_proxy=debug`; the admin server's
     /// `/logging` changes it at run time.
@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long, env = "MESH_PROXY_CA_TOKEN_FILE", value_name = "FILE")]
     pub ca_token_file: Option<PathBuf>,
     /// The lifetime asked for the workload certificate; it is renewed at half.
-    #[arg(long, default_value = "24h", value_parser = parse_duration, env = "MESH_PROXY_CERT_TTL")]
+    #[arg(long, default_value = "24h", value_parser = mesh_api::Duration::parse_flag, env = "MESH_PROXY_CERT_TTL")]
     pub cert_ttl: Duration,
 }
 
@@ -78,12 +78,6 @@ fn runtime(concurrency: usize) -> std::io::Result<tokio::runtime::Runtime> {
         builder.worker_threads(concurrency);
     }
     builder.enable_all().build()
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    text.parse::<mesh_api::Duration>()
-        .map(|d| d.as_std())
-        .map_err(|e| e.to_string())
 }
 
 /// Runs the proxy until SIGTERM, SIGINT or `/quitquitquit`, then drains.

@@ -56,14 +56,8 @@ pub struct Options {
     #[arg(long, default_value_t = 20001)]
     pub dashboard_port: u16,
     /// How long each part may take to become ready.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = mesh_api::Duration::parse_flag)]
     pub timeout: Duration,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    text.parse::<mesh_api::Duration>()
-        .map(|d| d.0)
-        .map_err(|err| err.to_string())
 }
 
 /// What to start.
