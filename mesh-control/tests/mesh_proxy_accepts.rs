@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType,
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use mesh_api::envoy::{Descriptors, from_json};
 use mesh_control::translate::{Resources, translate};
-use mesh_proxy::config::Config;
+use mesh_proxy::config::{Config, HttpAccess};
 use serde_json::{Value, json};
 
 /// Clusters mesh-proxy cannot build yet (ORIGINAL_DST), by name. They are
@@ -226,7 +226,11 @@ fn allowed(
         destination_port: 9080,
         server_name: None,
     };
-    mesh_proxy::config::rbac_allows(&manager.rbac, &facts)
+    // Only RBAC decides here: no token is checked, no authorizer asked.
+    manager.access.iter().all(|filter| match filter {
+        HttpAccess::Rbac(rbac) => rbac.decide(&facts).allowed,
+        HttpAccess::Jwt(_) | HttpAccess::ExtAuthz(_) => true,
+    })
 }
 
 const PRODUCTPAGE_ID: &str = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage";

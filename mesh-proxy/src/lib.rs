@@ -10,6 +10,8 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod drain;
+pub mod ext_authz;
+pub mod grpc_call;
 pub mod health;
 pub mod http;
 pub mod identity;

@@ -13,7 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{
-    ChainMatch, Facts, FilterChain, Listener, ListenerKind, Rbac, Transport, rbac_allows,
+    ChainMatch, ConnectionAccess, DynamicMetadata, Facts, FilterChain, Listener, ListenerKind,
+    Transport,
 };
 use crate::drain::Drain;
 use crate::http::access_log::AccessLogger;
@@ -64,8 +65,10 @@ pub struct Runtime {
 struct Chain {
     matcher: ChainMatch,
     handler: Handler,
-    /// Network RBAC: who may connect at all.
-    rbac: Arc<[Rbac]>,
+    /// Network RBAC and external authorization: who may connect at all.
+    access: Arc<[ConnectionAccess]>,
+    /// Where external authorizers are found.
+    upstreams: Arc<Upstreams>,
     /// Terminates TLS before the handler sees the bytes.
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -209,7 +212,8 @@ impl Runtime {
             Ok(Chain {
                 matcher: chain.matcher.clone(),
                 handler,
-                rbac: Arc::clone(&chain.rbac),
+                access: Arc::clone(&chain.access),
+                upstreams: Arc::clone(upstreams),
                 tls: chain.tls.as_ref().map(|tls| Arc::clone(&tls.config)),
             })
         };
@@ -386,7 +390,7 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) 
         local: destination,
     });
     let Some(config) = &chain.tls else {
-        if !connection_allowed(chain, downstream, None, &sniffed) {
+        if !connection_allowed(chain, downstream, None, &sniffed).await {
             return;
         }
         return handle(&chain.handler, stream, downstream, None, false, drain).await;
@@ -405,32 +409,49 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) 
         }
     };
     let (info, h2) = handshake_info(stream.get_ref().1);
-    if !connection_allowed(chain, downstream, Some(&info), &sniffed) {
+    if !connection_allowed(chain, downstream, Some(&info), &sniffed).await {
         return;
     }
     handle(&chain.handler, stream, downstream, Some(info), h2, drain).await;
 }
 
-/// Whether the chain's network RBAC filters let the connection in; a
-/// refused one is closed, as Envoy does.
-fn connection_allowed(
+/// Whether the chain's network RBAC and `ext_authz` filters, in their
+/// order, let the connection in; a refused one is closed, as Envoy does.
+async fn connection_allowed(
     chain: &Chain,
     downstream: Option<Downstream>,
     tls: Option<&DownstreamTls>,
     sniffed: &Sniffed,
 ) -> bool {
-    if chain.rbac.is_empty() {
+    if chain.access.is_empty() {
         return true;
     }
     let Some(downstream) = downstream else {
         return false;
     };
     let facts = Facts::new(None, downstream, tls, sniffed.hello.server_name.as_deref());
-    let allowed = rbac_allows(&chain.rbac, &facts);
-    if !allowed {
-        tracing::debug!(remote = %downstream.remote, peer = ?facts.peer, "RBAC denied the connection; closing");
+    let mut metadata = DynamicMetadata::default();
+    for filter in chain.access.iter() {
+        let allowed = match filter {
+            ConnectionAccess::Rbac(rbac) => {
+                let decision = rbac.decide(&facts);
+                metadata.merge(decision.metadata);
+                decision.allowed
+            }
+            ConnectionAccess::ExtAuthz(authz) => {
+                let upstream = chain.upstreams.get(&authz.cluster).map(AsRef::as_ref);
+                crate::ext_authz::connection_allowed(
+                    authz, upstream, downstream, facts.peer, &metadata,
+                )
+                .await
+            }
+        };
+        if !allowed {
+            tracing::debug!(remote = %downstream.remote, peer = ?facts.peer, "access denied to the connection; closing");
+            return false;
+        }
     }
-    allowed
+    true
 }
 
 /// Hands a connection, maybe decrypted, to its chain's filter.

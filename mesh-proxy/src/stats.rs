@@ -140,6 +140,8 @@ pub struct ListenerStats {
     pub rq_no_route: AtomicU64,
     /// Requests an RBAC filter refused.
     pub rq_rbac_denied: AtomicU64,
+    /// What `ext_authz` filters did with requests.
+    pub ext_authz: ExtAuthzStats,
     /// Requests the fault filter delayed, and those it aborted.
     pub fault_delays_injected: AtomicU64,
     pub fault_aborts_injected: AtomicU64,
@@ -174,10 +176,45 @@ impl ListenerStats {
             "envoy_http_fault_delays_injected{{{label}}} {}",
             get(&self.fault_delays_injected)
         );
+        self.ext_authz.render(&label, out);
         let _ = writeln!(
             out,
             "envoy_http_fault_aborts_injected{{{label}}} {}",
             get(&self.fault_aborts_injected)
         );
+    }
+}
+
+/// Envoy's `ext_authz` counters of a connection manager.
+#[derive(Debug, Default)]
+pub struct ExtAuthzStats {
+    /// The authorizer allowed the request.
+    pub ok: AtomicU64,
+    /// The authorizer denied it.
+    pub denied: AtomicU64,
+    /// The authorizer could not be asked, or failed.
+    pub error: AtomicU64,
+    /// Requests let through after an error, by `failure_mode_allow`.
+    pub failure_mode_allowed: AtomicU64,
+    /// Requests the filter skipped (`filter_enabled_metadata`).
+    pub disabled: AtomicU64,
+}
+
+impl ExtAuthzStats {
+    fn render(&self, label: &str, out: &mut String) {
+        let series = [
+            ("ok", &self.ok),
+            ("denied", &self.denied),
+            ("error", &self.error),
+            ("failure_mode_allowed", &self.failure_mode_allowed),
+            ("disabled", &self.disabled),
+        ];
+        for (name, value) in series {
+            let _ = writeln!(
+                out,
+                "envoy_http_ext_authz_{name}{{{label}}} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
     }
 }

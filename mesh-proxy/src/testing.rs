@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, HttpAccess, ListenerKind};
 
 /// A bootstrap with one HTTP listener serving `virtual_hosts`, and a static
 /// cluster for each name in `clusters`.
@@ -31,6 +31,32 @@ pub fn http_bootstrap(virtual_hosts: Value, clusters: &[&str]) -> Value {
             })).collect::<Vec<_>>()
         }
     })
+}
+
+/// What one HTTP filter before the router compiles to (`jwt_authn`, RBAC
+/// or `ext_authz`): `name`, and `config` as its typed config of `type_url`,
+/// on a listener routing to cluster `a`; `clusters` are defined too.
+pub fn access_filter(name: &str, type_url: &str, config: Value, clusters: &[&str]) -> HttpAccess {
+    let mut typed = json!({"@type": type_url});
+    typed
+        .as_object_mut()
+        .expect("@type is an object field")
+        .extend(config.as_object().expect("a typed config object").clone());
+    let mut bootstrap = http_bootstrap(
+        json!([{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "route": {"cluster": "a"}}]}]),
+        &[&["a"], clusters].concat(),
+    );
+    let filters = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+        [0]["typed_config"]["http_filters"];
+    let router = filters[0].take();
+    *filters = json!([{"name": name, "typed_config": typed}, router]);
+    let mut config = compile(&bootstrap).expect("the filter compiles");
+    let ListenerKind::Http(manager) = &mut config.listeners[0].chains[0].kind else {
+        panic!("an HTTP listener");
+    };
+    let manager = std::sync::Arc::get_mut(manager).expect("not shared yet");
+    manager.access.pop().expect("an access filter")
 }
 
 pub fn compile(bootstrap: &Value) -> Result<Config, ConfigError> {

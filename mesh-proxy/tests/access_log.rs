@@ -3,29 +3,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
-use support::{Echo, Proxy, bootstrap, cluster, get, http_listener};
-
-/// The lines of `path` once it holds at least `n` of them.
-async fn lines(path: &std::path::Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} log lines in {}",
-            lines.len(),
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::{Echo, Proxy, bootstrap, cluster, get, http_listener, wait_for_lines};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_logged_with_flags() {
@@ -72,7 +51,7 @@ async fn requests_are_logged_with_flags() {
     get(front, "/nowhere", &[]).await;
     get(front, "/down", &[]).await;
 
-    let text = lines(&text_log, 3).await;
+    let text = wait_for_lines(&text_log, 3).await;
     assert!(
         text[0].contains("\"GET /ok HTTP/1.1\" 200 - 0 "),
         "{}",
@@ -91,7 +70,7 @@ async fn requests_are_logged_with_flags() {
     );
     assert!(text[2].contains("\" 503 UF "), "{}", text[2]);
 
-    let records: Vec<Value> = lines(&json_log, 3)
+    let records: Vec<Value> = wait_for_lines(&json_log, 3)
         .await
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())

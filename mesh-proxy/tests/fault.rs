@@ -49,9 +49,10 @@ async fn start(filter: Value, routes: Value) -> (Proxy, Echo) {
         "http",
         json!([{"name": "all", "domains": ["*"], "routes": routes}]),
     );
-    let filters = &mut listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
-    let router = filters[0].take();
-    *filters = json!([{"name": "envoy.filters.http.fault", "typed_config": typed(filter)}, router]);
+    support::before_router(
+        &mut listener,
+        json!([{"name": "envoy.filters.http.fault", "typed_config": typed(filter)}]),
+    );
     let proxy = Proxy::start(&bootstrap(
         json!([listener]),
         json!([cluster("echo", &[echo.address])]),

@@ -87,9 +87,7 @@ async fn tokens_are_checked_and_principals_required_where_policies_say() {
         json!([{"name": "all", "domains": ["*"], "routes": [
             {"match": {"prefix": "/"}, "route": {"cluster": "reviews"}}]}]),
     );
-    let filters = &mut listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
-    let router = filters[0].take();
-    *filters = json!([jwt_authn(&jwks(&[&key])), rbac(), router]);
+    support::before_router(&mut listener, json!([jwt_authn(&jwks(&[&key])), rbac()]));
     let proxy = Proxy::start(&bootstrap(
         json!([listener]),
         json!([cluster("reviews", &[echo.address])]),

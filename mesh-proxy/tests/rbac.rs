@@ -1,6 +1,7 @@
 //! RBAC filters end to end: HTTP requests refused with 403 and counted, TCP
 //! connections closed, as Envoy's filters (and Istio's AuthorizationPolicy
-//! translated into them) do.
+//! translated into them) do; LOG rules (Istio's AUDIT) only mark requests
+//! for the access log.
 
 mod support;
 
@@ -49,17 +50,7 @@ fn http_rules() -> Value {
 async fn http_requests_outside_the_policies_get_403() {
     let echo = Echo::start("app").await;
     let mut listener = http_listener("inbound", all_to("app"));
-    let filters = &mut listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
-    let router = filters[0].clone();
-    *filters = json!(
-        http_rules()
-            .as_array()
-            .unwrap()
-            .iter()
-            .cloned()
-            .chain([router])
-            .collect::<Vec<_>>()
-    );
+    support::before_router(&mut listener, http_rules());
     let proxy = Proxy::start(&bootstrap(
         json!([listener]),
         json!([cluster("app", &[echo.address])]),
@@ -136,4 +127,44 @@ async fn tcp_connections_outside_the_policies_are_closed() {
     ))
     .await;
     assert!(tcp_answered(open.listener("tcp")).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_rules_mark_requests_and_refuse_none() {
+    let echo = Echo::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut listener = http_listener("inbound", all_to("app"));
+    support::before_router(
+        &mut listener,
+        json!([{"name": "envoy.filters.http.rbac", "typed_config": {"@type": HTTP_RBAC, "rules": {
+            "action": "LOG",
+            "policies": {"ns[default]-policy[audit-deletes]-rule[0]": {
+                "permissions": [{"header": {"name": ":method", "string_match": {"exact": "DELETE"}}}],
+                "principals": [{"any": true}]
+            }}
+        }}}]),
+    );
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["access_log"] = json!([{"name": "envoy.access_loggers.file", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        "path": log,
+        "log_format": {"text_format_source": {"inline_string":
+            "%REQ(:METHOD)% %RESPONSE_CODE% %DYNAMIC_METADATA(envoy.common:access_log_hint)%\n"}}}}]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([listener]),
+        json!([cluster("app", &[echo.address])]),
+    ))
+    .await;
+    let address = proxy.listener("inbound");
+    let (status, body) = get(address, "/items", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let request = http::Request::delete(format!("http://{address}/items/1"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let (status, body) = support::send(support::client(), request).await;
+    assert_eq!(status, StatusCode::OK, "audited, not refused: {body}");
+    assert_eq!(
+        support::wait_for_lines(&log, 2).await,
+        ["GET 200 false", "DELETE 200 true"]
+    );
 }

@@ -73,6 +73,12 @@ pub enum Operator {
     RequestedServerName,
     /// Why the TLS handshake with the upstream failed.
     UpstreamTransportFailureReason,
+    /// A value of the request's dynamic metadata: a namespace, and keys
+    /// into it (none: the whole namespace).
+    DynamicMetadata {
+        namespace: String,
+        path: Vec<String>,
+    },
     /// Known to Envoy, not tracked here: printed as `-`.
     Unknown,
 }
@@ -245,6 +251,21 @@ fn operator(command: &str, at: &At) -> Result<Operator, ConfigError> {
     if let Some(header) = argument("RESP") {
         return Ok(Operator::Response(header));
     }
+    // Metadata keys keep their case, unlike header names.
+    if let Some(inner) = command
+        .strip_prefix("DYNAMIC_METADATA(")
+        .and_then(|rest| rest.strip_suffix(')'))
+    {
+        let mut parts = inner.split(':').map(str::to_owned);
+        let namespace = parts
+            .next()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| at.error(format_args!("%{command}% names no metadata namespace")))?;
+        return Ok(Operator::DynamicMetadata {
+            namespace,
+            path: parts.collect(),
+        });
+    }
     Ok(match command {
         "START_TIME" => Operator::StartTime,
         "PROTOCOL" => Operator::Protocol,
@@ -282,6 +303,14 @@ mod tests {
             "x-envoy-original-path".into(),
             ":path".into()
         ]))));
+        let metadata = parse("%DYNAMIC_METADATA(envoy.common:access_log_hint)%", &at()).unwrap();
+        assert_eq!(
+            metadata,
+            [Token::Op(Operator::DynamicMetadata {
+                namespace: "envoy.common".into(),
+                path: vec!["access_log_hint".into()]
+            })]
+        );
         let istio = "%RESPONSE_CODE_DETAILS% %ROUTE_NAME% %UPSTREAM_CLUSTER_RAW% 100%% %REQ(USER-AGENT):20%";
         let tokens = parse(istio, &at()).unwrap();
         assert_eq!(tokens[0], Token::Op(Operator::Unknown));

@@ -145,9 +145,7 @@ fn provider(name: &str, p: &JwtProvider, at: &At) -> Result<Provider, ConfigErro
             !p.failed_status_in_metadata.is_empty(),
         ),
     ];
-    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
-        return Err(at.field(field).unsupported(field));
-    }
+    at.refuse(&refused)?;
     let keys = match &p.jwks_source_specifier {
         Some(jwt_provider::JwksSourceSpecifier::LocalJwks(source)) => {
             let at = at.field("local_jwks");

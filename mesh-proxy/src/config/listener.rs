@@ -20,9 +20,9 @@ use prost::Message;
 
 use super::resources::Sources;
 use super::{
-    Action, At, ChainMatch, CidrRange, ClientCertHeader, Cluster, ConfigError, FilterChain,
-    HttpManager, Listener, ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors,
-    fault, istio, jwt, rbac, route, tls,
+    Action, At, ChainMatch, CidrRange, ClientCertHeader, Cluster, ConfigError, ConnectionAccess,
+    FilterChain, HttpAccess, HttpManager, Listener, ListenerKind, RouteTable, TcpProxy,
+    TrafficDirection, Transport, cors, ext_authz, fault, istio, jwt, rbac, route, tls,
 };
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
@@ -105,16 +105,19 @@ fn filter_chain(
         Some(socket) => tls::downstream(socket, &sources.secrets, &at.field("transport_socket"))?,
         None => None,
     };
-    // Network RBAC filters come first, as Istio writes them.
-    let mut rbac = Vec::new();
+    // Network RBAC and ext_authz filters come first, as Istio writes them.
+    let mut access = Vec::new();
     let mut first = 0;
-    while let Some(any) = chain.filters.get(first).and_then(network_rbac) {
+    while let Some(any) = chain.filters.get(first).and_then(network_access) {
         let at = at.field("filters").index(first).field("typed_config");
-        let config = decode::<NetworkRbac>(any, &at)?;
-        if config.matcher.is_some() {
-            return Err(at.field("matcher").unsupported("RBAC matchers"));
+        if type_name(any) == rbac::NETWORK_FILTER_TYPE {
+            let config = decode::<NetworkRbac>(any, &at)?;
+            access.extend(rbac::network_filter(&config, &at)?.map(ConnectionAccess::Rbac));
+        } else {
+            access.push(ConnectionAccess::ExtAuthz(ext_authz::network_filter(
+                any, &at,
+            )?));
         }
-        rbac.extend(rbac::compile(config.rules.as_ref(), false, &at)?);
         first += 1;
     }
     // Istio puts its stats filter in front of tcp_proxy.
@@ -128,7 +131,7 @@ fn filter_chain(
         _ => {
             return Err(at.field("filters").unsupported(
                 "anything but one http_connection_manager or tcp_proxy filter, \
-                 optionally after RBAC filters and istio.stats",
+                 optionally after RBAC and ext_authz filters and istio.stats",
             ));
         }
     };
@@ -153,7 +156,7 @@ fn filter_chain(
         matcher,
         kind,
         tls,
-        rbac: rbac.into(),
+        access: access.into(),
     })
 }
 
@@ -237,11 +240,12 @@ pub(super) fn cidr(
     Ok(CidrRange { ip, len: len as u8 })
 }
 
-/// The config of a network filter that is RBAC.
-fn network_rbac(filter: &Filter) -> Option<&Any> {
+/// The config of a network filter that is RBAC or ext_authz.
+fn network_access(filter: &Filter) -> Option<&Any> {
     match &filter.config_type {
         Some(filter::ConfigType::TypedConfig(any))
-            if type_name(any) == rbac::NETWORK_FILTER_TYPE =>
+            if [rbac::NETWORK_FILTER_TYPE, ext_authz::NETWORK_FILTER_TYPE]
+                .contains(&type_name(any)) =>
         {
             Some(any)
         }
@@ -296,7 +300,7 @@ fn http_manager(
 ) -> Result<HttpManager, ConfigError> {
     let (mut fault, mut routed, mut cors_filter) = (None, false, false);
     let (mut stats, mut peer_exchange) = (None, istio::PeerExchange::default());
-    let (mut rbac, mut rbac_seen, mut jwt) = (Vec::new(), false, None);
+    let mut access = Vec::new();
     for (i, http_filter) in hcm.http_filters.iter().enumerate() {
         let here = at.field("http_filters").index(i);
         if let Some(config) = fault::http_filter(http_filter, &here)? {
@@ -325,20 +329,19 @@ fn http_manager(
             {
                 let at = here.field("typed_config");
                 let config = decode::<HttpRbac>(any, &at)?;
-                if config.matcher.is_some() {
-                    return Err(at.field("matcher").unsupported("RBAC matchers"));
-                }
-                rbac.extend(rbac::compile(config.rules.as_ref(), true, &at)?);
-                rbac_seen = true;
+                access.extend(rbac::http_filter(&config, &at)?.map(HttpAccess::Rbac));
             }
             Some(http_filter::ConfigType::TypedConfig(any))
                 if type_name(any) == jwt::FILTER_TYPE && !routed =>
             {
-                // Envoy's RBAC sees what jwt_authn verified only when it comes after.
-                if jwt.is_some() || rbac_seen {
-                    return Err(here.unsupported("jwt_authn after RBAC or another jwt_authn"));
-                }
-                jwt = Some(jwt::compile(any, &here.field("typed_config"))?);
+                let jwt = jwt::compile(any, &here.field("typed_config"))?;
+                access.push(HttpAccess::Jwt(jwt));
+            }
+            Some(http_filter::ConfigType::TypedConfig(any))
+                if type_name(any) == ext_authz::HTTP_FILTER_TYPE && !routed =>
+            {
+                let authz = ext_authz::http_filter(any, &here.field("typed_config"))?;
+                access.push(HttpAccess::ExtAuthz(authz));
             }
             Some(http_filter::ConfigType::TypedConfig(any))
                 if type_name(any) == istio::STATS_CONFIG && !routed =>
@@ -407,8 +410,7 @@ fn http_manager(
             .as_ref()
             .map_or(60, |kb| kb.value as usize)
             * 1024,
-        jwt,
-        rbac,
+        access,
         client_cert,
     })
 }
@@ -500,12 +502,8 @@ pub(super) fn check_clusters(
     clusters: &BTreeMap<String, Arc<Cluster>>,
 ) -> Result<(), ConfigError> {
     let at = At::resource("listener", &listener.name);
-    let kinds = listener
-        .chains
-        .iter()
-        .chain(&listener.default_chain)
-        .map(|c| &c.kind);
-    match kinds
+    let chains = listener.chains.iter().chain(&listener.default_chain);
+    match chains
         .flat_map(referenced_clusters)
         .find(|name| !clusters.contains_key(*name))
     {
@@ -514,10 +512,20 @@ pub(super) fn check_clusters(
     }
 }
 
-/// Every cluster a chain may send traffic to, mirrors included.
-fn referenced_clusters(kind: &ListenerKind) -> Vec<&str> {
-    match kind {
-        ListenerKind::Tcp(tcp) => tcp.clusters.iter().map(|(name, _)| name.as_str()).collect(),
+/// Every cluster a chain may send traffic to, mirrors and authorizers
+/// included.
+fn referenced_clusters(chain: &FilterChain) -> Vec<&str> {
+    let authorizers = chain.access.iter().filter_map(|filter| match filter {
+        ConnectionAccess::ExtAuthz(authz) => Some(authz.cluster.as_str()),
+        ConnectionAccess::Rbac(_) => None,
+    });
+    match &chain.kind {
+        ListenerKind::Tcp(tcp) => tcp
+            .clusters
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .chain(authorizers)
+            .collect(),
         ListenerKind::Http(manager) => {
             let forwards = manager
                 .routes
@@ -532,6 +540,10 @@ fn referenced_clusters(kind: &ListenerKind) -> Vec<&str> {
                 .tracing
                 .as_ref()
                 .map(|t| t.collector_cluster.as_str());
+            let http_authorizers = manager.access.iter().filter_map(|filter| match filter {
+                HttpAccess::ExtAuthz(authz) => Some(authz.service.cluster()),
+                _ => None,
+            });
             forwards
                 .flat_map(|f| {
                     f.clusters
@@ -540,6 +552,8 @@ fn referenced_clusters(kind: &ListenerKind) -> Vec<&str> {
                         .chain(f.mirrors.iter().map(|m| m.cluster.as_str()))
                 })
                 .chain(collector)
+                .chain(http_authorizers)
+                .chain(authorizers)
                 .collect()
         }
     }

@@ -3,7 +3,9 @@
 //! a path of keys, and a `ValueMatcher` (`string_match`, `double_match`,
 //! `bool_match`, `present_match`, `null_match`, `list_match.one_of`,
 //! `or_match`), with `invert`. `jwt_authn` writes verified payloads there,
-//! and Istio's RBAC rules for request principals and claims read them.
+//! and Istio's RBAC rules for request principals and claims read them;
+//! RBAC writes its shadow results (which `ext_authz` reads to decide
+//! whether to run) and `access_log_hint`; access logs print any of it.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +31,20 @@ impl DynamicMetadata {
             .insert(key.to_owned(), value);
     }
 
-    fn get(&self, filter: &str, path: &[String]) -> Option<&Value> {
+    /// Adds `other`'s keys, replacing those already set, as Envoy merges
+    /// what a filter emits into its namespace.
+    pub fn merge(&mut self, other: DynamicMetadata) {
+        for (filter, keys) in other.0 {
+            self.0.entry(filter).or_default().extend(keys);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value at `path` (keys into nested objects) in `filter`'s namespace.
+    pub fn get(&self, filter: &str, path: &[String]) -> Option<&Value> {
         let (first, rest) = path.split_first()?;
         let mut value = self.0.get(filter)?.get(first)?;
         for key in rest {

@@ -34,11 +34,13 @@
 //!   `envoy.filters.network.http_connection_manager` (inline `route_config`,
 //!   `upgrade_configs` for WebSocket, `request_headers_timeout`,
 //!   `max_request_headers_kb`, `access_log` to a file, stdout or stderr in
-//!   Envoy's text or JSON formats; routes inline in `route_config`, or over
+//!   Envoy's text or JSON formats (`%DYNAMIC_METADATA(ns:key)%` included);
+//!   routes inline in `route_config`, or over
 //!   xDS by `rds.route_config_name` with `config_source: ads`; a config is
 //!   not served until every route configuration it names has arrived) or
 //!   `envoy.filters.network.tcp_proxy` (a `cluster`, or `weighted_clusters`
-//!   chosen per connection).
+//!   chosen per connection), after any network RBAC and `ext_authz`
+//!   filters.
 //! - Routes: virtual hosts by domain (exact, `*.suffix`, `prefix*`, `*`);
 //!   matches on path prefix, exact path and safe regex, headers (exact,
 //!   prefix, suffix, contains, regex, present, with `invert_match`);
@@ -55,12 +57,23 @@
 //! - RBAC: `envoy.filters.http.rbac` among the HTTP filters (a refused
 //!   request gets 403 `RBAC: access denied`, flag `RBAC`,
 //!   `envoy_http_rbac_denied`) and `envoy.filters.network.rbac` ahead of a
-//!   chain's terminal filter (a refused connection is closed); ALLOW and
-//!   DENY rules on methods, paths, headers, ports, SNI, the client
-//!   certificate's URI SAN, addresses and dynamic metadata; see
+//!   chain's terminal filter (a refused connection is closed); ALLOW, DENY
+//!   and LOG rules (LOG sets `envoy.common` `access_log_hint`) on methods,
+//!   paths, headers, ports, SNI, the client certificate's URI SAN,
+//!   addresses and dynamic metadata; `shadow_rules`, evaluated into the
+//!   dynamic metadata with `shadow_rules_stat_prefix`; see
 //!   [`rbac`](self::rbac) for the subset.
-//! - JWT: `envoy.filters.http.jwt_authn` before any RBAC filter (see
-//!   [`jwt`]): providers with `issuer`, `audiences`, `local_jwks`
+//! - External authorization: `envoy.filters.http.ext_authz` (gRPC
+//!   `Authorization/Check` or a plain HTTP authorizer, `filter_enabled_metadata`,
+//!   `failure_mode_allow`, `status_on_error`, `with_request_body`; a denied
+//!   request gets the authorizer's answer, flag `UAEX`,
+//!   `envoy_http_ext_authz_*` counters) and `envoy.filters.network.ext_authz`
+//!   (gRPC; a denied connection is closed) among the RBAC filters; see
+//!   [`ext_authz`](self::ext_authz) for the subset. The HTTP filters before
+//!   the router that decide access (`jwt_authn`, RBAC, `ext_authz`) run in
+//!   their order, each seeing the metadata the earlier ones left, as in
+//!   Envoy.
+//! - JWT: `envoy.filters.http.jwt_authn` (see [`jwt`]): providers with `issuer`, `audiences`, `local_jwks`
 //!   (`inline_string`, `inline_bytes`, `filename`), `from_headers`,
 //!   `from_params`, `from_cookies`, `forward`, `forward_payload_header`,
 //!   `pad_forward_payload_header`, `payload_in_metadata` with
@@ -163,8 +176,8 @@
 //!   spans are exported to over OTLP/gRPC), `random_sampling`,
 //!   `client_sampling`, `overall_sampling`, `max_path_tag_length`,
 //!   `spawn_upstream_span`, `custom_tags` (literal, environment, request
-//!   header; metadata tags only ever write their default, as this proxy
-//!   produces no dynamic metadata); a route's `decorator.operation` names
+//!   header; metadata tags only ever write their default: tags do not
+//!   read the dynamic metadata); a route's `decorator.operation` names
 //!   the span. Other tracers, OTLP over HTTP, `google_grpc`, samplers,
 //!   resource detectors, formatted tags and `operation` formats are
 //!   refused; without a provider there are no spans. Context is read from
@@ -179,7 +192,9 @@ mod access_log;
 mod bootstrap;
 mod cluster;
 mod cors;
+mod ext_authz;
 mod fault;
+mod grpc_service;
 mod hash_policy;
 mod headers;
 mod health;
@@ -210,6 +225,9 @@ use regex::Regex;
 pub use access_log::{AccessLogConfig, LogFormat, LogSink, Operator, Token};
 pub use bootstrap::read_bootstrap;
 pub use cors::CorsPolicy;
+pub use ext_authz::{
+    AuthzService, BodyBuffer, ExtAuthz, HttpService, NameMatch, NetworkExtAuthz, any_matches,
+};
 pub use fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use hash_policy::{CookieKey, HashKey, HashPolicy, HeaderSource};
 pub use headers::{AppendAction, HeaderAdd, HeaderMutations};
@@ -223,7 +241,9 @@ pub use lb_policy::{Maglev, RingHash};
 pub use load_assignment::DEFAULT_OVERPROVISIONING_FACTOR;
 pub use metadata::DynamicMetadata;
 pub use outlier::OutlierDetection;
-pub use rbac::{Facts, Rbac, allowed as rbac_allows};
+pub use rbac::{
+    ACCESS_LOG_HINT, COMMON_METADATA, Decision, Facts, HTTP_METADATA, NETWORK_METADATA, Rbac,
+};
 pub use resources::{
     Compiled, Fingerprint, Fingerprints, References, Resources, admin_address, node_info,
 };
@@ -275,8 +295,25 @@ pub struct FilterChain {
     pub kind: ListenerKind,
     /// The chain terminates TLS (`transport_socket`).
     pub tls: Option<crate::tls::ServerTls>,
-    /// Network RBAC filters ahead of the terminal filter, in order.
-    pub rbac: Arc<[Rbac]>,
+    /// Network RBAC and `ext_authz` filters ahead of the terminal filter.
+    pub access: Arc<[ConnectionAccess]>,
+}
+
+/// A network filter that decides whether a connection goes on; each in
+/// its order must let it through.
+#[derive(Debug)]
+pub enum ConnectionAccess {
+    Rbac(Rbac),
+    ExtAuthz(NetworkExtAuthz),
+}
+
+/// An HTTP filter before the router that decides whether a request goes
+/// on; each in its order must let it through.
+#[derive(Debug)]
+pub enum HttpAccess {
+    Jwt(JwtAuthn),
+    Rbac(Rbac),
+    ExtAuthz(ExtAuthz),
 }
 
 /// Which connections a filter chain takes; unset fields match anything.
@@ -360,10 +397,8 @@ pub struct HttpManager {
     pub request_headers_timeout: Duration,
     /// The most request header bytes accepted (`max_request_headers_kb`).
     pub max_request_headers: usize,
-    /// `jwt_authn`, which runs before the RBAC filters.
-    pub jwt: Option<JwtAuthn>,
-    /// HTTP RBAC filters, in order: each must let a request through.
-    pub rbac: Vec<Rbac>,
+    /// `jwt_authn`, RBAC and `ext_authz` filters, in their order.
+    pub access: Vec<HttpAccess>,
     /// What happens to `x-forwarded-client-cert`.
     pub client_cert: ClientCertHeader,
     /// Spans for sampled requests, when a tracer is configured.
@@ -732,6 +767,14 @@ impl At {
     /// The error for a field this proxy does not support.
     pub(crate) fn unsupported(&self, what: impl fmt::Display) -> ConfigError {
         self.error(format!("{what} is not supported by this proxy"))
+    }
+
+    /// Refuses the first of `fields` that is set (`(name, set)` pairs).
+    pub(crate) fn refuse(&self, fields: &[(&str, bool)]) -> Result<(), ConfigError> {
+        match fields.iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err(self.field(field).unsupported(field)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -3,12 +3,23 @@
 //! AuthorizationPolicy translated into them.
 //!
 //! A filter holds policies and an action: with ALLOW a request passes when
-//! some policy matches it, with DENY when none does. A policy matches when
-//! one of its permissions (what is asked: path, method, host, port, SNI)
-//! and one of its principals (who asks: the client certificate's URI SAN,
-//! addresses, headers) match. Several filters apply in their order; a
-//! request must pass each. A denied HTTP request gets 403 `RBAC: access
-//! denied`; a denied TCP connection is closed.
+//! some policy matches it, with DENY when none does, and with LOG always
+//! (a match sets `access_log_hint: true` under `envoy.common` in the
+//! dynamic metadata, no match `false`: Istio's AUDIT). A policy matches
+//! when one of its permissions (what is asked: path, method, host, port,
+//! SNI) and one of its principals (who asks: the client certificate's URI
+//! SAN, addresses, headers) match; policies are tried in name order and
+//! the first match is the effective one. Several filters apply in their
+//! order; a request must pass each. A denied HTTP request gets 403 `RBAC:
+//! access denied`; a denied TCP connection is closed.
+//!
+//! `shadow_rules` are evaluated and never enforced: the filter writes
+//! `<shadow_rules_stat_prefix>shadow_effective_policy_id` (the first
+//! matching policy, when one matches) and
+//! `<shadow_rules_stat_prefix>shadow_engine_result` (`allowed` or
+//! `denied`) into its metadata namespace (`envoy.filters.http.rbac` or
+//! `envoy.filters.network.rbac`), where Istio's CUSTOM action has
+//! `ext_authz` look for them. A filter without `rules` enforces nothing.
 //!
 //! Supported: `and_rules`/`or_rules`/`not_rule`/`any`, `header`,
 //! `url_path`, `destination_port`, `destination_port_range`,
@@ -18,9 +29,10 @@
 //! `x-forwarded-for` for it), `header`, `url_path`; `metadata` in both
 //! (the request's dynamic metadata, see [`super::metadata`]: what
 //! `jwt_authn` verified, for Istio's request principals and claims).
-//! `shadow_rules` are accepted and not evaluated (Istio's AUDIT and
-//! dry-run). Matcher and CEL conditions are refused by field. A network filter with
-//! HTTP-only rules (headers, paths) refuses them, as Envoy does.
+//! Matchers (`matcher`, `shadow_matcher`), CEL conditions, per-rule stats,
+//! `delay_deny` and `CONTINUOUS` enforcement are refused by field. A
+//! network filter with HTTP-only rules (headers, paths, metadata) refuses
+//! them, as Envoy does.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -29,8 +41,12 @@ use envoy_types::pb::envoy::config::rbac::v3::{
     Permission as EnvoyPermission, Policy as EnvoyPolicy, Principal as EnvoyPrincipal,
     Rbac as EnvoyRbac, permission, principal, rbac,
 };
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::rbac::EnforcementType;
 use envoy_types::pb::envoy::r#type::matcher::v3::{PathMatcher, path_matcher};
 use http::request::Parts;
+use serde_json::Value;
 
 use super::metadata::{DynamicMetadata, MetadataMatch};
 use super::route::{header_matcher, string_matcher};
@@ -38,14 +54,43 @@ use super::{At, CidrRange, ConfigError, HeaderMatch, ValueMatch};
 
 pub(super) const HTTP_FILTER_TYPE: &str = "envoy.extensions.filters.http.rbac.v3.RBAC";
 pub(super) const NETWORK_FILTER_TYPE: &str = "envoy.extensions.filters.network.rbac.v3.RBAC";
+/// The metadata namespaces the filters write to.
+pub const HTTP_METADATA: &str = "envoy.filters.http.rbac";
+pub const NETWORK_METADATA: &str = "envoy.filters.network.rbac";
+/// Where a LOG action says whether the request is to be logged.
+pub const COMMON_METADATA: &str = "envoy.common";
+pub const ACCESS_LOG_HINT: &str = "access_log_hint";
 
-/// One RBAC filter's rules.
+/// One RBAC filter: rules that decide, shadow rules that only report.
 #[derive(Debug)]
 pub struct Rbac {
-    /// ALLOW (true) or DENY (false).
-    allow: bool,
+    /// The metadata namespace of the filter.
+    namespace: &'static str,
+    rules: Option<Engine>,
+    shadow: Option<Shadow>,
+}
+
+/// A set of policies and what a match means.
+#[derive(Debug)]
+struct Engine {
+    action: RbacAction,
     /// By name, in name order.
     policies: Vec<(String, Policy)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RbacAction {
+    Allow,
+    Deny,
+    Log,
+}
+
+/// Shadow rules, with the metadata keys their result goes under.
+#[derive(Debug)]
+struct Shadow {
+    engine: Engine,
+    policy_key: String,
+    result_key: String,
 }
 
 #[derive(Debug)]
@@ -119,17 +164,57 @@ impl<'a> Facts<'a> {
     }
 }
 
+/// What one RBAC filter made of a request or connection.
+#[derive(Debug, Default)]
+pub struct Decision {
+    pub allowed: bool,
+    /// What the filter emits, to be merged into the dynamic metadata.
+    pub metadata: DynamicMetadata,
+}
+
 impl Rbac {
-    /// Whether these rules let the request or connection through.
-    pub fn allows(&self, facts: &Facts<'_>) -> bool {
-        let matched = self.policies.iter().any(|(_, p)| p.matches(facts));
-        matched == self.allow
+    /// Evaluates the shadow rules, then the rules.
+    pub fn decide(&self, facts: &Facts<'_>) -> Decision {
+        let mut metadata = DynamicMetadata::default();
+        if let Some(shadow) = &self.shadow {
+            let (effective, allowed) = shadow.engine.evaluate(facts);
+            if let Some(name) = effective {
+                metadata.set(self.namespace, &shadow.policy_key, Value::from(name));
+            }
+            let result = if allowed { "allowed" } else { "denied" };
+            metadata.set(self.namespace, &shadow.result_key, Value::from(result));
+        }
+        let allowed = match &self.rules {
+            None => true,
+            Some(engine) => {
+                let (effective, allowed) = engine.evaluate(facts);
+                if engine.action == RbacAction::Log {
+                    let hint = Value::Bool(effective.is_some());
+                    metadata.set(COMMON_METADATA, ACCESS_LOG_HINT, hint);
+                }
+                allowed
+            }
+        };
+        Decision { allowed, metadata }
     }
 }
 
-/// Whether every filter lets it through.
-pub fn allowed(filters: &[Rbac], facts: &Facts<'_>) -> bool {
-    filters.iter().all(|f| f.allows(facts))
+impl Engine {
+    /// The first policy that matches, and whether the action lets the
+    /// request through.
+    fn evaluate(&self, facts: &Facts<'_>) -> (Option<&str>, bool) {
+        let effective = self
+            .policies
+            .iter()
+            .find(|(_, p)| p.matches(facts))
+            .map(|(name, _)| name.as_str());
+        let allowed = match self.action {
+            RbacAction::Allow => effective.is_some(),
+            RbacAction::Deny => effective.is_none(),
+            RbacAction::Log => true,
+        };
+        (effective, allowed)
+    }
 }
 
 impl Policy {
@@ -201,26 +286,83 @@ fn path(m: &ValueMatch, facts: &Facts<'_>) -> bool {
     })
 }
 
-/// Compiles an RBAC filter's `rules`; `http` says whether HTTP rules may
-/// be used (an HTTP filter) or not (a network filter).
-pub(super) fn compile(
+/// An HTTP RBAC filter's config; `None` when it has no rules of either kind.
+pub(super) fn http_filter(config: &HttpRbac, at: &At) -> Result<Option<Rbac>, ConfigError> {
+    let refused = [
+        ("matcher", config.matcher.is_some()),
+        ("shadow_matcher", config.shadow_matcher.is_some()),
+        ("track_per_rule_stats", config.track_per_rule_stats),
+    ];
+    at.refuse(&refused)?;
+    compile(
+        HTTP_METADATA,
+        config.rules.as_ref(),
+        config.shadow_rules.as_ref(),
+        &config.shadow_rules_stat_prefix,
+        at,
+    )
+}
+
+/// A network RBAC filter's config; `None` when it has no rules of either kind.
+pub(super) fn network_filter(config: &NetworkRbac, at: &At) -> Result<Option<Rbac>, ConfigError> {
+    let refused = [
+        ("matcher", config.matcher.is_some()),
+        ("shadow_matcher", config.shadow_matcher.is_some()),
+        ("delay_deny", config.delay_deny.is_some()),
+        (
+            "enforcement_type",
+            config.enforcement_type == EnforcementType::Continuous as i32,
+        ),
+    ];
+    at.refuse(&refused)?;
+    compile(
+        NETWORK_METADATA,
+        config.rules.as_ref(),
+        config.shadow_rules.as_ref(),
+        &config.shadow_rules_stat_prefix,
+        at,
+    )
+}
+
+/// Without rules or shadow rules, Envoy's filter does nothing.
+fn compile(
+    namespace: &'static str,
     rules: Option<&EnvoyRbac>,
-    http: bool,
+    shadow: Option<&EnvoyRbac>,
+    shadow_prefix: &str,
     at: &At,
 ) -> Result<Option<Rbac>, ConfigError> {
-    // Without rules, Envoy's filter does nothing.
-    let Some(rules) = rules else {
+    let http = namespace == HTTP_METADATA;
+    let rules = rules
+        .map(|r| engine(r, http, &at.field("rules")))
+        .transpose()?;
+    let shadow = shadow
+        .map(|r| -> Result<Shadow, ConfigError> {
+            Ok(Shadow {
+                engine: engine(r, http, &at.field("shadow_rules"))?,
+                policy_key: format!("{shadow_prefix}shadow_effective_policy_id"),
+                result_key: format!("{shadow_prefix}shadow_engine_result"),
+            })
+        })
+        .transpose()?;
+    if rules.is_none() && shadow.is_none() {
         return Ok(None);
-    };
-    let at = at.field("rules");
-    let allow = match rbac::Action::try_from(rules.action) {
-        Ok(rbac::Action::Allow) => true,
-        Ok(rbac::Action::Deny) => false,
-        _ => {
-            return Err(at
-                .field("action")
-                .unsupported("actions other than ALLOW and DENY"));
-        }
+    }
+    Ok(Some(Rbac {
+        namespace,
+        rules,
+        shadow,
+    }))
+}
+
+/// One set of rules; `http` says whether HTTP rules may be used (an HTTP
+/// filter) or not (a network filter).
+fn engine(rules: &EnvoyRbac, http: bool, at: &At) -> Result<Engine, ConfigError> {
+    let action = match rbac::Action::try_from(rules.action) {
+        Ok(rbac::Action::Allow) => RbacAction::Allow,
+        Ok(rbac::Action::Deny) => RbacAction::Deny,
+        Ok(rbac::Action::Log) => RbacAction::Log,
+        Err(_) => return Err(at.field("action").error("an unknown action")),
     };
     if rules.audit_logging_options.is_some() {
         return Err(at
@@ -236,7 +378,7 @@ pub(super) fn compile(
         })
         .collect::<Result<_, ConfigError>>()?;
     policies.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Some(Rbac { allow, policies }))
+    Ok(Engine { action, policies })
 }
 
 fn policy(policy: &EnvoyPolicy, http: bool, at: &At) -> Result<Policy, ConfigError> {

@@ -72,10 +72,10 @@ fn errors_name_the_resource_and_field() {
         &["a"],
     );
     bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["http_filters"] = json!([{"name": "envoy.filters.http.ext_authz", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"}}]);
+        ["http_filters"] = json!([{"name": "envoy.filters.http.ext_proc", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"}}]);
     assert_eq!(
         error(bootstrap),
-        "listener \"http\": filter_chains[0].filters[0].typed_config.http_filters[0]: HTTP filter \"envoy.filters.http.ext_authz\" is not supported by this proxy"
+        "listener \"http\": filter_chains[0].filters[0].typed_config.http_filters[0]: HTTP filter \"envoy.filters.http.ext_proc\" is not supported by this proxy"
     );
 
     let mut bootstrap = http_bootstrap(

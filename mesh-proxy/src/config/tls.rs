@@ -427,9 +427,7 @@ fn common(
         ("custom_handshaker", ctx.custom_handshaker.is_some()),
         ("key_log", ctx.key_log.is_some()),
     ];
-    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
-        return Err(at.field(field).unsupported(field));
-    }
+    at.refuse(&refused)?;
     let mut certificates = Vec::new();
     for (i, cert) in ctx.tls_certificates.iter().enumerate() {
         certificates.push(identity(cert, &at.field("tls_certificates").index(i))?);
@@ -544,9 +542,7 @@ fn validation(
         ),
         ("max_verify_depth", v.max_verify_depth.is_some()),
     ];
-    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
-        return Err(at.field(field).unsupported(field));
-    }
+    at.refuse(&refused)?;
     let mut sans = Vec::new();
     for (i, m) in v.match_typed_subject_alt_names.iter().enumerate() {
         let at = at.field("match_typed_subject_alt_names").index(i);
@@ -599,9 +595,7 @@ fn identity(cert: &TlsCertificate, at: &At) -> Result<Identity, ConfigError> {
         ("pkcs12", cert.pkcs12.is_some()),
         ("ocsp_staple", cert.ocsp_staple.is_some()),
     ];
-    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
-        return Err(at.field(field).unsupported(field));
-    }
+    at.refuse(&refused)?;
     let chain_at = at.field("certificate_chain");
     let chain = cert
         .certificate_chain

@@ -1,7 +1,6 @@
 //! The connection manager's `tracing`: which requests get a span, what the
 //! span carries, and where it is exported.
 
-use envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
 use envoy_types::pb::envoy::config::trace::v3::OpenTelemetryConfig;
 use envoy_types::pb::envoy::config::trace::v3::tracing::http::ConfigType;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as EnvoyTracing;
@@ -20,8 +19,8 @@ const DEFAULT_MAX_PATH_TAG_LENGTH: usize = 256;
 /// Tracing of one connection manager, with the OpenTelemetry tracer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tracing {
-    /// The cluster spans are exported to over OTLP/gRPC. Calls name the
-    /// chosen endpoint as their authority; `envoy_grpc.authority` is not used.
+    /// The cluster spans are exported to over OTLP/gRPC (see
+    /// [`super::grpc_service`]).
     pub collector_cluster: String,
     /// `service.name` of the spans' resource.
     pub service_name: String,
@@ -49,8 +48,8 @@ pub enum TagValue {
     Literal(String),
     /// A request header; the default when absent, and no tag without one.
     RequestHeader { name: HeaderName, default: String },
-    /// Dynamic metadata, which this proxy does not produce: only the
-    /// default is ever written, and no tag without one.
+    /// Dynamic metadata, which tags do not read: only the default is ever
+    /// written, and no tag without one.
     Missing { default: String },
 }
 
@@ -125,25 +124,12 @@ fn collector(config: &OpenTelemetryConfig, at: &At) -> Result<String, ConfigErro
         ("resource_detectors", !config.resource_detectors.is_empty()),
         ("sampler", config.sampler.is_some()),
     ];
-    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
-        return Err(at.field(field).unsupported(field));
-    }
+    at.refuse(&refused)?;
     let at = at.field("grpc_service");
     let Some(service) = &config.grpc_service else {
         return Err(at.error("a grpc_service is required"));
     };
-    match &service.target_specifier {
-        Some(TargetSpecifier::EnvoyGrpc(grpc)) if !grpc.cluster_name.is_empty() => {
-            Ok(grpc.cluster_name.clone())
-        }
-        Some(TargetSpecifier::GoogleGrpc(_)) => {
-            Err(at.field("google_grpc").unsupported("google_grpc"))
-        }
-        _ => Err(at
-            .field("envoy_grpc")
-            .field("cluster_name")
-            .error("a cluster is required")),
-    }
+    Ok(super::grpc_service::compile(service, &at)?.cluster)
 }
 
 /// A sampling percentage; unset is 100%, as in Envoy.
@@ -189,7 +175,7 @@ fn custom_tag(
 #[cfg(test)]
 mod tests {
     use envoy_types::pb::envoy::config::core::v3::GrpcService;
-    use envoy_types::pb::envoy::config::core::v3::grpc_service::EnvoyGrpc;
+    use envoy_types::pb::envoy::config::core::v3::grpc_service::{EnvoyGrpc, TargetSpecifier};
     use envoy_types::pb::envoy::config::trace::v3::tracing::Http;
     use envoy_types::pb::google::protobuf::Any;
     use prost::Message;

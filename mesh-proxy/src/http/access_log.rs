@@ -168,6 +168,9 @@ fn json_value(
         ] => rendered
             .parse::<u64>()
             .map_or(serde_json::Value::Null, serde_json::Value::from),
+        [Token::Op(Operator::DynamicMetadata { namespace, path })] => {
+            metadata_value(outcome, namespace, path).unwrap_or(serde_json::Value::Null)
+        }
         // Envoy prints "-" for no response flags, and null for other missing values.
         [Token::Op(op)] if rendered == "-" && *op != Operator::ResponseFlags => {
             serde_json::Value::Null
@@ -225,8 +228,28 @@ fn text(token: &Token, record: &Record, outcome: &Outcome, sent: u64) -> String 
         Operator::UpstreamTransportFailureReason => {
             or_dash(outcome.info.transport_failure.as_deref().map(str::to_owned))
         }
+        Operator::DynamicMetadata { namespace, path } => or_dash(
+            metadata_value(outcome, namespace, path).map(|value| match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            }),
+        ),
         Operator::Unknown => "-".into(),
     }
+}
+
+/// A value of the request's dynamic metadata, or its whole namespace.
+fn metadata_value(
+    outcome: &Outcome,
+    namespace: &str,
+    path: &[String],
+) -> Option<serde_json::Value> {
+    let metadata = outcome.info.metadata.as_deref()?;
+    if path.is_empty() {
+        let keys = metadata.0.get(namespace)?;
+        return Some(serde_json::Value::Object(keys.clone()));
+    }
+    metadata.get(namespace, path).cloned()
 }
 
 fn request_header(record: &Record, name: &str) -> Option<String> {

@@ -42,7 +42,7 @@ pub async fn forward(
     matched: &PathMatch,
     to: &Forward,
     parts: Parts,
-    body: Incoming,
+    body: Body,
 ) -> Response<Body> {
     let cluster = crate::lb::by_weight(&to.clusters);
     let Some(upstream) = state.upstreams.get(cluster) else {
@@ -67,7 +67,7 @@ async fn forward_to(
     matched: &PathMatch,
     to: &Forward,
     mut parts: Parts,
-    body: Incoming,
+    body: Body,
 ) -> Response<Body> {
     let Some(_admitted) = upstream.admit() else {
         upstream.stats.response(503);
@@ -135,12 +135,12 @@ async fn forward_to(
 enum RequestBody {
     Buffered(Bytes),
     /// Taken by the first attempt.
-    Streamed(Option<Incoming>),
+    Streamed(Option<Body>),
 }
 
 impl RequestBody {
     /// Buffers bodies known to be small; larger or unknown ones stay streamed.
-    async fn buffer(body: Incoming) -> RequestBody {
+    async fn buffer(body: Body) -> RequestBody {
         if body.is_end_stream() {
             return RequestBody::Buffered(Bytes::new());
         }
@@ -161,7 +161,7 @@ impl RequestBody {
                     .map_err(|never| match never {})
                     .boxed(),
             ),
-            RequestBody::Streamed(body) => body.take().map(BodyExt::boxed),
+            RequestBody::Streamed(body) => body.take(),
         }
     }
 }

@@ -32,13 +32,16 @@ impl ResponseFlags {
     pub const URX: ResponseFlags = ResponseFlags(1 << 9);
     /// Denied by an RBAC filter.
     pub const RBAC: ResponseFlags = ResponseFlags(1 << 10);
+    /// Denied by an external authorizer, or refused because it could not be asked.
+    pub const UAEX: ResponseFlags = ResponseFlags(1 << 11);
 
-    const NAMES: [(ResponseFlags, &'static str); 11] = [
+    const NAMES: [(ResponseFlags, &'static str); 12] = [
         (Self::DI, "DI"),
         (Self::FI, "FI"),
         (Self::NC, "NC"),
         (Self::NR, "NR"),
         (Self::RBAC, "RBAC"),
+        (Self::UAEX, "UAEX"),
         (Self::UC, "UC"),
         (Self::UF, "UF"),
         (Self::UH, "UH"),
@@ -86,6 +89,9 @@ pub struct ResponseInfo {
     pub transport_failure: Option<Arc<str>>,
     /// The route's `decorator.operation`, which names the request's span.
     pub operation: Option<Arc<str>>,
+    /// What the filters left in the request's dynamic metadata, when an
+    /// access log may print it.
+    pub metadata: Option<Arc<crate::config::DynamicMetadata>>,
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The HTTP path: a connection manager per listener that routes each request
 //! and forwards it, or answers it locally.
 
+pub mod access;
 pub mod access_log;
 pub mod cors;
 pub mod fault;

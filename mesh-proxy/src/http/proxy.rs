@@ -13,11 +13,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::info::{ResponseFlags, ResponseInfo};
-use super::{Body, access_log, cors, fault, forward, route};
+use super::{Body, access, access_log, cors, fault, forward, route};
 use crate::config::{
-    Action, ClientCertHeader, Facts, HttpManager, Redirect, Route, VirtualHost, rbac_allows,
+    Action, ClientCertHeader, DynamicMetadata, HttpManager, Redirect, Route, VirtualHost,
 };
-use crate::lb::Downstream;
 use crate::stats::ListenerStats;
 use crate::telemetry::HttpTelemetry;
 use crate::telemetry::spans::HttpTracing;
@@ -71,19 +70,30 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
 }
 
 async fn respond(state: &HttpState, mut parts: Parts, body: Incoming) -> Response<Body> {
-    if let Some(jwt) = &state.manager.jwt
-        && let Some(refusal) = super::jwt::check(jwt, &mut parts)
-    {
-        return refusal;
+    let verdict = access::check(state, &mut parts, body.boxed()).await;
+    // Only access logs read the metadata once the filters are done.
+    let metadata = (!state.access_logs.is_empty())
+        .then(|| parts.extensions.get::<DynamicMetadata>().cloned())
+        .flatten()
+        .map(Arc::new);
+    let mut response = match verdict {
+        access::Verdict::Refused(refusal) => refusal,
+        access::Verdict::Pass { body, response } => {
+            let mut answer = faulted_or_routed(state, parts, body).await;
+            answer.headers_mut().extend(response);
+            answer
+        }
+    };
+    if metadata.is_some() {
+        response
+            .extensions_mut()
+            .get_or_insert_default::<ResponseInfo>()
+            .metadata = metadata;
     }
-    if !state.manager.rbac.is_empty() && !rbac_allows(&state.manager.rbac, &facts(&parts)) {
-        state.stats.rq_rbac_denied.fetch_add(1, Ordering::Relaxed);
-        return local_reply(
-            StatusCode::FORBIDDEN,
-            "RBAC: access denied",
-            ResponseFlags::RBAC,
-        );
-    }
+    response
+}
+
+async fn faulted_or_routed(state: &HttpState, parts: Parts, body: Body) -> Response<Body> {
     let selected = route::select(&state.manager.routes, &parts);
     let fault = fault::for_request(&state.manager, selected.map(|(_, route)| route));
     let injected = fault::inject(fault, &state.stats).await;
@@ -104,7 +114,7 @@ async fn routed(
     state: &HttpState,
     selected: Option<(&VirtualHost, &Route)>,
     mut parts: Parts,
-    body: Incoming,
+    body: Body,
 ) -> Response<Body> {
     let Some((vhost, route)) = selected else {
         state.stats.rq_no_route.fetch_add(1, Ordering::Relaxed);
@@ -199,28 +209,6 @@ pub(crate) fn client_cert_element(uri: &str) -> Option<HeaderValue> {
         format!("URI={uri}")
     };
     HeaderValue::from_str(&value).ok()
-}
-
-/// What RBAC looks at for one request: the request, and its connection's
-/// addresses and client certificate. A request without its connection's
-/// addresses (never the case when served by a listener) matches no
-/// address rule.
-fn facts(parts: &Parts) -> Facts<'_> {
-    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-    let downstream = parts
-        .extensions
-        .get::<Downstream>()
-        .copied()
-        .unwrap_or(Downstream {
-            remote: unspecified,
-            local: unspecified,
-        });
-    Facts::new(
-        Some(parts),
-        downstream,
-        parts.extensions.get::<DownstreamTls>(),
-        None,
-    )
 }
 
 /// The authority the client asked for (HTTP/2 `:authority` or the Host header).

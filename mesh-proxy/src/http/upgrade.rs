@@ -6,7 +6,6 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -32,7 +31,7 @@ pub async fn forward(
     mut parts: Parts,
     protocol: HeaderValue,
     path_and_query: &str,
-    body: Incoming,
+    body: Body,
 ) -> Response<Body> {
     let Some(client_side) = parts.extensions.remove::<OnUpgrade>() else {
         return local_reply(
@@ -61,7 +60,7 @@ pub async fn forward(
     parts.headers.insert(header::UPGRADE, protocol);
     let mut response = match upstream
         .client
-        .request(Request::from_parts(parts, body.boxed()))
+        .request(Request::from_parts(parts, body))
         .await
     {
         Ok(response) => response,

@@ -3,8 +3,7 @@
 //!
 //! Requests never wait for it: a span that finds the queue full is dropped
 //! and counted, and so are the spans of an export call that fails. The
-//! call goes through the cluster's endpoints and connection pool (TLS
-//! included), over HTTP/2 whatever the cluster's own protocol.
+//! call is one of the proxy's own gRPC calls (see [`crate::grpc_call`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -12,19 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{CONTENT_TYPE, TE};
-use http::{HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::http::observe::grpc_status;
+use crate::grpc_call;
 use crate::upstream::Upstream;
 
 /// Spans waiting for export; beyond this they are dropped.
@@ -184,14 +180,19 @@ async fn send(batch: Vec<Finished>, stats: &ExportStats) {
         for chunk in spans.chunks(MAX_BATCH) {
             let count = chunk.len();
             let request = export_request(chunk);
-            match tokio::time::timeout(EXPORT_TIMEOUT, export(&collector, request)).await {
-                Ok(Ok(())) => {
+            let call = grpc_call::unary::<_, ExportTraceServiceResponse>(
+                &collector,
+                EXPORT_PATH,
+                &request,
+            );
+            match tokio::time::timeout(EXPORT_TIMEOUT, call).await {
+                Ok(Ok(_)) => {
                     stats.spans_sent.fetch_add(count as u64, Ordering::Relaxed);
                 }
                 failed => {
                     let error = match failed {
-                        Ok(Err(err)) => err,
-                        _ => ExportError::TimedOut,
+                        Ok(Err(err)) => err.to_string(),
+                        _ => format!("no answer within {EXPORT_TIMEOUT:?}"),
                     };
                     tracing::debug!(cluster = %collector.name, %error, spans = count, "span export failed");
                     stats.export_failures.fetch_add(1, Ordering::Relaxed);
@@ -241,72 +242,4 @@ pub(crate) fn string_attribute(key: &str, value: &str) -> KeyValue {
         }),
         ..KeyValue::default()
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ExportError {
-    #[error("the collector cluster has no endpoint")]
-    NoEndpoint,
-    #[error("{0}")]
-    Request(#[from] hyper_util::client::legacy::Error),
-    #[error("reading the answer: {0}")]
-    Body(#[from] hyper::Error),
-    #[error("the collector answered HTTP {0}")]
-    Http(StatusCode),
-    #[error("the collector answered grpc-status {0:?}")]
-    Grpc(Option<u32>),
-    #[error("no answer within {EXPORT_TIMEOUT:?}")]
-    TimedOut,
-}
-
-/// One unary gRPC call: a length-prefixed message, and a status in the
-/// headers or trailers.
-async fn export(
-    collector: &Upstream,
-    request: ExportTraceServiceRequest,
-) -> Result<(), ExportError> {
-    let pick = collector
-        .balancer
-        .pick_hashed(None, 0)
-        .ok_or(ExportError::NoEndpoint)?;
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(pick.authority());
-    uri.path_and_query = Some(http::uri::PathAndQuery::from_static(EXPORT_PATH));
-    let mut call = Request::new(
-        Full::new(grpc_message(&request))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *call.method_mut() = http::Method::POST;
-    *call.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
-    *call.version_mut() = http::Version::HTTP_2;
-    let headers = call.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert(TE, HeaderValue::from_static("trailers"));
-    let response = collector.grpc_client().request(call).await;
-    pick.report(response.as_ref().map_or(503, |r| r.status().as_u16()));
-    let response = response?;
-    if response.status() != StatusCode::OK {
-        return Err(ExportError::Http(response.status()));
-    }
-    let in_headers = grpc_status(response.headers());
-    let collected = response.into_body().collect().await?;
-    let status = in_headers.or_else(|| collected.trailers().and_then(grpc_status));
-    match status {
-        Some(0) => Ok(()),
-        other => Err(ExportError::Grpc(other)),
-    }
-}
-
-/// gRPC's framing: no compression, the length, the message.
-fn grpc_message(message: &impl Message) -> Bytes {
-    let len = message.encoded_len();
-    let mut buffer = BytesMut::with_capacity(5 + len);
-    buffer.put_u8(0);
-    buffer.put_u32(len as u32);
-    message
-        .encode(&mut buffer)
-        .expect("the buffer has room for the message");
-    buffer.freeze()
 }

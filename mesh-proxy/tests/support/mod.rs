@@ -1,6 +1,7 @@
 //! Real processes and servers on loopback for the proxy's tests.
 #![allow(dead_code)]
 
+pub mod authz;
 pub mod ca_server;
 pub mod collector;
 pub mod jwt;
@@ -352,6 +353,15 @@ pub fn http_listener(name: &str, virtual_hosts: Value) -> Value {
     })
 }
 
+/// Puts `filters` (a list) before the router of an [`http_listener`].
+pub fn before_router(listener: &mut Value, filters: Value) {
+    let list = &mut listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+    let router = list[0].take();
+    let mut all = filters.as_array().expect("a list of filters").clone();
+    all.push(router);
+    *list = Value::Array(all);
+}
+
 pub fn tcp_listener(name: &str, cluster: &str) -> Value {
     json!({
         "name": name,
@@ -612,6 +622,25 @@ fn tls_socket(kind: &str, mut context: Value) -> Value {
         "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.{kind}"
     ));
     json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
+}
+
+/// The lines of `path` once it holds at least `n` of them.
+pub async fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} log lines in {}",
+            lines.len(),
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// An echo reply's header, as the upstream received it.

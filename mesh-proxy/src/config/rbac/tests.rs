@@ -7,7 +7,22 @@ use super::*;
 
 fn compile_json(rules: Value, http: bool) -> Result<Rbac, ConfigError> {
     let rules: EnvoyRbac = mesh_api::envoy::from_json(&rules).unwrap();
-    compile(Some(&rules), http, &At::resource("listener", "inbound")).map(|r| r.unwrap())
+    let namespace = if http {
+        HTTP_METADATA
+    } else {
+        NETWORK_METADATA
+    };
+    let at = At::resource("listener", "inbound");
+    compile(namespace, Some(&rules), None, "", &at).map(|r| r.unwrap())
+}
+
+fn allows(rbac: &Rbac, facts: &Facts<'_>) -> bool {
+    rbac.decide(facts).allowed
+}
+
+/// Whether every filter lets it through, as a chain of filters decides.
+fn allowed(filters: &[Rbac], facts: &Facts<'_>) -> bool {
+    filters.iter().all(|f| allows(f, facts))
 }
 
 fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Parts {
@@ -60,20 +75,32 @@ fn allow_lets_through_only_what_a_policy_matches() {
     let get = request("GET", "/reviews/0?x=1", &[]);
     let delete = request("DELETE", "/reviews/0", &[]);
     let admin = request("GET", "/admin/stats", &[]);
-    assert!(rbac.allows(&facts(Some(&get), Some(PRODUCTPAGE), "10.0.0.2", 9080)));
-    assert!(!rbac.allows(&facts(Some(&delete), Some(PRODUCTPAGE), "10.0.0.2", 9080)));
-    assert!(!rbac.allows(&facts(Some(&admin), Some(PRODUCTPAGE), "10.0.0.2", 9080)));
+    assert!(allows(
+        &rbac,
+        &facts(Some(&get), Some(PRODUCTPAGE), "10.0.0.2", 9080)
+    ));
+    assert!(!allows(
+        &rbac,
+        &facts(Some(&delete), Some(PRODUCTPAGE), "10.0.0.2", 9080)
+    ));
+    assert!(!allows(
+        &rbac,
+        &facts(Some(&admin), Some(PRODUCTPAGE), "10.0.0.2", 9080)
+    ));
     assert!(
-        !rbac.allows(&facts(
-            Some(&get),
-            Some("spiffe://cluster.local/ns/default/sa/other"),
-            "10.0.0.2",
-            9080
-        )),
+        !allows(
+            &rbac,
+            &facts(
+                Some(&get),
+                Some("spiffe://cluster.local/ns/default/sa/other"),
+                "10.0.0.2",
+                9080
+            )
+        ),
         "another principal"
     );
     assert!(
-        !rbac.allows(&facts(Some(&get), None, "10.0.0.2", 9080)),
+        !allows(&rbac, &facts(Some(&get), None, "10.0.0.2", 9080)),
         "plain text has no principal"
     );
 }
@@ -100,9 +127,15 @@ fn deny_refuses_what_a_policy_matches_and_filters_chain() {
     let allow = compile_json(allow_productpage(), true).unwrap();
     let get = request("GET", "/reviews/0", &[]);
     let delete = request("DELETE", "/reviews/0", &[]);
-    assert!(deny.allows(&facts(Some(&get), None, "10.1.2.3", 9080)));
-    assert!(!deny.allows(&facts(Some(&delete), None, "10.1.2.3", 9080)));
-    assert!(!deny.allows(&facts(Some(&get), None, "192.168.0.1", 9080)));
+    assert!(allows(&deny, &facts(Some(&get), None, "10.1.2.3", 9080)));
+    assert!(!allows(
+        &deny,
+        &facts(Some(&delete), None, "10.1.2.3", 9080)
+    ));
+    assert!(!allows(
+        &deny,
+        &facts(Some(&get), None, "192.168.0.1", 9080)
+    ));
     let both = [deny, allow];
     assert!(allowed(
         &both,
@@ -133,21 +166,21 @@ fn ports_headers_and_names() {
     .unwrap();
     let blue = request("GET", "/", &[("x-team", "blue-1")]);
     let red = request("GET", "/", &[("x-team", "red")]);
-    assert!(rbac.allows(&facts(Some(&blue), None, "10.0.0.2", 9080)));
-    assert!(rbac.allows(&facts(Some(&blue), None, "10.0.0.2", 15009)));
+    assert!(allows(&rbac, &facts(Some(&blue), None, "10.0.0.2", 9080)));
+    assert!(allows(&rbac, &facts(Some(&blue), None, "10.0.0.2", 15009)));
     assert!(
-        !rbac.allows(&facts(Some(&blue), None, "10.0.0.2", 15010)),
+        !allows(&rbac, &facts(Some(&blue), None, "10.0.0.2", 15010)),
         "the end is excluded"
     );
-    assert!(!rbac.allows(&facts(Some(&red), None, "10.0.0.2", 9080)));
+    assert!(!allows(&rbac, &facts(Some(&red), None, "10.0.0.2", 9080)));
 }
 
 #[test]
 fn a_policy_set_with_no_policies_allows_nothing_under_allow() {
     let rbac = compile_json(json!({"action": "ALLOW"}), false).unwrap();
-    assert!(!rbac.allows(&facts(None, None, "10.0.0.2", 9080)));
+    assert!(!allows(&rbac, &facts(None, None, "10.0.0.2", 9080)));
     let rbac = compile_json(json!({"action": "DENY"}), false).unwrap();
-    assert!(rbac.allows(&facts(None, None, "10.0.0.2", 9080)));
+    assert!(allows(&rbac, &facts(None, None, "10.0.0.2", 9080)));
 }
 
 #[test]
@@ -178,10 +211,89 @@ fn unsupported_and_http_only_rules_are_refused_by_field() {
         err.contains("principal filter_state is not supported"),
         "{err}"
     );
-    let err = compile_json(json!({"action": "LOG"}), true)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("rules.action"), "{err}");
+    let matcher: HttpRbac = mesh_api::envoy::from_json(&json!({
+        "rules": {"action": "ALLOW"},
+        "shadow_matcher": {"matcher_list": {"matchers": []}}
+    }))
+    .unwrap();
+    let err = http_filter(&matcher, &At::resource("listener", "inbound")).unwrap_err();
+    assert_eq!(err.field, "shadow_matcher", "{err}");
+}
+
+/// What the CUSTOM action of Istio writes: shadow DENY rules whose match
+/// `ext_authz` reads back from the metadata.
+fn shadow_filter() -> Rbac {
+    let config: HttpRbac = mesh_api::envoy::from_json(&json!({
+        "shadow_rules": {"action": "DENY", "policies": {
+            "istio-ext-authz-ns[default]-policy[ext]-rule[0]": {
+                "permissions": [{"url_path": {"path": {"prefix": "/admin"}}}],
+                "principals": [{"any": true}]
+            }
+        }},
+        "shadow_rules_stat_prefix": "istio_ext_authz_"
+    }))
+    .unwrap();
+    http_filter(&config, &At::resource("listener", "inbound"))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn shadow_rules_report_and_never_refuse() {
+    let rbac = shadow_filter();
+    let admin = request("GET", "/admin/users", &[]);
+    let decision = rbac.decide(&facts(Some(&admin), None, "10.0.0.2", 80));
+    assert!(decision.allowed, "shadow rules do not enforce");
+    let key = |k: &str| {
+        decision
+            .metadata
+            .get(HTTP_METADATA, &[k.to_owned()])
+            .cloned()
+    };
+    assert_eq!(
+        key("istio_ext_authz_shadow_effective_policy_id"),
+        Some(json!("istio-ext-authz-ns[default]-policy[ext]-rule[0]"))
+    );
+    assert_eq!(
+        key("istio_ext_authz_shadow_engine_result"),
+        Some(json!("denied"))
+    );
+
+    let other = request("GET", "/products", &[]);
+    let decision = rbac.decide(&facts(Some(&other), None, "10.0.0.2", 80));
+    assert!(decision.allowed);
+    let namespace = &decision.metadata.0[HTTP_METADATA];
+    assert_eq!(
+        namespace.get("istio_ext_authz_shadow_engine_result"),
+        Some(&json!("allowed"))
+    );
+    assert!(
+        !namespace.contains_key("istio_ext_authz_shadow_effective_policy_id"),
+        "no policy matched"
+    );
+}
+
+#[test]
+fn log_rules_hint_the_access_log_and_allow_everything() {
+    let rbac = compile_json(
+        json!({"action": "LOG", "policies": {"ns[default]-policy[audit]-rule[0]": {
+            "permissions": [{"header": {"name": ":method", "string_match": {"exact": "DELETE"}}}],
+            "principals": [{"any": true}]
+        }}}),
+        true,
+    )
+    .unwrap();
+    let hint = |method: &str| {
+        let parts = request(method, "/", &[]);
+        let decision = rbac.decide(&facts(Some(&parts), None, "10.0.0.2", 80));
+        assert!(decision.allowed, "LOG never refuses");
+        decision
+            .metadata
+            .get(COMMON_METADATA, &[ACCESS_LOG_HINT.to_owned()])
+            .cloned()
+    };
+    assert_eq!(hint("DELETE"), Some(json!(true)));
+    assert_eq!(hint("GET"), Some(json!(false)));
 }
 
 /// istiod's principal for `requestPrincipals: ["https://issuer.example/alice"]`
@@ -220,7 +332,7 @@ fn with_payload(payload: Value) -> Parts {
 #[test]
 fn metadata_rules_read_what_jwt_authn_verified() {
     let rbac = compile_json(allow_request_principal(), true).unwrap();
-    let allows = |parts: &Parts| rbac.allows(&facts(Some(parts), None, "10.0.0.2", 80));
+    let allows = |parts: &Parts| allows(&rbac, &facts(Some(parts), None, "10.0.0.2", 80));
     let alice = |groups: Value| {
         with_payload(json!({"iss": "https://issuer.example", "sub": "alice", "groups": groups}))
     };

@@ -2,8 +2,8 @@ use http::Request;
 use serde_json::{Value, json};
 
 use super::{Failure, METADATA_FILTER, check_at};
-use crate::config::{DynamicMetadata, HttpManager, JwtAuthn, ListenerKind};
-use crate::testing::{compile, http_bootstrap};
+use crate::config::{DynamicMetadata, HttpAccess, JwtAuthn};
+use crate::testing::access_filter;
 
 #[path = "../../../tests/support/jwt.rs"]
 mod signer;
@@ -35,26 +35,10 @@ fn provider(signers: &[&Signer]) -> Value {
 }
 
 fn filter(config: Value) -> JwtAuthn {
-    let mut typed = json!({"@type": JWT_AUTHN});
-    typed
-        .as_object_mut()
-        .unwrap()
-        .extend(config.as_object().unwrap().clone());
-    let mut bootstrap = http_bootstrap(
-        json!([{"name": "all", "domains": ["*"], "routes": [
-            {"match": {"prefix": "/"}, "route": {"cluster": "a"}}]}]),
-        &["a"],
-    );
-    let filters = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
-        [0]["typed_config"]["http_filters"];
-    let router = filters[0].take();
-    *filters = json!([{"name": "envoy.filters.http.jwt_authn", "typed_config": typed}, router]);
-    let mut config = compile(&bootstrap).expect("the filter compiles");
-    let ListenerKind::Http(manager) = &mut config.listeners[0].chains[0].kind else {
-        panic!("an HTTP listener");
-    };
-    let manager: &mut HttpManager = std::sync::Arc::get_mut(manager).unwrap();
-    manager.jwt.take().expect("a jwt_authn filter")
+    match access_filter("envoy.filters.http.jwt_authn", JWT_AUTHN, config, &[]) {
+        HttpAccess::Jwt(jwt) => jwt,
+        _ => panic!("a jwt_authn filter"),
+    }
 }
 
 fn claims(extra: Value) -> Value {
