@@ -1,14 +1,20 @@
 //! Istio's MeshConfig from a YAML file (what istiod reads from the `mesh`
 //! key of its `istio` ConfigMap): the fields the control plane uses, with
 //! Istio's defaults. Unknown fields are ignored, as other MeshConfig
-//! settings are not implemented; errors name the file and the field.
+//! settings are not implemented, except inside the external authorizers
+//! of `extensionProviders` ([`ext_authz`]), whose every field is read;
+//! errors name the file and the field, and the provider when in one.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::model::{CustomTag, MeshConfig, OutboundTrafficPolicy, TagValue, TracingProvider};
+use crate::model::{
+    CustomTag, ExtAuthzProvider, MeshConfig, OutboundTrafficPolicy, TagValue, TracingProvider,
+};
+
+mod ext_authz;
 
 /// Istio's `PILOT_TRACE_SAMPLING` default: 1% of requests.
 pub const DEFAULT_TRACE_SAMPLING: f64 = 1.0;
@@ -64,7 +70,7 @@ pub fn parse(file: &str, text: &str) -> Result<MeshConfig, MeshConfigError> {
         serde_path_to_error::deserialize(&value).map_err(|err| MeshConfigError::Field {
             file: file.into(),
             field: err.path().to_string(),
-            reason: err.inner().to_string(),
+            reason: with_provider(&value, err.path(), err.inner().to_string()),
         })?;
     raw.into_model()
         .map_err(|(field, reason)| MeshConfigError::Field {
@@ -133,9 +139,13 @@ struct RawFromName {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawExtensionProvider {
+    #[serde(default)]
     name: String,
     opentelemetry: Option<RawOpenTelemetry>,
+    envoy_ext_authz_http: Option<ext_authz::RawExtAuthz>,
+    envoy_ext_authz_grpc: Option<ext_authz::RawExtAuthz>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,13 +183,58 @@ impl RawMeshConfig {
             Some(false) => None,
             _ => self.tracing_provider()?,
         };
+        let ext_authz = self.ext_authz_providers()?;
         Ok(MeshConfig {
             trust_domain: self.trust_domain.unwrap_or(defaults.trust_domain),
             root_namespace: self.root_namespace.unwrap_or(defaults.root_namespace),
             outbound_traffic_policy,
             tracing,
+            ext_authz,
             ..defaults
         })
+    }
+
+    /// The `envoyExtAuthzHttp` and `envoyExtAuthzGrpc` providers by name.
+    fn ext_authz_providers(&self) -> Result<BTreeMap<String, ExtAuthzProvider>, FieldError> {
+        let mut providers = BTreeMap::new();
+        for (index, provider) in self.extension_providers.iter().enumerate() {
+            let at = ext_authz::At {
+                path: format!("extensionProviders[{index}]"),
+                name: &provider.name,
+            };
+            let parsed = match (
+                &provider.envoy_ext_authz_http,
+                &provider.envoy_ext_authz_grpc,
+            ) {
+                (None, None) => continue,
+                (Some(http), None) => ext_authz::http(http, &at)?,
+                (None, Some(grpc)) => ext_authz::grpc(grpc, &at)?,
+                (Some(_), Some(_)) => {
+                    return Err((
+                        at.path,
+                        format!(
+                            "provider {:?}: envoyExtAuthzHttp and envoyExtAuthzGrpc are exclusive",
+                            provider.name
+                        ),
+                    ));
+                }
+            };
+            ext_authz::name(&provider.name, &at)?;
+            let first = self.extension_providers[..index]
+                .iter()
+                .position(|p| p.name == provider.name);
+            if let Some(first) = first {
+                return Err((
+                    format!("{}.name", at.path),
+                    format!(
+                        "{:?} already names extensionProviders[{first}]",
+                        provider.name
+                    ),
+                ));
+            }
+            providers.insert(provider.name.clone(), parsed);
+        }
+        Ok(providers)
     }
 
     /// The first of `defaultProviders.tracing`, which must be an
@@ -230,6 +285,28 @@ impl RawMeshConfig {
     }
 }
 
+/// A reason, with the name of the extension provider `path` is in.
+fn with_provider(
+    value: &serde_json::Value,
+    path: &serde_path_to_error::Path,
+    reason: String,
+) -> String {
+    use serde_path_to_error::Segment;
+    let mut segments = path.iter();
+    let index = match (segments.next(), segments.next()) {
+        (Some(Segment::Map { key }), Some(Segment::Seq { index }))
+            if key == "extensionProviders" =>
+        {
+            *index
+        }
+        _ => return reason,
+    };
+    match value["extensionProviders"][index]["name"].as_str() {
+        Some(name) => format!("provider {name:?}: {reason}"),
+        None => reason,
+    }
+}
+
 /// `defaultConfig.tracing.sampling` as istiod reads it: unset or 0 is the
 /// default, and above 100 falls back to 1%.
 fn sampling(configured: Option<f64>) -> f64 {
@@ -265,4 +342,4 @@ fn custom_tag(tag: &str, raw: &RawCustomTag) -> Result<CustomTag, FieldError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -94,6 +94,56 @@ pub struct MeshConfig {
     pub outbound_traffic_policy: OutboundTrafficPolicy,
     /// Where proxies send trace spans; none by default.
     pub tracing: Option<TracingProvider>,
+    /// The external authorizers of `extensionProviders`, by name, for
+    /// AuthorizationPolicy's CUSTOM action.
+    pub ext_authz: BTreeMap<String, ExtAuthzProvider>,
+}
+
+/// An `envoyExtAuthzHttp` or `envoyExtAuthzGrpc` extension provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtAuthzProvider {
+    /// The authorizer's host name, or `namespace/hostname`.
+    pub service: String,
+    pub port: u16,
+    /// How long an answer may take; istiod's default is 600s.
+    pub timeout: Option<std::time::Duration>,
+    /// Let requests through when the authorizer cannot be asked.
+    pub fail_open: bool,
+    /// The status of requests refused because the authorizer could not
+    /// be asked; 403 when unset.
+    pub status_on_error: Option<u16>,
+    pub include_request_body: Option<RequestBodyInCheck>,
+    pub kind: ExtAuthzKind,
+}
+
+/// `includeRequestBodyInCheck`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestBodyInCheck {
+    pub max_request_bytes: u32,
+    pub allow_partial_message: bool,
+    pub pack_as_bytes: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtAuthzKind {
+    /// Asked over `envoy.service.auth.v3.Authorization/Check`; also checks
+    /// TCP connections.
+    Grpc,
+    /// Asked in plain HTTP; only HTTP requests.
+    Http(HttpAuthorizer),
+}
+
+/// What an `envoyExtAuthzHttp` provider says beyond where it is. Header
+/// lists hold names, `prefix*` or `*suffix`, matched ignoring case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpAuthorizer {
+    pub path_prefix: String,
+    pub include_request_headers: Vec<String>,
+    /// Sorted by name.
+    pub include_additional_headers: BTreeMap<String, String>,
+    pub headers_to_upstream_on_allow: Vec<String>,
+    pub headers_to_downstream_on_deny: Vec<String>,
+    pub headers_to_downstream_on_allow: Vec<String>,
 }
 
 /// The tracing provider of `defaultProviders.tracing`: an OpenTelemetry
@@ -141,6 +191,7 @@ impl Default for MeshConfig {
             domain: "cluster.local".into(),
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
             tracing: None,
+            ext_authz: BTreeMap::new(),
         }
     }
 }
