@@ -7,7 +7,10 @@
 //! - `GET /debug/config_dump?proxyID=ID`: the resources last sent to a proxy
 //!   (node id or `<pod>.<namespace>`), as Envoy's admin `ConfigDump` JSON.
 //! - `GET /debug/config_problems`: what the config sources left out and why
-//!   (invalid files, resources defined twice), as a JSON list.
+//!   (invalid files, resources defined twice), and the served config that
+//!   cannot be honoured (CUSTOM AuthorizationPolicies whose authorizer
+//!   cannot be asked, for the snapshot served and the proxies connected),
+//!   as a JSON list.
 //! - `/api/...`: handed to an [`ApiHandler`] when one is given (the config
 //!   API that `meshctl apply` talks to); 404 otherwise.
 
@@ -25,8 +28,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use mesh_api::load::Problem;
+use mesh_api::validate::Path;
+
 use crate::metrics::Metrics;
 use crate::store::{ConfigSet, ConfigSource};
+use crate::translate;
 use crate::xds::{self, Connections, Push, stopped};
 
 /// The response of an [`ApiHandler`].
@@ -135,7 +142,7 @@ async fn page(state: &Monitoring, request: Request<Incoming>) -> Response<Full<B
             json(&serde_json::to_value(statuses).unwrap_or_default())
         }
         "/debug/config_dump" => config_dump(state, query).await,
-        "/debug/config_problems" => json(&config_problems(&state.config_sources)),
+        "/debug/config_problems" => json(&config_problems(state)),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }
 }
@@ -158,14 +165,19 @@ async fn config_dump(state: &Monitoring, query: &str) -> Response<Full<Bytes>> {
     }
 }
 
-/// The problems of every source, and of resources two sources both define,
-/// as the snapshot sees them: the config they name is not being served.
-fn config_problems(sources: &[Arc<dyn ConfigSource>]) -> serde_json::Value {
-    let sets: Vec<Arc<ConfigSet>> = sources.iter().map(|s| s.current()).collect();
+/// The problems of every source, of resources two sources both define, as
+/// the snapshot sees them (the config they name is not being served), and
+/// of policies served that cannot be honoured.
+fn config_problems(state: &Monitoring) -> serde_json::Value {
+    let sets: Vec<Arc<ConfigSet>> = state.config_sources.iter().map(|s| s.current()).collect();
     let merged = ConfigSet::merge(sets.iter().map(AsRef::as_ref));
+    let snapshot = Arc::clone(&state.pushes.borrow().snapshot);
+    let served = translate::authorization_problems(&snapshot, &state.connections.proxies());
     merged
         .problems
         .iter()
+        .cloned()
+        .chain(served.into_iter().map(|p| policy_problem(p, &merged)))
         .map(|problem| {
             serde_json::json!({
                 "file": problem.file,
@@ -177,6 +189,26 @@ fn config_problems(sources: &[Arc<dyn ConfigSource>]) -> serde_json::Value {
             })
         })
         .collect()
+}
+
+/// A policy's problem, placed where its source read it.
+fn policy_problem(problem: translate::PolicyProblem, set: &ConfigSet) -> Problem {
+    let kind = "AuthorizationPolicy";
+    let source = set.entries.iter().find(|entry| {
+        let key = crate::store::Key::of(&entry.resource);
+        key.kind == kind && key.namespace == problem.namespace && key.name == problem.name
+    });
+    let path = problem
+        .field
+        .split('.')
+        .fold(Path::root(), |path, field| path.field(field));
+    Problem {
+        file: source.map(|e| e.source.file.clone()).unwrap_or_default(),
+        line: source.map_or(0, |e| e.source.line),
+        subject: Some(format!("{kind} {}/{}", problem.namespace, problem.name)),
+        path: Some(path),
+        reason: problem.reason,
+    }
 }
 
 /// The first value of `name` in a query string, percent-decoded.

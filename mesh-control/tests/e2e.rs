@@ -6,7 +6,10 @@
 //! traffic without a failed request, and the proxies outlive the control
 //! plane and resync with it when it comes back. With mesh-control as the
 //! CA, the sidecars get their certificates with bootstrap tokens, talk
-//! mTLS, and under a STRICT PeerAuthentication refuse plain text.
+//! mTLS, and under a STRICT PeerAuthentication refuse plain text. A CUSTOM
+//! AuthorizationPolicy has `reviews`' sidecar ask an external authorizer
+//! (a MeshConfig `envoyExtAuthzHttp` provider) about some paths, and an
+//! AUDIT policy changes no decision.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -380,9 +383,15 @@ impl Http {
 
     /// GET `url`, optionally with a Host header: status and body.
     async fn get(&self, url: &str, host: Option<&str>) -> Result<(u16, String), String> {
+        let host = host.map(|h| ("host", h));
+        self.get_with(url, host.as_slice()).await
+    }
+
+    /// GET `url` with these headers: status and body.
+    async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Result<(u16, String), String> {
         let mut request = http::Request::get(url);
-        if let Some(host) = host {
-            request = request.header(http::header::HOST, host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request.body(Empty::new()).unwrap();
         let response = tokio::time::timeout(Duration::from_secs(5), self.0.request(request))
@@ -659,22 +668,82 @@ async fn plain_text_answered(http: &Http, ip: Ipv4Addr) -> bool {
     .is_ok()
 }
 
+/// A mesh where `reviews` is routed to v1 alone, which fronts `v1_app`
+/// (v2's address has no sidecar), in a config directory under `dir`.
+struct V1Only {
+    config_dir: PathBuf,
+    client_ip: Ipv4Addr,
+    v1_ip: Ipv4Addr,
+}
+
+impl V1Only {
+    fn write(dir: &Path, v1_app: SocketAddr) -> V1Only {
+        let config_dir = dir.join("config");
+        std::fs::create_dir(&config_dir).unwrap();
+        let ips = loopback_ips(3);
+        let (client_ip, v1_ip, v2_ip) = (ips[0], ips[1], ips[2]);
+        write_config(
+            &config_dir,
+            "mesh.yaml",
+            &mesh_config(client_ip, (v1_ip, v1_app), (v2_ip, v1_app)),
+        );
+        write_config(&config_dir, "route.yaml", &route_all_to("v1"));
+        V1Only {
+            config_dir,
+            client_ip,
+            v1_ip,
+        }
+    }
+
+    /// The client's sidecar and v1's.
+    fn sidecars(&self, dir: &Path, identity: &Identity, xds: SocketAddr) -> [Running; 2] {
+        [
+            sidecar(
+                dir,
+                "client",
+                self.client_ip,
+                &BTreeMap::from([("app", "client")]),
+                identity,
+                xds,
+            ),
+            sidecar(
+                dir,
+                "reviews-v1",
+                self.v1_ip,
+                &BTreeMap::from([("app", "reviews"), ("version", "v1")]),
+                identity,
+                xds,
+            ),
+        ]
+    }
+
+    /// The URL of `path` on `reviews` through the client's sidecar.
+    fn url(&self, path: &str) -> String {
+        format!("http://{}:{PORT}{path}", self.client_ip)
+    }
+
+    /// Waits until v1 answers through the client's sidecar, checking that
+    /// every sidecar stays up meanwhile.
+    async fn wait_for_v1(&self, http: &Http, proxies: &mut [Running], what: &str) {
+        let url = self.url("/reviews/0");
+        wait_for(what, async || {
+            for proxy in proxies.iter_mut() {
+                proxy.assert_alive("a sidecar");
+            }
+            match http.get(&url, Some("reviews:9080")).await {
+                Ok((200, body)) if body == "v1" => Some(()),
+                _ => None,
+            }
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_from_the_mesh_ca_carry_strict_mtls() {
     let dir = tempfile::tempdir().unwrap();
-    let config_dir = dir.path().join("config");
-    std::fs::create_dir(&config_dir).unwrap();
-    let ips = loopback_ips(2);
-    let (client_ip, v1_ip) = (ips[0], ips[1]);
-    // Only v1 runs: its address is the one routed to.
-    let v2_ip = loopback_ips(1)[0];
-    let v1_app = app("v1").await;
-    write_config(
-        &config_dir,
-        "mesh.yaml",
-        &mesh_config(client_ip, (v1_ip, v1_app), (v2_ip, v1_app)),
-    );
-    write_config(&config_dir, "route.yaml", &route_all_to("v1"));
+    let mesh = V1Only::write(dir.path(), app("v1").await);
+    let (config_dir, v1_ip) = (&mesh.config_dir, mesh.v1_ip);
     let ca_dir = dir.path().join("ca");
     let tokens = dir.path().join("tokens");
     write_tokens(&ca_dir, &tokens, &["client", "reviews-v1"]);
@@ -692,35 +761,14 @@ async fn certificates_from_the_mesh_ca_carry_strict_mtls() {
         // Short, so that certificates rotate several times during the test.
         ttl: "4s",
     };
-    let mut proxies = [
-        sidecar(
-            dir.path(),
-            "client",
-            client_ip,
-            &BTreeMap::from([("app", "client")]),
-            &identity,
-            plane.xds,
-        ),
-        sidecar(
-            dir.path(),
-            "reviews-v1",
-            v1_ip,
-            &BTreeMap::from([("app", "reviews"), ("version", "v1")]),
-            &identity,
-            plane.xds,
-        ),
-    ];
+    let mut proxies = mesh.sidecars(dir.path(), &identity, plane.xds);
     let http = Http::new();
-    let url = format!("http://{client_ip}:{PORT}/reviews/0");
-    wait_for("v1 through the client sidecar, over mTLS", async || {
-        for proxy in &mut proxies {
-            proxy.assert_alive("a sidecar");
-        }
-        match http.get(&url, Some("reviews:9080")).await {
-            Ok((200, body)) if body == "v1" => Some(()),
-            _ => None,
-        }
-    })
+    let url = mesh.url("/reviews/0");
+    mesh.wait_for_v1(
+        &http,
+        &mut proxies,
+        "v1 through the client sidecar, over mTLS",
+    )
     .await;
     assert!(
         plain_text_answered(&http, v1_ip).await,
@@ -729,7 +777,7 @@ async fn certificates_from_the_mesh_ca_carry_strict_mtls() {
 
     // Mesh-wide STRICT: the sidecars keep talking; plain text is refused.
     write_config(
-        &config_dir,
+        config_dir,
         "strict.yaml",
         "apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -769,4 +817,132 @@ spec: {mtls: {mode: STRICT}}
     .await;
     assert!(load.sent.load(Ordering::Relaxed) > 0);
     finish_without_failures(load).await;
+}
+
+/// What the authorizer answers a denied request with.
+const AUTHORIZER_DENIES: &str = "denied by the authorizer";
+
+/// An HTTP authorizer: 200 for requests with `x-allow: yes`, else 403;
+/// counts what it is asked.
+async fn authorizer(asked: Arc<AtomicU64>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let asked = Arc::clone(&asked);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: http::Request<Incoming>| {
+                    asked.fetch_add(1, Ordering::Relaxed);
+                    let allowed = request.headers().get("x-allow").is_some_and(|v| v == "yes");
+                    let response = if allowed {
+                        http::Response::new(Full::new(Bytes::new()))
+                    } else {
+                        let mut denied =
+                            http::Response::new(Full::new(Bytes::from(AUTHORIZER_DENIES)));
+                        *denied.status_mut() = http::StatusCode::FORBIDDEN;
+                        denied
+                    };
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+/// The authorizer as a service of the registry, and the policies: CUSTOM
+/// on `/admin/*` of `reviews`, AUDIT on everything.
+fn authorization_config(authorizer: SocketAddr) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ext-authz, namespace: default}}
+spec:
+  hosts: [ext-authz.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 8000, name: http, protocol: HTTP}}]
+  endpoints: [{{address: {ip}, ports: {{http: {port}}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: admin, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  action: CUSTOM
+  provider: {{name: ext-authz}}
+  rules:
+  - to: [{{operation: {{paths: ['/admin/*']}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: audit-everything, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  action: AUDIT
+  rules:
+  - {{}}
+",
+        ip = authorizer.ip(),
+        port = authorizer.port()
+    )
+}
+
+const EXT_AUTHZ_MESH: &str = "extensionProviders:
+- name: ext-authz
+  envoyExtAuthzHttp:
+    service: ext-authz.default.svc.cluster.local
+    port: 8000
+    timeout: 5s
+    includeRequestHeadersInCheck: [x-allow]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_policy_asks_the_external_authorizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = V1Only::write(dir.path(), app("v1").await);
+    let asked = Arc::new(AtomicU64::new(0));
+    let authorizer = authorizer(Arc::clone(&asked)).await;
+    let authorization = authorization_config(authorizer);
+    write_config(&mesh.config_dir, "authz.yaml", &authorization);
+    let mesh_file = dir.path().join("meshconfig.yaml");
+    std::fs::write(&mesh_file, EXT_AUTHZ_MESH).unwrap();
+    let flags = ["--mesh-config", mesh_file.to_str().unwrap()];
+    let plane = ControlPlane::start_with(dir.path(), 0, 0, &flags).await;
+    let ca = Ca::new();
+    let mut proxies = mesh.sidecars(dir.path(), &Identity::Static(&ca), plane.xds);
+    let http = Http::new();
+    mesh.wait_for_v1(&http, &mut proxies, "v1 through the client sidecar")
+        .await;
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        0,
+        "paths outside the CUSTOM policy are not put to the authorizer"
+    );
+
+    let admin = mesh.url("/admin/users");
+    let host = ("host", "reviews:9080");
+    assert_eq!(
+        http.get_with(&admin, &[host]).await,
+        Ok((403, AUTHORIZER_DENIES.into()))
+    );
+    assert_eq!(
+        http.get_with(&admin, &[host, ("x-allow", "yes")]).await,
+        Ok((200, "v1".into()))
+    );
+    assert_eq!(asked.load(Ordering::Relaxed), 2);
+    // The AUDIT policy matches every request and refuses none.
+    for _ in 0..5 {
+        assert_eq!(
+            http.get(&mesh.url("/reviews/0"), Some("reviews:9080"))
+                .await,
+            Ok((200, "v1".into()))
+        );
+    }
+    for proxy in &mut proxies {
+        proxy.assert_alive("a sidecar");
+    }
 }

@@ -173,7 +173,15 @@ fn inbound_http(
     proxy: &mesh_control::model::Proxy,
     policies: &str,
 ) -> std::sync::Arc<mesh_proxy::config::HttpManager> {
-    let resources = translate(proxy, &snapshot(read(Source::Text(policies))));
+    inbound_http_of(proxy, &snapshot(read(Source::Text(policies))))
+}
+
+/// [`inbound_http`] for a snapshot.
+fn inbound_http_of(
+    proxy: &mesh_control::model::Proxy,
+    snapshot: &mesh_control::model::MeshSnapshot,
+) -> std::sync::Arc<mesh_proxy::config::HttpManager> {
+    let resources = translate(proxy, snapshot);
     let bootstrap: Bootstrap = from_json(&json!({"node": {"id": proxy.id.to_string()}})).unwrap();
     let mut received = received(&resources, &secrets());
     for name in ORIGINAL_DST_CLUSTERS {
@@ -375,4 +383,58 @@ fn mesh_proxy_runs_traced_sidecar_and_gateway_configs() {
     Config::from_resources(&bootstrap, &received(&resources, &secrets()))
         .config
         .unwrap_or_else(|err| panic!("mesh-proxy refuses the traced gateway: {err}"));
+}
+
+#[test]
+fn custom_and_audit_policies_compile_in_mesh_proxy() {
+    let _descriptors = Descriptors::get();
+    let policies = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: CUSTOM
+  provider: {name: authz}
+  rules:
+  - to: [{operation: {paths: [/admin/*]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit, namespace: mesh-system}
+spec:
+  action: AUDIT
+  rules:
+  - to: [{operation: {methods: [DELETE]}}]
+";
+    let mut snapshot = snapshot(read(Source::Text(policies)));
+    snapshot.mesh = mesh_control::mesh_config::parse(
+        "mesh.yaml",
+        "extensionProviders:\n\
+         - name: authz\n  envoyExtAuthzGrpc: {service: ratings.default.svc.cluster.local, port: 9080}\n",
+    )
+    .unwrap();
+    let reviews = common::sidecar("reviews", "v1", "127.0.0.31");
+    let manager = inbound_http_of(&reviews, &snapshot);
+    assert!(
+        matches!(
+            manager.access.as_slice(),
+            [
+                HttpAccess::Rbac(_),
+                HttpAccess::ExtAuthz(_),
+                HttpAccess::Rbac(_)
+            ]
+        ),
+        "{:?}",
+        manager.access
+    );
+    assert!(
+        allowed(&manager, "DELETE", "/reviews/0", None),
+        "AUDIT refuses nothing"
+    );
+    accepts(
+        &translate(&reviews, &snapshot),
+        &secrets(),
+        "CUSTOM and AUDIT",
+    );
 }

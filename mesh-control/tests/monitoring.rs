@@ -123,6 +123,27 @@ async fn the_api_hook_serves_under_api() {
     assert_eq!(without.get("/api/v1/config").await.0, 404);
 }
 
+/// What `/debug/config_problems` lists (and its text) when `dir` is the
+/// config source and its valid config is served.
+async fn problems_listed(dir: &std::path::Path) -> (Vec<serde_json::Value>, String) {
+    let source: Arc<dyn ConfigSource> = Arc::new(DirectorySource::start(dir).unwrap());
+    let served = mesh_control::model::MeshSnapshot {
+        config: source.current().resources(),
+        ..(*one_service()).clone()
+    };
+    let cp = ControlPlane::start_with(
+        Arc::new(served),
+        Options {
+            config_sources: vec![source],
+            ..Options::default()
+        },
+    )
+    .await;
+    let (status, body) = cp.get("/debug/config_problems").await;
+    assert_eq!(status, 200, "{body}");
+    (serde_json::from_str(&body).unwrap(), body)
+}
+
 #[tokio::test]
 async fn config_problems_list_what_the_sources_left_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,19 +161,7 @@ async fn config_problems_list_what_the_sources_left_out() {
         routes.replace("subset: v3", "subset: v3\n      weight: -5"),
     )
     .unwrap();
-    let source: Arc<dyn ConfigSource> = Arc::new(DirectorySource::start(dir.path()).unwrap());
-    let cp = ControlPlane::start_with(
-        one_service(),
-        Options {
-            config_sources: vec![source],
-            ..Options::default()
-        },
-    )
-    .await;
-
-    let (status, body) = cp.get("/debug/config_problems").await;
-    assert_eq!(status, 200, "{body}");
-    let problems: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let (problems, body) = problems_listed(dir.path()).await;
     // The invalid route, and the gateway file's Gateway and VirtualService
     // defined twice.
     assert_eq!(problems.len(), 3, "{body}");
@@ -188,5 +197,38 @@ async fn config_problems_list_what_the_sources_left_out() {
     assert_eq!(
         without.get("/debug/config_problems").await,
         (200, "[]\n".into())
+    );
+}
+
+#[tokio::test]
+async fn config_problems_list_custom_policies_that_cannot_reach_their_authorizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("authz.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: default}
+spec:
+  action: CUSTOM
+  provider: {name: nowhere}
+  rules:
+  - to: [{operation: {paths: [/admin/*]}}]
+",
+    )
+    .unwrap();
+    let (problems, body) = problems_listed(dir.path()).await;
+    assert_eq!(problems.len(), 1, "{body}");
+    let problem = &problems[0];
+    assert_eq!(problem["file"], policy.display().to_string().as_str());
+    assert_eq!(problem["line"], 1);
+    assert_eq!(problem["subject"], "AuthorizationPolicy default/ext");
+    assert_eq!(problem["path"], "spec.provider.name");
+    assert!(
+        problem["reason"]
+            .as_str()
+            .unwrap()
+            .contains("provider \"nowhere\""),
+        "{problem}"
     );
 }

@@ -1,6 +1,9 @@
-//! AuthorizationPolicy, translated as istiod does into Envoy RBAC filters on
-//! a workload's inbound chains: one DENY filter, then one ALLOW filter,
-//! each holding a policy per rule (`ns[<ns>]-policy[<name>]-rule[<i>]`).
+//! AuthorizationPolicy, translated as istiod does into Envoy filters on a
+//! workload's inbound chains, in istiod's order: CUSTOM (see [`custom`]),
+//! then `jwt_authn` (when a RequestAuthentication applies), then one RBAC
+//! filter per action: AUDIT (`action: LOG`, which only marks requests for
+//! the access log), DENY, ALLOW. Each holds a policy per rule
+//! (`ns[<ns>]-policy[<name>]-rule[<i>]`).
 //!
 //! - Which policies apply: those of the root namespace (mesh-wide; with a
 //!   selector, to the workloads it selects in every namespace), those of
@@ -20,11 +23,12 @@
 //!   [`jwt`]); a request without a token has no principal or claims.
 //! - What cannot be checked on the connection (HTTP fields, JWT fields
 //!   included, on a TCP port) never widens access: an ALLOW rule using it
-//!   is dropped (it matches nothing), a DENY rule loses the field (it
-//!   matches more), as istiod does for TCP.
+//!   is dropped (it matches nothing), a DENY, AUDIT or CUSTOM rule loses
+//!   the field (it matches more), as istiod does for TCP.
 //!
-//! Left out: CUSTOM (no external authorizer is run) and AUDIT policies,
-//! `targetRef(s)`, `trustDomains`, `destination.ip` is matched as written.
+//! Left out: `targetRef(s)`, `trustDomains`, the `istio.io/dry-run`
+//! annotation (such policies are enforced); `destination.ip` is matched
+//! as written.
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
@@ -45,109 +49,145 @@ use mesh_api::security::authorization_policy::{
     Action, AuthorizationPolicySpec, Condition, Operation, Rule, Source,
 };
 
-use super::context::Context;
+use super::context::{Config, Context};
 use super::proto::{any, u32v};
+use crate::model::{MeshSnapshot, Proxy};
 
+mod custom;
 mod jwt;
 
+pub use custom::{PolicyProblem, problems};
+
 /// The filters that decide what reaches a workload: RBAC on its inbound
-/// chains, and the `jwt_authn` filter whose verified tokens they read.
+/// chains, external authorization, and the `jwt_authn` filter whose
+/// verified tokens they read.
 #[derive(Debug, Default)]
 pub struct Authorization {
-    /// For HTTP connection managers, ahead of the router: `jwt_authn`
-    /// first when a RequestAuthentication applies, then DENY, then ALLOW.
+    /// For HTTP connection managers, ahead of the router, in order.
     pub http: Vec<HttpFilter>,
     /// For TCP chains, ahead of `tcp_proxy`.
     pub tcp: Vec<Filter>,
 }
 
+/// An AuthorizationPolicy that applies.
+type Applying<'a> = Config<'a, AuthorizationPolicySpec>;
+
 /// The filters the policies applying to the proxy's workload make.
 pub fn inbound(ctx: &Context) -> Authorization {
-    let policies = applying(ctx);
-    let mut out = Authorization {
-        http: super::request_authentication::filter(ctx)
-            .into_iter()
-            .collect(),
-        tcp: Vec::new(),
-    };
-    for action in [Action::Deny, Action::Allow] {
-        let chosen: Vec<_> = policies
-            .iter()
-            .filter(|p| p.2.action.unwrap_or_default() == action)
-            .collect();
+    let policies = applying(ctx.proxy, ctx.snapshot);
+    let mut out = Authorization::default();
+    custom::filters(ctx.snapshot, &policies, &mut out);
+    out.http.extend(super::request_authentication::filter(ctx));
+    for (action, rbac_action) in [
+        (Action::Audit, rbac::Action::Log),
+        (Action::Deny, rbac::Action::Deny),
+        (Action::Allow, rbac::Action::Allow),
+    ] {
+        let chosen = with_action(&policies, action);
         if chosen.is_empty() {
             continue;
         }
-        for http in [true, false] {
-            let rules = Rbac {
-                action: match action {
-                    Action::Deny => rbac::Action::Deny,
-                    _ => rbac::Action::Allow,
-                } as i32,
-                policies: chosen
-                    .iter()
-                    .flat_map(|(namespace, name, spec)| {
-                        spec.rules.iter().enumerate().filter_map(move |(i, rule)| {
-                            let policy = translate_rule(rule, action, http)?;
-                            Some((format!("ns[{namespace}]-policy[{name}]-rule[{i}]"), policy))
-                        })
-                    })
-                    .collect(),
-                ..Rbac::default()
-            };
-            if http {
-                out.http.push(HttpFilter {
-                    name: "envoy.filters.http.rbac".into(),
-                    config_type: Some(http_filter::ConfigType::TypedConfig(any(&HttpRbac {
-                        rules: Some(rules),
-                        ..HttpRbac::default()
-                    }))),
-                    ..HttpFilter::default()
-                });
-            } else {
-                out.tcp.push(Filter {
-                    name: "envoy.filters.network.rbac".into(),
-                    config_type: Some(filter::ConfigType::TypedConfig(any(&NetworkRbac {
-                        rules: Some(rules),
-                        stat_prefix: "tcp.".into(),
-                        ..NetworkRbac::default()
-                    }))),
-                });
-            }
-        }
+        let rules = |http| Rbac {
+            action: rbac_action as i32,
+            policies: rule_policies(&chosen, http, ""),
+            ..Rbac::default()
+        };
+        out.http.push(http_rbac(Some(rules(true)), None, ""));
+        out.tcp.push(network_rbac(Some(rules(false)), None, ""));
     }
     out
 }
 
-/// The ALLOW and DENY policies that apply to the proxy, in config order,
-/// with their namespace and name.
-fn applying<'a>(ctx: &Context<'a>) -> Vec<(&'a str, &'a str, &'a AuthorizationPolicySpec)> {
-    let proxy = ctx.proxy;
-    let root = ctx.snapshot.mesh.root_namespace.as_str();
-    ctx.snapshot
-        .config
+/// The policies with this action.
+fn with_action<'a>(policies: &[Applying<'a>], action: Action) -> Vec<Applying<'a>> {
+    policies
         .iter()
-        .filter_map(|resource| match resource.as_ref() {
-            Resource::AuthorizationPolicy(policy) => {
-                Some((resource.namespace(), resource.name(), &policy.spec))
-            }
-            _ => None,
+        .filter(|p| p.spec.action.unwrap_or_default() == action)
+        .copied()
+        .collect()
+}
+
+/// A policy per rule of `policies` that can be checked here, named
+/// `<prefix>ns[<ns>]-policy[<name>]-rule[<i>]`.
+fn rule_policies(
+    policies: &[Applying<'_>],
+    http: bool,
+    prefix: &str,
+) -> std::collections::HashMap<String, Policy> {
+    policies
+        .iter()
+        .flat_map(|p| {
+            let action = p.spec.action.unwrap_or_default();
+            p.spec
+                .rules
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, rule)| {
+                    let policy = translate_rule(rule, action, http)?;
+                    let name = format!("{prefix}ns[{}]-policy[{}]-rule[{i}]", p.namespace, p.name);
+                    Some((name, policy))
+                })
         })
-        .filter(|(namespace, _, spec)| {
-            let selected = spec
+        .collect()
+}
+
+/// `envoy.filters.http.rbac` with these rules and shadow rules.
+fn http_rbac(rules: Option<Rbac>, shadow: Option<Rbac>, shadow_prefix: &str) -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.rbac".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(any(&HttpRbac {
+            rules,
+            shadow_rules: shadow,
+            shadow_rules_stat_prefix: shadow_prefix.into(),
+            ..HttpRbac::default()
+        }))),
+        ..HttpFilter::default()
+    }
+}
+
+/// `envoy.filters.network.rbac` with these rules and shadow rules.
+fn network_rbac(rules: Option<Rbac>, shadow: Option<Rbac>, shadow_prefix: &str) -> Filter {
+    Filter {
+        name: "envoy.filters.network.rbac".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(&NetworkRbac {
+            rules,
+            shadow_rules: shadow,
+            shadow_rules_stat_prefix: shadow_prefix.into(),
+            stat_prefix: "tcp.".into(),
+            ..NetworkRbac::default()
+        }))),
+    }
+}
+
+/// The policies that apply to the proxy, in config order.
+fn applying<'a>(proxy: &Proxy, snapshot: &'a MeshSnapshot) -> Vec<Applying<'a>> {
+    let root = snapshot.mesh.root_namespace.as_str();
+    translated(snapshot)
+        .filter(|p| {
+            let selected = p
+                .spec
                 .selector
                 .as_ref()
                 .is_none_or(|s| s.matches(&proxy.labels));
-            (*namespace == root || *namespace == proxy.namespace)
-                && selected
-                && spec.target_ref.is_none()
-                && spec.target_refs.is_empty()
-                && matches!(
-                    spec.action.unwrap_or_default(),
-                    Action::Allow | Action::Deny
-                )
+            (p.namespace == root || p.namespace == proxy.namespace) && selected
         })
         .collect()
+}
+
+/// Every policy this translation reads: those without `targetRef(s)`.
+fn translated(snapshot: &MeshSnapshot) -> impl Iterator<Item = Applying<'_>> {
+    snapshot
+        .config
+        .iter()
+        .filter_map(|resource| match resource.as_ref() {
+            Resource::AuthorizationPolicy(policy) => Some(Config {
+                namespace: resource.namespace(),
+                name: resource.name(),
+                spec: &policy.spec,
+            }),
+            _ => None,
+        })
+        .filter(|p| p.spec.target_ref.is_none() && p.spec.target_refs.is_empty())
 }
 
 /// Whether a field can be checked here, and what to do when it cannot.
@@ -158,13 +198,13 @@ struct Scope {
 
 impl Scope {
     /// `Some(rule)` to use, `None` when the field cannot be checked: for
-    /// DENY the field is dropped (`Ok(None)`), for ALLOW the whole rule is
-    /// (`Err`).
+    /// ALLOW the whole rule is dropped (`Err`), for the other actions the
+    /// field (`Ok(None)`).
     fn checkable<T>(&self, can: bool, build: impl FnOnce() -> T) -> Result<Option<T>, Dropped> {
         match (can, self.action) {
             (true, _) => Ok(Some(build())),
-            (false, Action::Deny) => Ok(None),
-            (false, _) => Err(Dropped),
+            (false, Action::Allow) => Err(Dropped),
+            (false, _) => Ok(None),
         }
     }
 }

@@ -19,9 +19,12 @@
 //! - RequestAuthentication ([`request_authentication`]) becomes a
 //!   `jwt_authn` filter on the inbound HTTP connection managers (and a
 //!   gateway's), with keys inline or fetched into the snapshot.
-//! - AuthorizationPolicy ([`authorization`]) becomes RBAC filters on the
-//!   inbound chains, after `jwt_authn`: DENY, then ALLOW; request
-//!   principals and claims match the verified token.
+//! - AuthorizationPolicy ([`authorization`]) becomes filters on the
+//!   inbound chains: CUSTOM (shadow RBAC rules and the MeshConfig
+//!   provider's `ext_authz`) first, then `jwt_authn`, then RBAC for AUDIT
+//!   (`LOG`), DENY and ALLOW; request principals and claims match the
+//!   verified token. CUSTOM policies that cannot reach their authorizer
+//!   deny what they match, and are listed by [`authorization_problems`].
 //! - PeerAuthentication ([`peer_authentication`]) sets each inbound port's
 //!   chains: mTLS and plain text (PERMISSIVE), mTLS only (STRICT), or plain
 //!   text only (DISABLE).
@@ -57,7 +60,7 @@
 //!   Telemetry API is not read.
 //! - VirtualService `delegate` rules are skipped; RequestAuthentication
 //!   and AuthorizationPolicy with `targetRef(s)` are left out, and
-//!   gateways get `jwt_authn` but no RBAC. `retries.retryRemoteLocalities`,
+//!   gateways get `jwt_authn` but no RBAC or external authorization. `retries.retryRemoteLocalities`,
 //!   `warmup`, `tunnel`, `proxyProtocol`,
 //!   `retryBudget`, `connectionPool.tcp.idleTimeout` and
 //!   `outlierDetection.consecutiveLocalOriginFailures` are not translated.
@@ -92,6 +95,7 @@ mod locality;
 mod peer_authentication;
 mod policy;
 mod proto;
+mod provider;
 mod request_authentication;
 mod route;
 mod sidecar_listener;
@@ -112,6 +116,7 @@ use mesh_api::names::ProxyKind;
 
 use crate::model::{MeshSnapshot, Proxy};
 
+pub use authorization::{PolicyProblem, problems as authorization_problems};
 pub use filters::{PluginConfig, TypedStruct};
 pub use http_route::{DEFAULT_RETRIES, DEFAULT_RETRY_ON};
 

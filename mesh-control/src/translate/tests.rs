@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::listener::v3::{FilterChain, filter};
 use envoy_types::pb::envoy::config::route::v3::{Route, route, route_action};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use mesh_api::load::{Resource, load_str};
 use mesh_api::networking::gateway::Protocol;
 use mesh_api::networking::service_entry::{Location, Resolution};
+use prost::Message;
 use serde_json::{Value, json};
 
 use super::{Resources, translate};
@@ -122,6 +125,31 @@ fn cluster<'a>(resources: &'a Resources, name: &str) -> &'a Cluster {
 
 fn json_of<M: prost::Message + prost::Name>(m: &M) -> Value {
     mesh_api::envoy::to_json(m).unwrap()
+}
+
+/// The chain `name` of the `virtualInbound` listener.
+fn inbound_chain(resources: &Resources, name: &str) -> FilterChain {
+    let listener = resources
+        .listeners
+        .iter()
+        .find(|l| l.name == "virtualInbound")
+        .unwrap();
+    listener
+        .filter_chains
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no chain {name}"))
+        .clone()
+}
+
+/// The HTTP filters of a chain's connection manager, as JSON.
+fn http_filters_of(chain: &FilterChain) -> Vec<Value> {
+    let Some(filter::ConfigType::TypedConfig(any)) = &chain.filters.last().unwrap().config_type
+    else {
+        panic!("a typed HCM");
+    };
+    let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+    hcm.http_filters.iter().map(json_of).collect()
 }
 
 const DR: &str = r#"
@@ -754,9 +782,6 @@ spec:
 
 /// The `tracing` of every HTTP connection manager, by listener name.
 fn tracing_by_listener(resources: &Resources) -> Vec<(String, Option<Value>)> {
-    use envoy_types::pb::envoy::config::listener::v3::filter;
-    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
-    use prost::Message;
     let mut found = Vec::new();
     for listener in &resources.listeners {
         let chains = listener
@@ -854,4 +879,5 @@ fn no_tracing_without_a_provider_or_its_service() {
     let managers = tracing_by_listener(&translate(&me, &snapshot));
     assert!(managers.iter().all(|(_, tracing)| tracing.is_none()));
 }
+mod authorization;
 mod jwt;

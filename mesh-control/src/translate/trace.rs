@@ -7,8 +7,8 @@
 //!
 //! As in istiod, a provider whose service is not in the registry (or whose
 //! host name is ambiguous across namespaces) configures no tracing. The
-//! RBAC dry-run tags istiod adds are left out: this control plane never
-//! writes the shadow rules they read.
+//! RBAC dry-run tags istiod adds are left out: this control plane writes
+//! no dry-run shadow rules for them to read.
 
 use envoy_types::pb::envoy::config::core::v3::GrpcService;
 use envoy_types::pb::envoy::config::core::v3::grpc_service::{EnvoyGrpc, TargetSpecifier};
@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::r#type::tracing::v3::{CustomTag, custom_tag};
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::UInt32Value;
-use mesh_api::names::{ClusterName, ProxyKind};
+use mesh_api::names::ProxyKind;
 use prost::{Message, Name};
 
 use super::proto::{any, boolv};
@@ -108,23 +108,10 @@ fn connection_manager_tracing(proxy: &Proxy, snapshot: &MeshSnapshot) -> Option<
     })
 }
 
-/// The collector's host name and cluster. `namespace/hostname` picks the
-/// service of that namespace; a bare host name must be in one namespace only.
+/// The collector's host name and cluster (see [`super::provider`]).
 fn collector(provider: &TracingProvider, snapshot: &MeshSnapshot) -> Option<(String, String)> {
-    let (namespace, host) = match provider.service.split_once('/') {
-        Some((namespace, host)) => (Some(namespace), host),
-        None => (None, provider.service.as_str()),
-    };
-    let mut matching = snapshot
-        .services
-        .iter()
-        .filter(|s| s.hostname == host && namespace.is_none_or(|ns| s.namespace == ns));
-    let service = matching.next()?;
-    if matching.next().is_some() {
-        return None;
-    }
-    let cluster = ClusterName::outbound(provider.port, "", &service.hostname).to_string();
-    Some((service.hostname.clone(), cluster))
+    let found = super::provider::lookup(&provider.service, provider.port, snapshot).ok()?;
+    Some((found.hostname, found.cluster))
 }
 
 /// The workload as Istio's tags name it, from its labels the way the

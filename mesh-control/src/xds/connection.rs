@@ -254,6 +254,11 @@ impl Connections {
         self.lock().values().cloned().collect()
     }
 
+    /// The proxy of every connection, oldest first.
+    pub fn proxies(&self) -> Vec<Proxy> {
+        self.all().iter().map(|c| lock(c).proxy.clone()).collect()
+    }
+
     /// The newest connection of a proxy, by node id or `<pod>.<namespace>`.
     pub fn find(&self, proxy_id: &str) -> Option<Arc<Mutex<Connection>>> {
         self.all().into_iter().rev().find(|c| {

@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::listener::v3::filter;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
-use prost::Message;
 use serde_json::{Value, json};
 
-use super::{endpoint, json_of, proxy, reviews_snapshot, translate};
+use super::{endpoint, http_filters_of, inbound_chain, proxy, reviews_snapshot, translate};
 use crate::model::{FetchedJwks, MeshSnapshot};
 
 const INLINE_KEYS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
@@ -77,22 +74,7 @@ fn snapshot(fetched: &[(&str, &str)]) -> MeshSnapshot {
 fn inbound_filters(snapshot: &MeshSnapshot) -> Vec<Value> {
     let me = proxy("default", &[("app", "reviews"), ("version", "v1")]);
     let resources = translate(&me, snapshot);
-    let listener = resources
-        .listeners
-        .iter()
-        .find(|l| l.name == "virtualInbound")
-        .unwrap();
-    let chain = listener
-        .filter_chains
-        .iter()
-        .find(|c| c.name == "0.0.0.0_8080")
-        .unwrap();
-    let Some(filter::ConfigType::TypedConfig(any)) = &chain.filters.last().unwrap().config_type
-    else {
-        panic!("a typed HCM");
-    };
-    let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
-    hcm.http_filters.iter().map(json_of).collect()
+    http_filters_of(&inbound_chain(&resources, "0.0.0.0_8080"))
 }
 
 #[test]
