@@ -19,6 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::config::HttpAccess;
 use crate::drain::{Drain, Trigger};
 use crate::identity::CertificateProvider;
 use crate::live::Live;
@@ -145,7 +146,12 @@ fn prometheus(state: &AdminState) -> String {
         ClusterStats::render_membership(name, upstream.balancer.membership(), &mut out);
     }
     for http in &view.http {
-        http.stats.render(&http.manager.stat_prefix, &mut out);
+        let prefix = &http.manager.stat_prefix;
+        http.stats.render(prefix, &mut out);
+        let access = &http.manager.access;
+        if access.iter().any(|f| matches!(f, HttpAccess::ExtAuthz(_))) {
+            http.stats.ext_authz.render(prefix, &mut out);
+        }
     }
     state.telemetry.metrics.render(&mut out);
     state.telemetry.tracer.queue.stats.render(&mut out);

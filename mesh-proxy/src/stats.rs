@@ -176,7 +176,6 @@ impl ListenerStats {
             "envoy_http_fault_delays_injected{{{label}}} {}",
             get(&self.fault_delays_injected)
         );
-        self.ext_authz.render(&label, out);
         let _ = writeln!(
             out,
             "envoy_http_fault_aborts_injected{{{label}}} {}",
@@ -201,7 +200,9 @@ pub struct ExtAuthzStats {
 }
 
 impl ExtAuthzStats {
-    fn render(&self, label: &str, out: &mut String) {
+    /// For connection managers with an `ext_authz` filter, as Envoy has them.
+    pub fn render(&self, prefix: &str, out: &mut String) {
+        let label = format!("envoy_http_conn_manager_prefix=\"{prefix}\"");
         let series = [
             ("ok", &self.ok),
             ("denied", &self.denied),
