@@ -248,7 +248,7 @@ enum ExportError {
     #[error("the collector cluster has no endpoint")]
     NoEndpoint,
     #[error("{0}")]
-    Request(#[from] hyper_util::client::legacy::Error),
+    Request(#[from] crate::upstream::SendError),
     #[error("reading the answer: {0}")]
     Body(#[from] hyper::Error),
     #[error("the collector answered HTTP {0}")]
@@ -284,7 +284,8 @@ async fn export(
     let headers = call.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));
-    let response = collector.grpc_client().request(call).await;
+    let endpoint = pick.endpoint().address;
+    let response = collector.grpc_pool().send(endpoint, call).await;
     pick.report(response.as_ref().map_or(503, |r| r.status().as_u16()));
     let response = response?;
     if response.status() != StatusCode::OK {
