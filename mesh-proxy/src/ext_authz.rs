@@ -73,7 +73,7 @@ pub enum AskError {
     #[error(transparent)]
     Grpc(#[from] CallError),
     #[error("the authorizer cannot be reached: {0}")]
-    Request(#[from] hyper_util::client::legacy::Error),
+    Request(#[from] crate::upstream::SendError),
     #[error("reading the authorizer's answer: {0}")]
     Body(#[from] hyper::Error),
     #[error("the authorizer answered {0}")]

@@ -19,7 +19,7 @@ pub enum CallError {
     #[error("the cluster has no endpoint")]
     NoEndpoint,
     #[error("{0}")]
-    Request(#[from] hyper_util::client::legacy::Error),
+    Request(#[from] crate::upstream::SendError),
     #[error("reading the answer: {0}")]
     Body(#[from] hyper::Error),
     #[error("the server answered HTTP {0}")]
@@ -59,7 +59,8 @@ where
     let headers = call.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));
-    let response = upstream.grpc_client().request(call).await;
+    let endpoint = pick.endpoint().address;
+    let response = upstream.grpc_pool().send(endpoint, call).await;
     pick.report(response.as_ref().map_or(503, |r| r.status().as_u16()));
     let response = response?;
     if response.status() != StatusCode::OK {

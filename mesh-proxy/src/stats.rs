@@ -5,6 +5,32 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A cluster's connections to its endpoints: opened so far, and open now.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    pub total: AtomicU64,
+    pub active: AtomicU64,
+}
+
+impl ConnectionStats {
+    /// Counts a new connection; the guard counts its end.
+    pub fn opened(self: &Arc<Self>) -> OpenConnection {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(self))
+    }
+}
+
+/// An open connection, counted in `active` until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<ConnectionStats>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counters of one cluster.
 #[derive(Debug, Default)]
 pub struct ClusterStats {
@@ -13,7 +39,8 @@ pub struct ClusterStats {
     pub rq_class: [AtomicU64; 5],
     pub rq_timeout: AtomicU64,
     pub cx_connect_fail: AtomicU64,
-    pub cx_total: AtomicU64,
+    /// Connections to the endpoints, shared with the tasks that run them.
+    pub connections: Arc<ConnectionStats>,
     /// Requests refused by the circuit breakers.
     pub rq_pending_overflow: AtomicU64,
     pub rq_retry: AtomicU64,
@@ -48,7 +75,8 @@ impl ClusterStats {
             ("upstream_rq_total", &self.rq_total),
             ("upstream_rq_timeout", &self.rq_timeout),
             ("upstream_cx_connect_fail", &self.cx_connect_fail),
-            ("upstream_cx_total", &self.cx_total),
+            ("upstream_cx_total", &self.connections.total),
+            ("upstream_cx_active", &self.connections.active),
             ("upstream_rq_pending_overflow", &self.rq_pending_overflow),
             ("upstream_rq_retry", &self.rq_retry),
             ("upstream_rq_retry_overflow", &self.rq_retry_overflow),

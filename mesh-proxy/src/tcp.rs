@@ -2,18 +2,15 @@
 //! TLS to the endpoints whose transport socket says so.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::telemetry::TcpTelemetry;
 use crate::telemetry::metrics::TcpSeries;
-use crate::tls::{self, UpstreamIo};
 use crate::upstream::Upstream;
 
 /// Proxies one accepted connection; half-closes are passed on.
@@ -29,7 +26,7 @@ pub async fn proxy_connection<S>(
         return;
     };
     let address = pick.endpoint().address;
-    let Some(mut server) = connect(&upstream, address).await else {
+    let Ok(mut server) = upstream.connector.connect(address).await else {
         upstream
             .stats
             .cx_connect_fail
@@ -40,7 +37,7 @@ pub async fn proxy_connection<S>(
         return;
     };
     pick.report(200);
-    upstream.stats.cx_total.fetch_add(1, Ordering::Relaxed);
+    let _open = upstream.stats.connections.opened();
     let series = telemetry.map(|t| t.open(upstream.service.as_ref()));
     let mut client = Counted {
         inner: client,
@@ -103,19 +100,4 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-}
-
-/// A connection to the endpoint, with the TLS handshake done if it has TLS;
-/// both within the cluster's connect timeout.
-async fn connect(upstream: &Upstream, address: SocketAddr) -> Option<UpstreamIo> {
-    let limit = upstream.cluster.connect_timeout;
-    let tcp = tokio::time::timeout(limit, TcpStream::connect(address))
-        .await
-        .ok()?
-        .ok()?;
-    let _ = tcp.set_nodelay(true);
-    let (Some(tls), Some(stats)) = (upstream.tls.get(&address), &upstream.stats.tls) else {
-        return Some(UpstreamIo::Plain(tcp));
-    };
-    tls::connect(tls, address, tcp, limit, stats).await.ok()
 }

@@ -2,19 +2,17 @@
 //! pool, and counters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-
 use crate::config::{Cluster, Config, ServiceRef};
-use crate::http::Body;
 use crate::lb::Balancer;
-use crate::stats::ClusterStats;
-use crate::tls::{ClientTls, Connector, TlsStats};
+use crate::stats::{ClusterStats, ConnectionStats};
+use crate::tls::{Connector, TlsStats};
+
+mod pool;
+
+pub use pool::{Pool, PooledBody, SendError};
 
 #[derive(Debug)]
 pub struct Upstream {
@@ -23,13 +21,11 @@ pub struct Upstream {
     pub name: Arc<str>,
     pub balancer: Arc<Balancer>,
     /// Pooled connections to the cluster's endpoints (HTTP/1.1, or HTTP/2 when asked).
-    pub client: Client<Connector, Body>,
-    /// What `client` connects with, for [`Upstream::grpc_client`].
-    connector: Connector,
+    pub pool: Pool,
+    /// TCP, then TLS for the endpoints that have it.
+    pub connector: Connector,
     /// HTTP/2 connections for the proxy's own gRPC calls, made when first needed.
-    grpc: OnceLock<Client<Connector, Body>>,
-    /// The endpoints reached over TLS, by address.
-    pub tls: Arc<HashMap<SocketAddr, Arc<ClientTls>>>,
+    grpc: OnceLock<Pool>,
     pub stats: ClusterStats,
     /// The service the cluster stands for, for Istio's metrics.
     pub service: Option<Arc<ServiceRef>>,
@@ -62,9 +58,6 @@ impl Upstream {
     /// A cluster's endpoints, pool and counters, fresh; outlier detection
     /// sweeps run while it lives.
     pub fn new(cluster: Arc<Cluster>) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cluster.connect_timeout));
-        connector.set_nodelay(true);
         let tls: Arc<HashMap<_, _>> = Arc::new(
             cluster
                 .endpoints
@@ -73,15 +66,15 @@ impl Upstream {
                 .collect(),
         );
         let tls_stats = Arc::new(TlsStats::default());
-        let connector = Connector::new(
-            connector,
-            Arc::clone(&tls),
-            cluster.connect_timeout,
-            Arc::clone(&tls_stats),
+        let tls_used = !tls.is_empty();
+        let connector = Connector::new(tls, cluster.connect_timeout, Arc::clone(&tls_stats));
+        let connections = Arc::new(ConnectionStats::default());
+        let pool = Pool::new(
+            connector.clone(),
+            cluster.http2,
+            cluster.connections,
+            Arc::clone(&connections),
         );
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(cluster.http2)
-            .build(connector.clone());
         let balancer = Arc::new(Balancer::new(&cluster));
         balancer.start_outlier_sweeps();
         Upstream {
@@ -89,32 +82,36 @@ impl Upstream {
             stats: ClusterStats {
                 outlier: balancer.outlier_stats(),
                 health: cluster.health_check.as_ref().map(|_| Arc::default()),
-                tls: (!tls.is_empty()).then_some(tls_stats),
+                tls: tls_used.then_some(tls_stats),
+                connections,
                 ..ClusterStats::default()
             },
             balancer,
             service: cluster.services.first().cloned().map(Arc::new),
             cluster,
-            client,
+            pool,
             connector,
             grpc: OnceLock::new(),
-            tls,
             active_requests: AtomicU32::new(0),
             active_retries: AtomicU32::new(0),
         }
     }
 
-    /// A client speaking HTTP/2 to the endpoints, as gRPC needs, for calls
-    /// the proxy itself makes (span export): the cluster's own pool when the
-    /// cluster is HTTP/2 already.
-    pub fn grpc_client(&self) -> &Client<Connector, Body> {
+    /// Connections speaking HTTP/2 to the endpoints, as gRPC needs, for
+    /// calls the proxy itself makes (span export): the cluster's own pool
+    /// when the cluster is HTTP/2 already.
+    pub fn grpc_pool(&self) -> &Pool {
         if self.cluster.http2 {
-            return &self.client;
+            return &self.pool;
         }
         self.grpc.get_or_init(|| {
-            Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build(self.connector.clone())
+            let stats = Arc::clone(&self.stats.connections);
+            Pool::new(
+                self.connector.clone(),
+                true,
+                self.cluster.connections,
+                stats,
+            )
         })
     }
 

@@ -1,6 +1,7 @@
 //! Clusters and their endpoints.
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster as EnvoyCluster, cluster};
+use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as CommonHttpProtocolOptions;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier as Specifier;
 
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
@@ -11,7 +12,9 @@ use prost::Message;
 use super::load_assignment;
 use super::resources::Sources;
 use super::tls;
-use super::{At, Cluster, ConfigError, Limits, duration, health, lb_policy, outlier};
+use super::{
+    At, Cluster, ConfigError, HttpConnections, Limits, duration, health, lb_policy, outlier,
+};
 
 /// Envoy's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -42,6 +45,13 @@ pub(super) fn compile(c: &EnvoyCluster, sources: &Sources<'_>) -> Result<Cluster
         None => DEFAULT_CONNECT_TIMEOUT,
     };
     let secrets = &sources.secrets;
+    let (http2, mut connections) = http_protocol(c, &at)?;
+    #[allow(deprecated)]
+    if let Some(max) = &c.max_requests_per_connection {
+        connections.max_requests = connections
+            .max_requests
+            .or(std::num::NonZeroU32::new(max.value));
+    }
     Ok(Cluster {
         name: c.name.clone(),
         connect_timeout,
@@ -49,7 +59,8 @@ pub(super) fn compile(c: &EnvoyCluster, sources: &Sources<'_>) -> Result<Cluster
         endpoints: assignment.endpoints,
         overprovisioning_factor: assignment.overprovisioning_factor,
         locality_weighted: lb_policy::locality_weighted(c, &at)?,
-        http2: http2(c, &at)?,
+        http2,
+        connections,
         limits: limits(c, &at)?,
         outlier,
         health_check: health::compile(c, &at)?,
@@ -109,10 +120,18 @@ pub(super) fn eds_name(c: &EnvoyCluster) -> Option<&str> {
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-/// Whether the cluster asks for HTTP/2, in the current or the deprecated form.
-fn http2(c: &EnvoyCluster, at: &At) -> Result<bool, ConfigError> {
+/// Envoy's default idle timeout of upstream HTTP connections.
+const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether the cluster asks for HTTP/2 (in the current or the deprecated
+/// form), and how long its connections are kept.
+fn http_protocol(c: &EnvoyCluster, at: &At) -> Result<(bool, HttpConnections), ConfigError> {
     #[allow(deprecated)]
     let mut http2 = c.http2_protocol_options.is_some();
+    let mut connections = HttpConnections {
+        idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        ..HttpConnections::default()
+    };
     for (key, any) in &c.typed_extension_protocol_options {
         let at = at.field("typed_extension_protocol_options").field(key);
         if key != HTTP_PROTOCOL_OPTIONS || !any.type_url.ends_with(HTTP_PROTOCOL_OPTIONS) {
@@ -120,6 +139,9 @@ fn http2(c: &EnvoyCluster, at: &At) -> Result<bool, ConfigError> {
         }
         let options = HttpProtocolOptions::decode(any.value.as_slice())
             .map_err(|err| at.error(format_args!("cannot decode: {err}")))?;
+        if let Some(common) = &options.common_http_protocol_options {
+            connections = http_connections(common, &at.field("common_http_protocol_options"))?;
+        }
         use http_protocol_options::UpstreamProtocolOptions;
         use http_protocol_options::explicit_http_config::ProtocolConfig;
         http2 = match options.upstream_protocol_options {
@@ -136,7 +158,47 @@ fn http2(c: &EnvoyCluster, at: &At) -> Result<bool, ConfigError> {
             None => http2,
         };
     }
-    Ok(http2)
+    Ok((http2, connections))
+}
+
+/// `idle_timeout` (0 turns it off), `max_requests_per_connection` and
+/// `max_connection_duration`; the other common options are refused.
+fn http_connections(
+    common: &CommonHttpProtocolOptions,
+    at: &At,
+) -> Result<HttpConnections, ConfigError> {
+    let unsupported = [
+        ("max_headers_count", common.max_headers_count.is_some()),
+        (
+            "max_response_headers_kb",
+            common.max_response_headers_kb.is_some(),
+        ),
+        ("max_stream_duration", common.max_stream_duration.is_some()),
+        (
+            "headers_with_underscores_action",
+            common.headers_with_underscores_action != 0,
+        ),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(at.field(field).unsupported(*field));
+    }
+    let idle_timeout = match &common.idle_timeout {
+        Some(d) => Some(duration(d, &at.field("idle_timeout"))?).filter(|d| !d.is_zero()),
+        None => Some(DEFAULT_IDLE_TIMEOUT),
+    };
+    let max_duration = match &common.max_connection_duration {
+        Some(d) => {
+            Some(duration(d, &at.field("max_connection_duration"))?).filter(|d| !d.is_zero())
+        }
+        None => None,
+    };
+    Ok(HttpConnections {
+        idle_timeout,
+        max_requests: common
+            .max_requests_per_connection
+            .and_then(|n| std::num::NonZeroU32::new(n.value)),
+        max_duration,
+    })
 }
 
 /// The DEFAULT-priority circuit breaker thresholds.

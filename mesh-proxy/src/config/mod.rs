@@ -136,6 +136,13 @@
 //!   `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `RING_HASH`
 //!   (`ring_hash_lb_config` sizes; `XX_HASH` only) and `MAGLEV`
 //!   (`maglev_lb_config.table_size`, a prime); `connect_timeout`.
+//! - Upstream HTTP connections: HTTP/1.1, or HTTP/2 by
+//!   `typed_extension_protocol_options` (`HttpProtocolOptions` with
+//!   `explicit_http_config`) or the deprecated `http2_protocol_options`.
+//!   `common_http_protocol_options`: `idle_timeout` (default 1 h, 0 turns
+//!   it off), `max_requests_per_connection` (also the deprecated cluster
+//!   field) and `max_connection_duration`; the others are refused. See
+//!   `crate::upstream::Pool`.
 //! - Priorities and localities: each locality's `priority`, with Envoy's
 //!   priority load, spill-over and panic across levels, scaled by
 //!   `load_assignment.policy.overprovisioning_factor` (default 140);
@@ -646,6 +653,8 @@ pub struct Cluster {
     pub locality_weighted: bool,
     /// Speak HTTP/2 to the endpoints (gRPC needs it).
     pub http2: bool,
+    /// How long HTTP connections to the endpoints are kept.
+    pub connections: HttpConnections,
     pub limits: Limits,
     pub outlier: Option<OutlierDetection>,
     /// Active health checking (`health_checks`).
@@ -657,6 +666,19 @@ pub struct Cluster {
     /// TLS to the endpoints (`transport_socket`), unless a match says otherwise.
     pub tls: Option<Arc<crate::tls::ClientTls>>,
     pub transport_socket_matches: Vec<TransportSocketMatch>,
+}
+
+/// How long an HTTP connection to an endpoint is kept
+/// (`common_http_protocol_options`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpConnections {
+    /// Closed after this long without a request; `None`: kept.
+    pub idle_timeout: Option<Duration>,
+    /// Retired after this many requests.
+    pub max_requests: Option<std::num::NonZeroU32>,
+    /// Retired this long after it was opened; it closes when its last
+    /// request is done.
+    pub max_duration: Option<Duration>,
 }
 
 /// Circuit breakers: beyond these, requests are refused with 503 at once.

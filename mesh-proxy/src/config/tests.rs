@@ -89,3 +89,41 @@ fn errors_name_the_resource_and_field() {
         "listener \"http\": address.socket_address.address: \"localhost\" is not an IP address"
     );
 }
+
+#[test]
+fn connection_options_are_kept_and_the_rest_refused() {
+    let key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    let with_common = |common: serde_json::Value| {
+        let mut bootstrap = http_bootstrap(
+            catch_all(json!({"match": {"prefix": "/"}, "route": {"cluster": "a"}})),
+            &["a"],
+        );
+        bootstrap["static_resources"]["clusters"][0]["typed_extension_protocol_options"] = json!({key: {"@type": format!("type.googleapis.com/{key}"), "common_http_protocol_options": common}});
+        bootstrap
+    };
+    let config = compile(&with_common(json!({
+        "idle_timeout": "30s", "max_requests_per_connection": 1, "max_connection_duration": "0s"
+    })))
+    .unwrap();
+    let connections = config.clusters["a"].connections;
+    assert_eq!(
+        connections.idle_timeout,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(connections.max_requests.map(|n| n.get()), Some(1));
+    assert_eq!(connections.max_duration, None, "0s turns it off");
+
+    let defaults = compile(&with_common(json!({}))).unwrap().clusters["a"].connections;
+    assert_eq!(
+        defaults.idle_timeout,
+        Some(std::time::Duration::from_secs(3600)),
+        "Envoy's default"
+    );
+
+    assert_eq!(
+        error(with_common(json!({"max_stream_duration": "1s"}))),
+        format!(
+            "cluster \"a\": typed_extension_protocol_options.{key}.common_http_protocol_options.max_stream_duration: max_stream_duration is not supported by this proxy"
+        )
+    );
+}

@@ -51,14 +51,10 @@ async fn call(
         .balancer
         .pick()
         .ok_or_else(|| AskError::NoCluster(service.cluster.clone()))?;
-    let uri: Uri = format!(
-        "http://{}{}{}",
-        pick.endpoint().address,
-        service.path_prefix,
-        path(parts)
-    )
-    .parse()
-    .map_err(http::Error::from)?;
+    let endpoint = pick.endpoint().address;
+    let uri: Uri = format!("http://{endpoint}{}{}", service.path_prefix, path(parts))
+        .parse()
+        .map_err(http::Error::from)?;
     let body = sent.map_or_else(Bytes::new, |s| s.bytes.clone());
     let mut request = Request::builder()
         .method(parts.method.clone())
@@ -72,7 +68,7 @@ async fn call(
     *headers = request_headers(filter, service, parts, sent);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let request = request.body(Full::new(body).map_err(|never| match never {}).boxed())?;
-    let response = upstream.client.request(request).await;
+    let response = upstream.pool.send(endpoint, request).await;
     pick.report(response.as_ref().map_or(503, |r| r.status().as_u16()));
     let (answer, body) = response?.into_parts();
     let body = body.collect().await?.to_bytes();

@@ -12,7 +12,7 @@ use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 
 use super::info::{ResponseFlags, ResponseInfo};
 use super::proxy::{HttpState, local_reply};
@@ -20,8 +20,8 @@ use super::{Body, mirror, upgrade};
 use crate::config::{Forward, PathMatch, RegexRewrite, RetryPolicy};
 use crate::lb::{Pick, RequestHash};
 use crate::telemetry::HttpTelemetry;
-use crate::tls::HandshakeError;
-use crate::upstream::Upstream;
+use crate::tls::ConnectError;
+use crate::upstream::{PooledBody, SendError, Upstream};
 
 /// Bodies up to this size are buffered so that a retry can send them again.
 const MAX_BUFFERED_BODY: u64 = 64 * 1024;
@@ -178,7 +178,7 @@ struct Attempts<'a> {
 
 /// How one attempt ended.
 enum Outcome {
-    Answered(Response<Incoming>, Pick),
+    Answered(Response<PooledBody>, Pick),
     /// With the TLS handshake's failure, when that was the cause.
     ConnectFailed(Option<Arc<str>>),
     Reset,
@@ -227,24 +227,20 @@ impl Attempts<'_> {
     async fn attempt(&mut self, tried: &[SocketAddr]) -> Option<(Outcome, SocketAddr)> {
         let pick = self.pick(tried)?;
         let endpoint = pick.endpoint().address;
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(pick.authority());
-        uri.path_and_query = Some(self.path_and_query.clone());
         // Without retries there is one attempt, which may have the request's
         // head instead of a copy.
         let mut parts = match self.retry {
             Some(_) => self.parts.clone(),
             None => std::mem::replace(&mut self.parts, Request::new(()).into_parts().0),
         };
-        parts.uri = Uri::from_parts(uri).ok()?;
+        parts.uri = self.uri(&pick)?;
         let Some(body) = self.body.next() else {
             return Some((Outcome::Reset, endpoint));
         };
         let sent = self
             .upstream
-            .client
-            .request(Request::from_parts(parts, body));
+            .pool
+            .send(endpoint, Request::from_parts(parts, body));
         let per_try = self.retry.and_then(|r| r.per_try_timeout);
         let result = match per_try {
             Some(limit) => tokio::time::timeout(limit, sent).await.ok(),
@@ -265,6 +261,7 @@ impl Attempts<'_> {
                     .stats
                     .cx_connect_fail
                     .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(cluster = %self.upstream.cluster.name, error = %err, "upstream connect failed");
                 Outcome::ConnectFailed(transport_failure(&err))
             }
             Some(Err(err)) => {
@@ -273,6 +270,19 @@ impl Attempts<'_> {
             }
         };
         Some((outcome, endpoint))
+    }
+
+    /// The request target: the path for HTTP/1.1; for HTTP/2 also the
+    /// scheme and the endpoint as authority, which become pseudo-headers.
+    fn uri(&self, pick: &Pick) -> Option<Uri> {
+        if !self.upstream.cluster.http2 {
+            return Some(Uri::from(self.path_and_query.clone()));
+        }
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(pick.authority());
+        uri.path_and_query = Some(self.path_and_query.clone());
+        Uri::from_parts(uri).ok()
     }
 
     /// An endpoint, avoiding those already tried when the policy says so.
@@ -356,15 +366,13 @@ fn wants_retry(policy: &RetryPolicy, outcome: &Outcome) -> bool {
 }
 
 /// The TLS handshake failure behind a connect error, if that was the cause.
-fn transport_failure(err: &hyper_util::client::legacy::Error) -> Option<Arc<str>> {
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        if let Some(failure) = cause.downcast_ref::<HandshakeError>() {
-            return Some(Arc::from(failure.to_string()));
+fn transport_failure(err: &SendError) -> Option<Arc<str>> {
+    match err {
+        SendError::Connect(ConnectError::Handshake(failure)) => {
+            Some(Arc::from(failure.to_string()))
         }
-        source = cause.source();
+        _ => None,
     }
-    None
 }
 
 fn timed_out(upstream: &Upstream) -> Response<Body> {

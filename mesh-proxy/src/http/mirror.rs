@@ -26,8 +26,8 @@ pub fn send_copies(
         let Some(pick) = upstream.balancer.pick() else {
             continue;
         };
-        let Ok(uri) = format!("http://{}{path_and_query}", pick.endpoint().address).parse::<Uri>()
-        else {
+        let endpoint = pick.endpoint().address;
+        let Ok(uri) = format!("http://{endpoint}{path_and_query}").parse::<Uri>() else {
             continue;
         };
         let mut copy = parts.clone();
@@ -43,7 +43,7 @@ pub fn send_copies(
         );
         tokio::spawn(async move {
             let _in_flight = pick;
-            match upstream.client.request(request).await {
+            match upstream.pool.send(endpoint, request).await {
                 Ok(response) => {
                     upstream.stats.response(response.status().as_u16());
                     // Read the answer to the end so the connection can be reused.

@@ -48,8 +48,7 @@ pub async fn forward(
             ResponseFlags::UH,
         );
     };
-    let Ok(uri) = format!("http://{}{path_and_query}", pick.endpoint().address).parse::<Uri>()
-    else {
+    let Ok(uri) = path_and_query.parse::<Uri>() else {
         return local_reply(StatusCode::BAD_REQUEST, "invalid path", ResponseFlags::NONE);
     };
     parts.uri = uri;
@@ -58,11 +57,8 @@ pub async fn forward(
         .headers
         .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     parts.headers.insert(header::UPGRADE, protocol);
-    let mut response = match upstream
-        .client
-        .request(Request::from_parts(parts, body))
-        .await
-    {
+    let request = Request::from_parts(parts, body);
+    let mut response = match upstream.pool.send(pick.endpoint().address, request).await {
         Ok(response) => response,
         Err(_) => {
             upstream.stats.response(503);

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::*;
-use crate::config::{Maglev, OutlierDetection, RingHash};
+use crate::config::{HttpConnections, Maglev, OutlierDetection, RingHash};
 
 const HASHING: [LbPolicy; 2] = [
     LbPolicy::RingHash(RingHash {
@@ -187,6 +187,7 @@ fn cluster_of(policy: LbPolicy, endpoints: Vec<Endpoint>) -> Cluster {
         overprovisioning_factor: crate::config::DEFAULT_OVERPROVISIONING_FACTOR,
         locality_weighted: false,
         http2: false,
+        connections: HttpConnections::default(),
         limits: crate::config::Limits::default(),
         outlier: None,
         health_check: None,

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,9 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::rt::TokioIo;
 use rustls::{CertificateError, Error as TlsFailure};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -107,75 +103,59 @@ pub async fn connect(
     }
 }
 
-/// hyper's connector for a cluster: TCP by `HttpConnector`, then TLS for
-/// the endpoints that have it. Requests name the endpoint's address as the
-/// URI authority, so the pool keeps one set of connections per endpoint.
+/// Why a connection to an endpoint could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connecting to {endpoint}: {source}")]
+    Tcp {
+        endpoint: SocketAddr,
+        source: io::Error,
+    },
+    #[error("connecting to {0}: timed out")]
+    TimedOut(SocketAddr),
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+}
+
+/// Connections to a cluster's endpoints: TCP with `TCP_NODELAY`, then TLS
+/// for the endpoints whose transport socket asks for it, each step within
+/// the cluster's connect timeout.
 #[derive(Debug, Clone)]
 pub struct Connector {
-    http: HttpConnector,
     tls: Arc<HashMap<SocketAddr, Arc<ClientTls>>>,
-    handshake_timeout: Duration,
+    timeout: Duration,
     stats: Arc<TlsStats>,
 }
 
 impl Connector {
     pub fn new(
-        http: HttpConnector,
         tls: Arc<HashMap<SocketAddr, Arc<ClientTls>>>,
-        handshake_timeout: Duration,
+        timeout: Duration,
         stats: Arc<TlsStats>,
     ) -> Connector {
         Connector {
-            http,
             tls,
-            handshake_timeout,
+            timeout,
             stats,
         }
     }
-}
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<UpstreamIo>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.http.poll_ready(cx).map_err(Into::into)
+    /// Whether some endpoint is reached over TLS.
+    pub fn has_tls(&self) -> bool {
+        !self.tls.is_empty()
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let tls = uri
-            .authority()
-            .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
-            .and_then(|endpoint| Some((endpoint, Arc::clone(self.tls.get(&endpoint)?))));
-        let connecting = self.http.call(uri);
-        let (limit, stats) = (self.handshake_timeout, Arc::clone(&self.stats));
-        Box::pin(async move {
-            let tcp = connecting.await?.into_inner();
-            let io = match tls {
-                Some((endpoint, tls)) => connect(&tls, endpoint, tcp, limit, &stats).await?,
-                None => UpstreamIo::Plain(tcp),
-            };
-            Ok(TokioIo::new(io))
-        })
-    }
-}
-
-impl Connection for UpstreamIo {
-    fn connected(&self) -> Connected {
-        match self {
-            UpstreamIo::Plain(tcp) => tcp.connected(),
-            UpstreamIo::Tls(tls) => {
-                let (tcp, session) = tls.get_ref();
-                let connected = tcp.connected();
-                if session.alpn_protocol() == Some(b"h2") {
-                    connected.negotiated_h2()
-                } else {
-                    connected
-                }
-            }
+    pub async fn connect(&self, endpoint: SocketAddr) -> Result<UpstreamIo, ConnectError> {
+        let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(endpoint)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(source)) => return Err(ConnectError::Tcp { endpoint, source }),
+            Err(_) => return Err(ConnectError::TimedOut(endpoint)),
+        };
+        // Requests and responses are written whole; Nagle would only delay them.
+        let _ = tcp.set_nodelay(true);
+        match self.tls.get(&endpoint) {
+            Some(tls) => Ok(connect(tls, endpoint, tcp, self.timeout, &self.stats).await?),
+            None => Ok(UpstreamIo::Plain(tcp)),
         }
     }
 }

@@ -25,7 +25,7 @@ use rustls::{
     SupportedProtocolVersion,
 };
 
-pub use connect::{Connector, HandshakeError, TlsStats, UpstreamIo, connect};
+pub use connect::{ConnectError, Connector, HandshakeError, TlsStats, UpstreamIo, connect};
 pub use verify::{SanKind, SanMatcher, uri_sans};
 
 use crate::config::ValueMatch;

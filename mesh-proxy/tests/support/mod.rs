@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,26 +35,48 @@ pub const READY_WITHIN: Duration = Duration::from_secs(20);
 /// `/status/<code>` answers with that status; `/delay/<ms>` waits first.
 pub struct Echo {
     pub address: SocketAddr,
+    /// Connections accepted, and those closed since.
+    pub connections: Arc<ConnectionCount>,
+}
+
+#[derive(Debug, Default)]
+pub struct ConnectionCount {
+    pub accepted: AtomicU32,
+    pub closed: AtomicU32,
+}
+
+impl ConnectionCount {
+    pub fn open(&self) -> u32 {
+        self.accepted.load(Ordering::SeqCst) - self.closed.load(Ordering::SeqCst)
+    }
 }
 
 impl Echo {
     pub async fn start(name: &'static str) -> Echo {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let connections = Arc::new(ConnectionCount::default());
+        let count = Arc::clone(&connections);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                count.accepted.fetch_add(1, Ordering::SeqCst);
+                let count = Arc::clone(&count);
                 tokio::spawn(async move {
                     let service = service_fn(move |request| echo(name, request));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    count.closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
-        Echo { address }
+        Echo {
+            address,
+            connections,
+        }
     }
 }
 

@@ -1,0 +1,474 @@
+//! Connections to a cluster's endpoints, kept open between requests.
+//!
+//! HTTP/1.1: each endpoint has a stack of idle connections. A request takes
+//! the most recently used one, or opens a new one, and gives it back once
+//! the response body has been read to its end; a response dropped before
+//! then takes its connection with it, as the connection is no longer in a
+//! known state. HTTP/2: one multiplexed connection per endpoint.
+//!
+//! Each connection is driven by its own task, which also closes it after
+//! `idle_timeout` without a request (Envoy's `common_http_protocol_options`,
+//! one hour by default). `max_requests_per_connection` and
+//! `max_connection_duration` retire a connection: it takes no new request
+//! and closes when its last one is done. A request that a reused connection could not
+//! even start to send (the server had just closed it) is sent again on
+//! another, as it never reached the server.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::HttpConnections;
+use crate::http::Body;
+use crate::stats::ConnectionStats;
+use crate::tls::{ConnectError, Connector};
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The connection could not be set up for HTTP after it was made.
+    #[error("HTTP handshake: {0}")]
+    Handshake(hyper::Error),
+    /// Sent, or partly sent, and no response came.
+    #[error(transparent)]
+    Request(hyper::Error),
+}
+
+impl SendError {
+    /// Whether no connection could be made (Envoy's connect failure).
+    pub fn is_connect(&self) -> bool {
+        !matches!(self, SendError::Request(_))
+    }
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    connector: Connector,
+    http2: bool,
+    options: HttpConnections,
+    stats: Arc<ConnectionStats>,
+    /// HTTP/1.1 connections waiting for a request, most recent last.
+    idle: Mutex<HashMap<SocketAddr, Vec<Http1Connection>>>,
+    /// The HTTP/2 connection each endpoint's requests share.
+    multiplexed: Mutex<HashMap<SocketAddr, Http2Connection>>,
+    /// What idle times are measured from.
+    epoch: Instant,
+}
+
+#[derive(Debug)]
+struct Http1Connection {
+    sender: http1::SendRequest<Body>,
+    state: Arc<ConnectionState>,
+}
+
+#[derive(Debug, Clone)]
+struct Http2Connection {
+    sender: http2::SendRequest<Body>,
+    state: Arc<ConnectionState>,
+}
+
+/// What a connection's task needs to know to close it when idle.
+#[derive(Debug)]
+struct ConnectionState {
+    endpoint: SocketAddr,
+    in_flight: AtomicU32,
+    /// Takes no new request; closes when `in_flight` drops to 0.
+    retired: AtomicBool,
+    /// Woken when the last request of a retired connection ends.
+    drained: Notify,
+    /// Requests sent over the connection so far.
+    served: AtomicU32,
+    /// When the last request ended, in milliseconds since the pool's epoch.
+    idle_since: AtomicU64,
+}
+
+impl Pool {
+    pub fn new(
+        connector: Connector,
+        http2: bool,
+        options: HttpConnections,
+        stats: Arc<ConnectionStats>,
+    ) -> Pool {
+        Pool {
+            shared: Arc::new(Shared {
+                connector,
+                http2,
+                options,
+                stats,
+                idle: Mutex::default(),
+                multiplexed: Mutex::default(),
+                epoch: Instant::now(),
+            }),
+        }
+    }
+
+    /// Sends `request` to `endpoint`. Its URI is sent as it is over HTTP/2
+    /// (scheme and authority become the pseudo-headers) and in origin form
+    /// over HTTP/1.1.
+    pub async fn send(
+        &self,
+        endpoint: SocketAddr,
+        mut request: Request<Body>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        if self.shared.http2 {
+            self.shared.send_http2(endpoint, request).await
+        } else {
+            origin_form(request.uri_mut());
+            self.shared.send_http1(endpoint, request).await
+        }
+    }
+}
+
+impl Shared {
+    async fn send_http1(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+        mut request: Request<Body>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        loop {
+            let (connection, reused) = match self.take_idle(endpoint) {
+                Some(connection) => (connection, true),
+                None => (self.connect_http1(endpoint).await?, false),
+            };
+            let Http1Connection { mut sender, state } = connection;
+            let mut lease = Lease::new(self, state);
+            if reused && sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    // After a protocol switch the connection is no longer HTTP's.
+                    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                        lease.sender = Some(sender);
+                    }
+                    return Ok(lease.attach(response));
+                }
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Request(err.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn send_http2(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+        mut request: Request<Body>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        loop {
+            let (connection, reused) = match self.take_multiplexed(endpoint) {
+                Some(connection) => (connection, true),
+                None => (self.connect_http2(endpoint).await?, false),
+            };
+            let Http2Connection { mut sender, state } = connection;
+            let lease = Lease::new(self, state);
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(lease.attach(response)),
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Request(err.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used open idle connection to `endpoint`.
+    fn take_idle(&self, endpoint: SocketAddr) -> Option<Http1Connection> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let stack = idle.get_mut(&endpoint)?;
+        while let Some(connection) = stack.pop() {
+            if !connection.sender.is_closed() && !connection.state.retired.load(Ordering::Relaxed) {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    /// The endpoint's shared connection, unless it closed or has served its
+    /// last request (it then stays open for the streams it already has).
+    fn take_multiplexed(&self, endpoint: SocketAddr) -> Option<Http2Connection> {
+        let mut multiplexed = self.multiplexed.lock().expect("pool lock");
+        let connection = multiplexed.get(&endpoint)?;
+        if connection.sender.is_closed() || connection.state.retired.load(Ordering::Relaxed) {
+            multiplexed.remove(&endpoint);
+            return None;
+        }
+        let connection = connection.clone();
+        if self.last_request(&connection.state) {
+            multiplexed.remove(&endpoint);
+        }
+        Some(connection)
+    }
+
+    /// Whether the next request is the connection's last one.
+    fn last_request(&self, state: &ConnectionState) -> bool {
+        let max = self.options.max_requests;
+        max.is_some_and(|max| state.served.load(Ordering::Relaxed) + 1 >= max.get())
+    }
+
+    async fn connect_http1(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+    ) -> Result<Http1Connection, SendError> {
+        let io = self.connector.connect(endpoint).await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(SendError::Handshake)?;
+        let state = Arc::new(ConnectionState::new(endpoint));
+        self.drive(connection.with_upgrades(), Arc::clone(&state));
+        Ok(Http1Connection { sender, state })
+    }
+
+    async fn connect_http2(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+    ) -> Result<Http2Connection, SendError> {
+        let io = self.connector.connect(endpoint).await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(SendError::Handshake)?;
+        let state = Arc::new(ConnectionState::new(endpoint));
+        self.drive(connection, Arc::clone(&state));
+        let connection = Http2Connection { sender, state };
+        if !self.last_request(&connection.state) {
+            let mut multiplexed = self.multiplexed.lock().expect("pool lock");
+            multiplexed.insert(endpoint, connection.clone());
+        }
+        Ok(connection)
+    }
+
+    /// Runs a connection on its own task until it ends or stays idle too long.
+    fn drive<C>(&self, connection: C, state: Arc<ConnectionState>)
+    where
+        C: Future<Output = hyper::Result<()>> + Send + 'static,
+    {
+        let open = self.stats.opened();
+        let (options, epoch) = (self.options, self.epoch);
+        tokio::spawn(async move {
+            tokio::select! {
+                ended = connection => {
+                    if let Err(err) = ended {
+                        tracing::debug!(error = %err, "upstream connection ended");
+                    }
+                }
+                () = state.idle_expiry(options.idle_timeout, epoch) => {
+                    tracing::debug!("closing an idle upstream connection");
+                }
+                () = state.aged(options.max_duration) => {
+                    tracing::debug!("closing an upstream connection at its maximum duration");
+                }
+            }
+            drop(open);
+        });
+    }
+
+    fn give_back(&self, connection: Http1Connection) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        idle.entry(connection.state.endpoint)
+            .or_default()
+            .push(connection);
+    }
+
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl ConnectionState {
+    fn new(endpoint: SocketAddr) -> ConnectionState {
+        ConnectionState {
+            endpoint,
+            in_flight: AtomicU32::new(0),
+            retired: AtomicBool::new(false),
+            drained: Notify::new(),
+            served: AtomicU32::new(0),
+            idle_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Resolves once the connection has had no request for `timeout`.
+    /// It looks again only when the timeout could have passed, so a busy
+    /// connection costs one timer per `timeout`, not one per request.
+    async fn idle_expiry(&self, timeout: Option<Duration>, epoch: Instant) {
+        let Some(timeout) = timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            let wait = if self.in_flight.load(Ordering::Relaxed) > 0 {
+                timeout
+            } else {
+                let since = Duration::from_millis(self.idle_since.load(Ordering::Relaxed));
+                let idle_for = epoch.elapsed().saturating_sub(since);
+                match timeout.checked_sub(idle_for) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Resolves once the connection has lived `max_duration` and its last
+    /// request is done; it takes no new request from then on.
+    async fn aged(&self, max_duration: Option<Duration>) {
+        let Some(max_duration) = max_duration else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep(max_duration).await;
+        // SeqCst here and in `Lease::end`: one of the two sees the other's
+        // write, so the last request's end is never missed.
+        self.retired.store(true, Ordering::SeqCst);
+        loop {
+            let drained = self.drained.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+/// One request's use of a connection, from checkout until its response
+/// body ends or is dropped.
+#[derive(Debug)]
+struct Lease {
+    shared: Arc<Shared>,
+    state: Arc<ConnectionState>,
+    /// For HTTP/1.1, the sender to give back when the response has ended.
+    sender: Option<http1::SendRequest<Body>>,
+    ended: bool,
+}
+
+impl Lease {
+    fn new(shared: &Arc<Shared>, state: Arc<ConnectionState>) -> Lease {
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        state.served.fetch_add(1, Ordering::Relaxed);
+        Lease {
+            shared: Arc::clone(shared),
+            state,
+            sender: None,
+            ended: false,
+        }
+    }
+
+    /// The response, with a body that ends the lease; a response without
+    /// a body ends it at once.
+    fn attach(mut self, response: Response<Incoming>) -> Response<PooledBody> {
+        let (parts, inner) = response.into_parts();
+        let lease = if inner.is_end_stream() {
+            self.end(true);
+            None
+        } else {
+            Some(self)
+        };
+        Response::from_parts(parts, PooledBody { inner, lease })
+    }
+
+    /// The request is over; an HTTP/1.1 connection goes back to the pool
+    /// when its response was read to the end and it may serve more.
+    fn end(&mut self, complete: bool) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let shared = &self.shared;
+        self.state
+            .idle_since
+            .store(shared.now_millis(), Ordering::Relaxed);
+        let left = self.state.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        let retired = self.state.retired.load(Ordering::SeqCst);
+        if retired && left == 0 {
+            self.state.drained.notify_waiters();
+        }
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        let exhausted = shared
+            .options
+            .max_requests
+            .is_some_and(|max| self.state.served.load(Ordering::Relaxed) >= max.get());
+        if complete && !exhausted && !retired {
+            let state = Arc::clone(&self.state);
+            shared.give_back(Http1Connection { sender, state });
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}
+
+/// A response body that ends its request's use of the connection.
+#[derive(Debug)]
+pub struct PooledBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl HttpBody for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        let complete = match &frame {
+            None => Some(true),
+            Some(Ok(_)) => this.inner.is_end_stream().then_some(true),
+            Some(Err(_)) => Some(false),
+        };
+        if let Some(complete) = complete
+            && let Some(mut lease) = this.lease.take()
+        {
+            lease.end(complete);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `http://host/path?q` becomes `/path?q`, the form HTTP/1.1 sends to a server.
+fn origin_form(uri: &mut Uri) {
+    if uri.authority().is_none() {
+        return;
+    }
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    *uri = Uri::from(path);
+}
