@@ -2,6 +2,7 @@
 //! and forwards it, or answers it locally.
 
 pub mod access_log;
+pub mod client_cert;
 pub mod cors;
 pub mod fault;
 pub mod forward;

@@ -66,7 +66,7 @@ use mesh_api::names::SpiffeId;
 use tokio::sync::watch;
 
 pub use chain::Details;
-pub use x509::{Fields, rfc3339};
+pub use x509::{Fields, rfc2253, rfc3339};
 
 use crate::config::NodeInfo;
 use crate::drain::Drain;
