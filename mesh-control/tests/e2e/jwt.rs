@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::mesh::{
     Ca, ControlPlane, Http, Identity, PORT, loopback_ips, mesh_config, route_all_to, serve,
-    sidecar, wait_for, write_config,
+    sidecar, wait_for, workspace, write_config,
 };
 
 const ISSUER: &str = "https://issuer.example";
@@ -132,9 +132,7 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_with_the_keys_mesh_control_fetched() {
-    let dir = tempfile::tempdir().unwrap();
-    let config_dir = dir.path().join("config");
-    std::fs::create_dir(&config_dir).unwrap();
+    let (dir, config_dir) = workspace();
     let ips = loopback_ips(3);
     // Only v1 runs: its address is the one routed to.
     let (client_ip, v1_ip, v2_ip) = (ips[0], ips[1], ips[2]);
@@ -230,23 +228,14 @@ async fn tokens_are_checked_with_the_keys_mesh_control_fetched() {
     // The partner's tokens count in their header, after its prefix only.
     let partner = key.sign(&claims(PARTNER, json!({})));
     let prefixed = format!("Token {partner}");
-    let answer = call(
-        &http,
-        client_ip,
-        "/protected/x",
-        &[("x-partner-token", &prefixed)],
-    )
-    .await;
-    assert_eq!(answer.0, 200, "{answer:?}");
-    let bare = call(
-        &http,
-        client_ip,
-        "/protected/x",
-        &[("x-partner-token", &partner)],
-    )
-    .await;
-    assert_eq!(
-        bare.0, 403,
-        "without the prefix there is no token: {bare:?}"
-    );
+    for (token, status) in [(&prefixed, 200), (&partner, 403)] {
+        let answer = call(
+            &http,
+            client_ip,
+            "/protected/x",
+            &[("x-partner-token", token)],
+        )
+        .await;
+        assert_eq!(answer.0, status, "x-partner-token: {token}: {answer:?}");
+    }
 }

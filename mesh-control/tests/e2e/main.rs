@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use mesh::{
     Ca, ControlPlane, Http, Identity, PORT, Running, app, loopback_ips, mesh_config, route_all_to,
-    sidecar, wait_for, write_config,
+    sidecar, wait_for, workspace, write_config,
 };
 use serde_json::Value;
 
@@ -155,9 +155,7 @@ fn synced(status: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecars_route_live_and_outlive_the_control_plane() {
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let config_dir = dir.path().join("config");
-    std::fs::create_dir(&config_dir).unwrap();
+    let (dir, config_dir) = workspace();
     let ips = loopback_ips(3);
     let (client_ip, v1_ip, v2_ip) = (ips[0], ips[1], ips[2]);
     let v1_app = app("v1").await;
@@ -289,9 +287,7 @@ async fn plain_text_answered(http: &Http, ip: Ipv4Addr) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_from_the_mesh_ca_carry_strict_mtls() {
-    let dir = tempfile::tempdir().unwrap();
-    let config_dir = dir.path().join("config");
-    std::fs::create_dir(&config_dir).unwrap();
+    let (dir, config_dir) = workspace();
     let ips = loopback_ips(2);
     let (client_ip, v1_ip) = (ips[0], ips[1]);
     // Only v1 runs: its address is the one routed to.

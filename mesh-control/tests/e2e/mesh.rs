@@ -369,6 +369,15 @@ spec:
     )
 }
 
+/// A temporary directory for a test's files, with the empty `config`
+/// directory mesh-control will watch in it.
+pub fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir(&config_dir).unwrap();
+    (dir, config_dir)
+}
+
 /// Replaces a file in the watched directory in one step.
 pub fn write_config(dir: &Path, name: &str, text: &str) {
     let temporary = dir.join(format!(".{name}.tmp"));

@@ -82,26 +82,30 @@ fn certificates_are_url_encoded_pem_and_absent_sans_say_so() {
         ..SIDECAR
     };
     let element = element(&header(ForwardClientCert::SanitizeSet, all), &[], &chain).unwrap();
-    // What Envoy's encoding does to PEM.
-    let encoded = |pem: &str| {
-        [
-            ("\n", "%0A"),
-            (" ", "%20"),
-            ("+", "%2B"),
-            ("/", "%2F"),
-            ("=", "%3D"),
-        ]
-        .iter()
-        .fold(pem.to_owned(), |text, (from, to)| text.replace(from, to))
+    let pairs: Vec<&str> = element.to_str().unwrap().split(';').collect();
+    assert_eq!(pairs.len(), 5, "{pairs:?}");
+    assert_eq!(pairs[0], format!("Hash={}", hash(&chain)));
+    // Quoted URL-encoded PEM: only unreserved characters and escapes.
+    let pem = |pair: &str, key: &str| {
+        let quoted = pair.strip_prefix(key).unwrap();
+        let encoded = quoted.strip_prefix('"').unwrap().strip_suffix('"').unwrap();
+        assert!(
+            encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
+            "{encoded}"
+        );
+        percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .unwrap()
+            .into_owned()
     };
-    let expected = format!(
-        "Hash={};Cert=\"{}\";Chain=\"{}{}\";Subject=\"CN=client,O=Example\\, Inc.\";URI=",
-        hash(&chain),
-        encoded(&pems[0]),
-        encoded(&pems[0]),
-        encoded(&pems[1])
+    assert_eq!(pem(pairs[1], "Cert="), pems[0]);
+    assert_eq!(pem(pairs[2], "Chain="), pems.concat());
+    assert_eq!(
+        &pairs[3..],
+        ["Subject=\"CN=client,O=Example\\, Inc.\"", "URI="]
     );
-    assert_eq!(element, expected.as_str());
 }
 
 #[test]
