@@ -66,40 +66,13 @@ command -v python3 >/dev/null || die "python3 is needed"
 T=$(mktemp -d -t proxy-overhead.XXXXXX)
 R="$T/results"
 mkdir -p "$R"
-PIDS=()
-GROUPS_STARTED=()
-
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${GROUPS_STARTED[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for i in $(seq 20); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ "${KEEP:-0}" == 1 || $rc -ne 0 ]]; then
-        printf 'proxy-overhead: configs, logs and raw results kept in %s\n' "$T" >&2
-    else
-        rm -rf "$T"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=bench/processes.sh
+source "$ROOT/bench/processes.sh"
+processes_cleanup_on_exit proxy-overhead
 
 # --- build -------------------------------------------------------------------
 log "building mesh-proxy and the echo upstream (release)"
-# In the background, in its own process group, and waited for: a signal then
-# stops cargo and its rustc children too.
-(cd "$ROOT" && exec setsid cargo build --release -p mesh-proxy --bin mesh-proxy --example echo_server) &
-GROUPS_STARTED+=("$!")
-wait "$!"
+in_own_group bash -c "cd '$ROOT' && exec cargo build --release -p mesh-proxy --bin mesh-proxy --example echo_server"
 TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 MESH_PROXY="$TARGET_DIR/release/mesh-proxy"
@@ -108,17 +81,6 @@ ECHO_SERVER="$TARGET_DIR/release/examples/echo_server"
 # A free loopback port, from the kernel (only for nginx, which cannot report port 0).
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_for_file PATH PID: until PATH exists, while PID lives (10 s at most).
-wait_for_file() {
-    local i
-    for i in $(seq 200); do
-        [[ -s "$1" ]] && return 0
-        kill -0 "$2" 2>/dev/null || die "process $2 exited before writing $1 (logs in $T)"
-        sleep 0.05
-    done
-    die "timed out waiting for $1"
 }
 
 # wait_for_port HOST:PORT PID
@@ -430,19 +392,6 @@ measure() {
 
 # Every load run is bounded: per-request timeout, and a hard stop well past its duration.
 OHA=(oha --no-tui -t 5s -m POST -D "$BODY" -T application/octet-stream -c "$CONNS")
-
-# bg_wait [bounded SECONDS] COMMAND...: runs COMMAND in the background and
-# waits for it, so that on a signal the traps (and the cleanup that stops it)
-# run at once; "bounded" stops it 30 s past its expected duration.
-bg_wait() {
-    if [[ $1 == bounded ]]; then
-        set -- timeout -k 5 "$(($2 + 30))" "${@:3}"
-    fi
-    "$@" &
-    local pid=$!
-    PIDS+=("$pid")
-    wait "$pid"
-}
 
 for row in "${ROWS[@]}"; do
     IFS='|' read -r id label proto url roles <<<"$row"

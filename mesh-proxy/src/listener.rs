@@ -22,8 +22,8 @@ use crate::http::proxy::HttpState;
 use crate::lb::Downstream;
 use crate::telemetry::spans::HttpTracing;
 use crate::telemetry::{HttpTelemetry, TcpTelemetry, Telemetry};
-use crate::tls::DownstreamTls;
 use crate::tls::client_hello::{self, ClientHello, Parsed};
+use crate::tls::{DownstreamTls, ServerTls};
 use crate::upstream::{Upstream, Upstreams};
 use crate::{http, tcp};
 
@@ -70,7 +70,7 @@ struct Chain {
     /// Where external authorizers are found.
     upstreams: Arc<Upstreams>,
     /// Terminates TLS before the handler sees the bytes.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<ServerTls>,
 }
 
 /// What the first bytes of a connection told.
@@ -214,7 +214,7 @@ impl Runtime {
                 handler,
                 access: Arc::clone(&chain.access),
                 upstreams: Arc::clone(upstreams),
-                tls: chain.tls.as_ref().map(|tls| Arc::clone(&tls.config)),
+                tls: chain.tls.clone(),
             })
         };
         let chains = listener
@@ -389,13 +389,13 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) 
         remote,
         local: destination,
     });
-    let Some(config) = &chain.tls else {
+    let Some(tls) = &chain.tls else {
         if !connection_allowed(chain, downstream, None, &sniffed).await {
             return;
         }
         return handle(&chain.handler, stream, downstream, None, false, drain).await;
     };
-    let acceptor = TlsAcceptor::from(Arc::clone(config));
+    let acceptor = TlsAcceptor::from(Arc::clone(&tls.config));
     let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
     let stream = match accepted {
         Ok(Ok(stream)) => stream,
@@ -408,7 +408,7 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) 
             return;
         }
     };
-    let (info, h2) = handshake_info(stream.get_ref().1);
+    let (info, h2) = handshake_info(stream.get_ref().1, chain, tls);
     if !connection_allowed(chain, downstream, Some(&info), &sniffed).await {
         return;
     }
@@ -480,19 +480,30 @@ async fn handle<S>(
     }
 }
 
-/// What a finished handshake tells the HTTP layer, and whether ALPN chose HTTP/2.
-fn handshake_info(session: &rustls::ServerConnection) -> (DownstreamTls, bool) {
-    let peer_uri_san = session
-        .peer_certificates()
-        .and_then(|chain| chain.first())
+/// What a finished handshake tells the HTTP layer, and whether ALPN chose
+/// HTTP/2. The `x-forwarded-client-cert` element is made here, once for
+/// the connection, when its connection manager writes one.
+fn handshake_info(
+    session: &rustls::ServerConnection,
+    chain: &Chain,
+    tls: &ServerTls,
+) -> (DownstreamTls, bool) {
+    let peer = session.peer_certificates().unwrap_or_default();
+    let peer_uri_san = peer
+        .first()
         .and_then(|leaf| crate::tls::uri_sans(leaf).into_iter().next())
         .map(Arc::from);
+    let client_cert_element = match &chain.handler {
+        Handler::Http(state) => {
+            http::client_cert::element(&state.load().manager.client_cert, &tls.local_uri_sans, peer)
+        }
+        Handler::Tcp(..) => None,
+    };
     let info = DownstreamTls {
         server_name: session.server_name().map(Arc::from),
-        client_cert_element: peer_uri_san
-            .as_deref()
-            .and_then(http::proxy::client_cert_element),
         peer_uri_san,
+        peer_certificate: !peer.is_empty(),
+        client_cert_element,
     };
     (info, session.alpn_protocol() == Some(b"h2"))
 }

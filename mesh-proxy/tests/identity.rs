@@ -222,6 +222,12 @@ async fn requests_keep_flowing_through_rotations() {
         .wait_for_log("workload certificate rotated")
         .await;
     assert!(log.contains(CLIENT_ID), "{log}");
+    assert!(log.contains("took_ms"), "{log}");
+    let rotations = mesh
+        .client
+        .stat("mesh_proxy_workload_cert_rotation_seconds_count")
+        .await;
+    assert!(rotations >= 1, "{rotations} rotations counted");
     for proxy in [&mesh.client, &mesh.server] {
         assert_no_key(proxy).await;
     }

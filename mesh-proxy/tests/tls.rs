@@ -257,7 +257,10 @@ async fn a_proxy_pair_speaks_mtls_with_spiffe_ids() {
     let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         reply["headers"]["x-forwarded-client-cert"],
-        format!("URI={CLIENT_ID}")
+        format!(
+            "By={SERVER_ID};Hash={};Subject=\"CN=rcgen self signed cert\";URI={CLIENT_ID}",
+            client_leaf.fingerprint()
+        )
     );
     let logged = wait_for_log(&log, "peer=").await;
     assert_eq!(logged.trim(), format!("peer={CLIENT_ID}"));
@@ -284,6 +287,96 @@ async fn a_proxy_pair_speaks_mtls_with_spiffe_ids() {
         refused.is_err(),
         "a client without a certificate was served"
     );
+}
+
+/// What the application behind a sidecar sees of `x-forwarded-client-cert`
+/// under each `forward_client_cert_details` mode, when the caller's
+/// sidecar passes on a header its application forged and connects with
+/// mTLS. Istio's gateway details (with `cert`) go with `SANITIZE_SET`, its
+/// sidecar details with the others.
+#[tokio::test]
+async fn client_cert_header_over_mtls_in_each_mode() {
+    const MODES: [&str; 5] = [
+        "SANITIZE",
+        "FORWARD_ONLY",
+        "APPEND_FORWARD",
+        "SANITIZE_SET",
+        "ALWAYS_FORWARD_ONLY",
+    ];
+    let ca = Ca::new("cluster.local");
+    let echo = Echo::start("app").await;
+    let server_leaf = ca.issue(&[], &[SERVER_ID]);
+    let client_leaf = ca.issue(&["client.default.svc"], &[CLIENT_ID]);
+    let server_tls = json!({
+        "require_client_certificate": true,
+        "common_tls_context": {
+            "tls_certificates": [cert(&server_leaf)],
+            "validation_context": {"trusted_ca": {"inline_string": ca.pem}}
+        }
+    });
+    let inbound: Vec<Value> = MODES
+        .iter()
+        .map(|mode| {
+            let mut chain = tls_http_chain(mode, "app", json!({}), server_tls.clone());
+            let hcm = &mut chain["filters"][0]["typed_config"];
+            hcm["forward_client_cert_details"] = json!(mode);
+            hcm["set_current_client_cert_details"] = match *mode {
+                "SANITIZE_SET" => json!({"subject": true, "cert": true, "dns": true, "uri": true}),
+                _ => json!({"subject": true, "dns": true, "uri": true}),
+            };
+            listener_with(mode, vec![chain])
+        })
+        .collect();
+    let server = Proxy::start(&bootstrap(
+        json!(inbound),
+        json!([cluster("app", &[echo.address])]),
+    ))
+    .await;
+    let client_tls = json!({"common_tls_context": {
+        "tls_certificates": [cert(&client_leaf)],
+        "validation_context": trusting(&ca, uri_san(SERVER_ID))}});
+    let clusters: Vec<Value> = MODES
+        .iter()
+        .map(|mode| tls_cluster(mode, server.listener(mode), client_tls.clone()))
+        .collect();
+    let mut outbound = http_listener("outbound", by_prefix(&MODES));
+    outbound["filter_chains"][0]["filters"][0]["typed_config"]["forward_client_cert_details"] =
+        json!("ALWAYS_FORWARD_ONLY");
+    let client = Proxy::start(&bootstrap(json!([outbound]), json!(clusters))).await;
+
+    let forged = "By=spiffe://cluster.local/ns/x/sa/x;URI=spiffe://cluster.local/ns/x/sa/admin";
+    let (by, hash) = (SERVER_ID, client_leaf.fingerprint());
+    let about_client =
+        format!("Subject=\"CN=rcgen self signed cert\";URI={CLIENT_ID};DNS=client.default.svc");
+    // Envoy's URL encoding of PEM.
+    let pem = [
+        ("\n", "%0A"),
+        (" ", "%20"),
+        ("+", "%2B"),
+        ("/", "%2F"),
+        ("=", "%3D"),
+    ]
+    .iter()
+    .fold(client_leaf.cert.clone(), |text, (from, to)| {
+        text.replace(from, to)
+    });
+    let expected = [
+        String::new(),
+        forged.to_owned(),
+        format!("{forged},By={by};Hash={hash};{about_client}"),
+        format!("By={by};Hash={hash};Cert=\"{pem}\";{about_client}"),
+        forged.to_owned(),
+    ];
+    for (mode, expected) in MODES.iter().zip(expected) {
+        let sent = [("x-forwarded-client-cert", forged)];
+        let (status, body) = get(client.listener("outbound"), &format!("/{mode}/"), &sent).await;
+        assert_eq!(status, StatusCode::OK, "{mode}: {body}");
+        assert_eq!(
+            echoed_header(&body, "x-forwarded-client-cert"),
+            expected,
+            "{mode}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime};
 
 use mesh_api::names::SpiffeId;
 use rcgen::{
-    CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose,
-    KeyUsagePurpose, SanType,
+    CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, KeyUsagePurpose, SanType,
 };
 
 pub use store::{CaFiles, LoadError};
@@ -150,6 +150,10 @@ impl CertificateAuthority {
 /// name, for TLS clients and servers alike (as Istio's).
 fn workload_params(identity: &SpiffeId, ttl: Duration) -> Result<CertificateParams, SignError> {
     let mut params = CertificateParams::default();
+    // As Istio's CA: no subject (the SAN, then critical, names the
+    // workload), which is what applications see of the caller in
+    // x-forwarded-client-cert (`Subject=""`).
+    params.distinguished_name = DistinguishedName::new();
     let uri = identity
         .to_string()
         .try_into()

@@ -107,6 +107,10 @@ fn certificates_carry_the_callers_identity_only_and_chain_to_the_root() {
         let (sans, lifetime, signed) = inspect(&chain[0], ca.root_pem());
         assert_eq!(sans, vec![me.to_string()]);
         assert!(signed);
+        let leaf_der = der(&chain[0]);
+        let (_, leaf) = X509Certificate::from_der(&leaf_der).unwrap();
+        assert_eq!(leaf.subject().iter().count(), 0, "no subject, as Istio's");
+        assert!(leaf.subject_alternative_name().unwrap().unwrap().critical);
         assert_eq!(lifetime, 600 + BACKDATE.as_secs() as i64);
     }
     // A short lifetime is backdated by a quarter of it only.

@@ -663,6 +663,19 @@ fn inbound_clusters_and_chains_serve_the_proxys_own_services() {
             "virtualInbound"
         ]
     );
+    // As istiod: the application learns who called, after what earlier
+    // hops said.
+    for chain in json_of(listener)["filter_chains"].as_array().unwrap() {
+        if chain["name"] != "0.0.0.0_8080" {
+            continue;
+        }
+        let hcm = &chain["filters"][0]["typed_config"];
+        assert_eq!(hcm["forward_client_cert_details"], "APPEND_FORWARD");
+        assert_eq!(
+            hcm["set_current_client_cert_details"],
+            json!({"subject": true, "dns": true, "uri": true})
+        );
+    }
     // Another workload on the same address is not this proxy's.
     let other = proxy("default", &[("app", "ratings")]);
     assert!(

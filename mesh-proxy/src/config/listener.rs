@@ -20,9 +20,10 @@ use prost::Message;
 
 use super::resources::Sources;
 use super::{
-    Action, At, ChainMatch, CidrRange, ClientCertHeader, Cluster, ConfigError, ConnectionAccess,
-    FilterChain, HttpAccess, HttpManager, Listener, ListenerKind, RouteTable, TcpProxy,
-    TrafficDirection, Transport, cors, ext_authz, fault, istio, jwt, rbac, route, tls,
+    Action, At, ChainMatch, CidrRange, ClientCertDetails, ClientCertHeader, Cluster, ConfigError,
+    ConnectionAccess, FilterChain, ForwardClientCert, HttpAccess, HttpManager, Listener,
+    ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors, ext_authz, fault, istio,
+    jwt, rbac, route, tls,
 };
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
@@ -415,27 +416,36 @@ fn http_manager(
     })
 }
 
-/// `forward_client_cert_details`. The detail written is the client's URI
-/// SAN (`URI=`), whatever `set_current_client_cert_details` asks: subject,
-/// DNS names and the certificate itself are not carried.
+/// `forward_client_cert_details` and `set_current_client_cert_details`.
+/// As in Envoy, the details matter only to the modes that write an element.
 fn client_cert_header(
     hcm: &HttpConnectionManager,
     at: &At,
 ) -> Result<ClientCertHeader, ConfigError> {
     use http_connection_manager::ForwardClientCertDetails as F;
     let mode = match F::try_from(hcm.forward_client_cert_details) {
-        Ok(F::Sanitize) => ClientCertHeader::Sanitize,
-        Ok(F::ForwardOnly) => ClientCertHeader::ForwardOnly,
-        Ok(F::AppendForward) => ClientCertHeader::AppendForward,
-        Ok(F::SanitizeSet) => ClientCertHeader::SanitizeSet,
-        Ok(F::AlwaysForwardOnly) => ClientCertHeader::AlwaysForwardOnly,
+        Ok(F::Sanitize) => ForwardClientCert::Sanitize,
+        Ok(F::ForwardOnly) => ForwardClientCert::ForwardOnly,
+        Ok(F::AppendForward) => ForwardClientCert::AppendForward,
+        Ok(F::SanitizeSet) => ForwardClientCert::SanitizeSet,
+        Ok(F::AlwaysForwardOnly) => ForwardClientCert::AlwaysForwardOnly,
         Err(_) => {
             return Err(at
                 .field("forward_client_cert_details")
                 .error("an unknown mode"));
         }
     };
-    Ok(mode)
+    let details = hcm.set_current_client_cert_details.as_ref().map_or_else(
+        ClientCertDetails::default,
+        |set| ClientCertDetails {
+            subject: set.subject.as_ref().is_some_and(|s| s.value),
+            cert: set.cert,
+            chain: set.chain,
+            dns: set.dns,
+            uri: set.uri,
+        },
+    );
+    Ok(ClientCertHeader { mode, details })
 }
 
 /// The route configuration an HCM names; until it arrives the table is

@@ -89,10 +89,20 @@
 //!   `max_lifetime`, `header_in_metadata`, `failed_status_in_metadata`,
 //!   `claim_path`, `extract_only_without_validation`,
 //!   `filter_state_rules`; per-route `PerRouteConfig` is not read.
-//! - `forward_client_cert_details` (all modes): on mTLS connections the
-//!   client's URI SAN reaches the application as
-//!   `x-forwarded-client-cert: URI=...`; subject, DNS and hash details are
-//!   not written.
+//! - `forward_client_cert_details` (all modes) with
+//!   `set_current_client_cert_details` (`subject`, `cert`, `chain`, `dns`,
+//!   `uri`), as Envoy writes `x-forwarded-client-cert`: `SANITIZE` removes
+//!   the header; `FORWARD_ONLY` keeps it on mTLS connections;
+//!   `APPEND_FORWARD` and `SANITIZE_SET` append or set, on mTLS
+//!   connections, the element
+//!   `By=<own URI SAN>;Hash=<hex SHA-256 of the client's certificate>;
+//!   Cert="...";Chain="...";Subject="...";URI=...;DNS=...` (`By` once per
+//!   URI SAN of the certificate this chain presents; the details asked for,
+//!   in that order; `Cert` and `Chain` URL-encoded PEM; `Subject` in RFC
+//!   2253 form as OpenSSL prints it, always quoted; other values quoted
+//!   only when they hold `,`, `;`, `=` or `"`); all but
+//!   `ALWAYS_FORWARD_ONLY` remove the header on connections without a
+//!   client certificate. The element is made once per connection.
 //! - Faults: `envoy.filters.http.fault` before the router, overridden per route
 //!   in `typed_per_filter_config`: `delay.fixed_delay`, `abort.http_status`,
 //!   `abort.grpc_status`, each with `percentage` (unset is 0%, as in Envoy).
@@ -412,21 +422,56 @@ pub struct HttpManager {
     pub tracing: Option<Arc<Tracing>>,
 }
 
-/// `forward_client_cert_details`: what a request's `x-forwarded-client-cert`
-/// header becomes on its way to the upstream.
+/// `forward_client_cert_details` and `set_current_client_cert_details`:
+/// what a request's `x-forwarded-client-cert` header becomes on its way to
+/// the upstream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ClientCertHeader {
+pub struct ClientCertHeader {
+    pub mode: ForwardClientCert,
+    pub details: ClientCertDetails,
+}
+
+impl ClientCertHeader {
+    /// Whether this proxy writes an element of its own (on mTLS connections).
+    pub fn writes_element(&self) -> bool {
+        matches!(
+            self.mode,
+            ForwardClientCert::AppendForward | ForwardClientCert::SanitizeSet
+        )
+    }
+}
+
+/// `forward_client_cert_details`: what happens to the header a client sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardClientCert {
     /// Removed (Envoy's default).
     #[default]
     Sanitize,
     /// Kept on mTLS connections, removed on others.
     ForwardOnly,
-    /// On mTLS connections, the client's certificate appended; removed on others.
+    /// On mTLS connections, this proxy's element appended; removed on others.
     AppendForward,
-    /// On mTLS connections, replaced by the client's certificate; removed on others.
+    /// On mTLS connections, replaced by this proxy's element; removed on others.
     SanitizeSet,
     /// Kept, whatever the connection.
     AlwaysForwardOnly,
+}
+
+/// `set_current_client_cert_details`: what this proxy's element tells of
+/// the client's certificate besides its hash (`Hash`) and this proxy's own
+/// URI SAN (`By`), which are always written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientCertDetails {
+    /// `Subject="..."`, RFC 2253.
+    pub subject: bool,
+    /// `Cert="..."`, the leaf as URL-encoded PEM.
+    pub cert: bool,
+    /// `Chain="..."`, every certificate the client sent as URL-encoded PEM.
+    pub chain: bool,
+    /// `DNS=...`, one per DNS SAN.
+    pub dns: bool,
+    /// `URI=...`, one per URI SAN (an empty `URI=` without one).
+    pub uri: bool,
 }
 
 #[derive(Debug, Default)]

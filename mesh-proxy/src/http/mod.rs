@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod access_log;
+pub mod client_cert;
 pub mod cors;
 pub mod fault;
 pub mod forward;

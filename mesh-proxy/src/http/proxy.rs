@@ -14,13 +14,10 @@ use hyper::body::Incoming;
 
 use super::info::{ResponseFlags, ResponseInfo};
 use super::{Body, access, access_log, cors, fault, forward, route};
-use crate::config::{
-    Action, ClientCertHeader, DynamicMetadata, HttpManager, Redirect, Route, VirtualHost,
-};
+use crate::config::{Action, DynamicMetadata, HttpManager, Redirect, Route, VirtualHost};
 use crate::stats::ListenerStats;
 use crate::telemetry::HttpTelemetry;
 use crate::telemetry::spans::HttpTracing;
-use crate::tls::DownstreamTls;
 use crate::upstream::Upstreams;
 
 /// What a listener's HTTP requests need.
@@ -46,7 +43,7 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
     if !parts.headers.contains_key(&REQUEST_ID) {
         parts.headers.insert(REQUEST_ID.clone(), new_request_id());
     }
-    forward_client_cert(state.manager.client_cert, &mut parts);
+    super::client_cert::forward(state.manager.client_cert.mode, &mut parts);
     let span = state
         .tracing
         .as_ref()
@@ -164,51 +161,6 @@ async fn routed(
             .operation = Some(Arc::clone(operation));
     }
     response
-}
-
-static CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
-
-/// `x-forwarded-client-cert` as the connection manager says: on an mTLS
-/// connection the client's identity (`URI=spiffe://...`) can be appended
-/// or set, so that the application knows who called; a header a
-/// plain-text client sent is not believed.
-fn forward_client_cert(mode: ClientCertHeader, parts: &mut Parts) {
-    let element = parts
-        .extensions
-        .get::<DownstreamTls>()
-        .and_then(|tls| tls.client_cert_element.clone());
-    match (mode, element) {
-        (ClientCertHeader::AlwaysForwardOnly, _) | (ClientCertHeader::ForwardOnly, Some(_)) => {}
-        (ClientCertHeader::AppendForward, Some(element)) => {
-            let joined = match parts.headers.get(&CLIENT_CERT) {
-                Some(existing) => {
-                    let mut bytes = existing.as_bytes().to_vec();
-                    bytes.push(b',');
-                    bytes.extend_from_slice(element.as_bytes());
-                    HeaderValue::from_bytes(&bytes).unwrap_or(element)
-                }
-                None => element,
-            };
-            parts.headers.insert(CLIENT_CERT.clone(), joined);
-        }
-        (ClientCertHeader::SanitizeSet, Some(element)) => {
-            parts.headers.insert(CLIENT_CERT.clone(), element);
-        }
-        _ => {
-            parts.headers.remove(&CLIENT_CERT);
-        }
-    }
-}
-
-/// A client's URI SAN as an `x-forwarded-client-cert` element; Envoy
-/// quotes values holding the header's separators.
-pub(crate) fn client_cert_element(uri: &str) -> Option<HeaderValue> {
-    let value = if uri.contains([',', ';', '=', '"']) {
-        format!("URI=\"{}\"", uri.replace('"', "\\\""))
-    } else {
-        format!("URI={uri}")
-    };
-    HeaderValue::from_str(&value).ok()
 }
 
 /// The authority the client asked for (HTTP/2 `:authority` or the Host header).

@@ -42,8 +42,12 @@
 //! The key is never written to disk and never shown: `/config_dump` does
 //! not list these secrets, and `/certs` and the logs show serial numbers,
 //! SANs and validity only. `/certs` lists the workload certificate as
-//! Envoy's does; the stats page has `envoy_server_days_until_first_cert_expiring`
-//! and `mesh_proxy_workload_cert_expiry_timestamp_seconds`.
+//! Envoy's does; the stats page has `envoy_server_days_until_first_cert_expiring`,
+//! `mesh_proxy_workload_cert_expiry_timestamp_seconds`, and how long
+//! renewals take from their first attempt to the new certificate in use
+//! (`mesh_proxy_workload_cert_rotation_seconds`, a summary, and
+//! `mesh_proxy_workload_cert_last_rotation_seconds`); the log line of each
+//! renewal says it too (`took_ms`).
 
 mod ca_client;
 mod chain;
@@ -55,6 +59,7 @@ mod x509;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -66,7 +71,7 @@ use mesh_api::names::SpiffeId;
 use tokio::sync::watch;
 
 pub use chain::Details;
-pub use x509::{Fields, rfc3339};
+pub use x509::{Fields, rfc2253, rfc3339};
 
 use crate::config::NodeInfo;
 use crate::drain::Drain;
@@ -132,6 +137,37 @@ pub struct CertificateProvider {
     id: SpiffeId,
     provided: watch::Sender<Provided>,
     current: ArcSwapOption<Current>,
+    rotations: Rotations,
+}
+
+/// How long renewals took, from their first attempt to the new certificate
+/// in use (the first certificate is not a renewal).
+#[derive(Debug, Default)]
+struct Rotations {
+    count: AtomicU64,
+    total_micros: AtomicU64,
+    last_micros: AtomicU64,
+}
+
+impl Rotations {
+    fn record(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.total_micros.fetch_add(micros, Ordering::Relaxed);
+        self.last_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// A summary of every rotation's duration, and a gauge of the last.
+    fn render(&self, out: &mut String) {
+        let seconds = |micros: &AtomicU64| micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let name = "mesh_proxy_workload_cert_rotation_seconds";
+        let _ = writeln!(out, "# TYPE {name} summary");
+        let _ = writeln!(out, "{name}_sum {}", seconds(&self.total_micros));
+        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
+        let name = "mesh_proxy_workload_cert_last_rotation_seconds";
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {}", seconds(&self.last_micros));
+    }
 }
 
 impl CertificateProvider {
@@ -154,6 +190,7 @@ impl CertificateProvider {
             id: id.clone(),
             provided: watch::Sender::new(Provided::Pending),
             current: ArcSwapOption::empty(),
+            rotations: Rotations::default(),
         });
         let issuer = rotation::Issuer {
             client,
@@ -214,11 +251,13 @@ impl CertificateProvider {
         });
     }
 
-    /// The expiry gauges, in Prometheus' text format.
+    /// The expiry gauges and the rotations' durations, in Prometheus' text
+    /// format.
     pub fn render_metrics(&self, out: &mut String) {
         let Some(current) = self.current() else {
             return;
         };
+        self.rotations.render(out);
         let first = current
             .leaf
             .fields

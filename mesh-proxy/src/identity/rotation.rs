@@ -4,13 +4,13 @@
 //! 10 s) while the current certificate stays in use.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mesh_api::names::SpiffeId;
 
 use super::CertificateProvider;
 use super::ca_client::CaClient;
-use super::chain::{self, Issued, Trusted};
+use super::chain::{self, Details, Issued, Trusted};
 use super::csr::Request;
 use super::x509::rfc3339;
 use crate::drain::Drain;
@@ -43,14 +43,25 @@ impl Issuer {
 pub(super) async fn run(issuer: Issuer, provider: Arc<CertificateProvider>, drain: Drain) {
     let mut backoff = Backoff::default();
     let mut drained = std::pin::pin!(drain.started());
+    // When the renewal under way began: its first attempt, retries included.
+    let mut started = None;
     loop {
+        let began = *started.get_or_insert_with(Instant::now);
         let delay = tokio::select! {
             result = issuer.issue() => match result {
                 Ok(issued) => {
                     backoff.reset();
                     let renewal = renewal_delay(issued.leaf.fields.not_before, issued.leaf.fields.not_after);
-                    log_issued(&issued, provider.has_certificate());
+                    let rotated = provider.has_certificate();
+                    let leaf = issued.leaf.clone();
                     provider.publish(issued);
+                    // From here on, new handshakes present the new certificate.
+                    let took = began.elapsed();
+                    started = None;
+                    if rotated {
+                        provider.rotations.record(took);
+                    }
+                    log_issued(&leaf, rotated, took);
                     renewal
                 }
                 Err(err) => {
@@ -68,14 +79,16 @@ pub(super) async fn run(issuer: Issuer, provider: Arc<CertificateProvider>, drai
     }
 }
 
-fn log_issued(issued: &Issued, rotated: bool) {
-    let san = issued.leaf.uri_sans.join(",");
-    let serial = &issued.leaf.fields.serial;
-    let expires = rfc3339(issued.leaf.fields.not_after);
+/// `took_ms`: from the first attempt to the certificate in use.
+fn log_issued(leaf: &Details, rotated: bool, took: Duration) {
+    let san = leaf.uri_sans.join(",");
+    let serial = &leaf.fields.serial;
+    let expires = rfc3339(leaf.fields.not_after);
+    let took_ms = took.as_secs_f64() * 1000.0;
     if rotated {
-        tracing::info!(%san, %serial, %expires, "workload certificate rotated");
+        tracing::info!(%san, %serial, %expires, took_ms, "workload certificate rotated");
     } else {
-        tracing::info!(%san, %serial, %expires, "workload certificate obtained");
+        tracing::info!(%san, %serial, %expires, took_ms, "workload certificate obtained");
     }
 }
 

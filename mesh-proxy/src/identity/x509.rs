@@ -1,6 +1,7 @@
 //! The few fields of a certificate that rustls-webpki does not expose, read
-//! from its DER: the serial number and the validity period. Only the outer
-//! structure up to `validity` is walked; everything else is skipped.
+//! from its DER: the serial number and the validity period (only the outer
+//! structure up to `validity` is walked; everything else is skipped), and a
+//! distinguished name in the text form OpenSSL gives it.
 
 /// What `/certs`, the metrics and the rotation schedule need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +14,9 @@ pub struct Fields {
 }
 
 const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
 const INTEGER: u8 = 0x02;
+const OID: u8 = 0x06;
 const VERSION: u8 = 0xa0;
 const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
@@ -43,6 +46,181 @@ pub fn fields(der: &[u8]) -> Option<Fields> {
         not_before,
         not_after,
     })
+}
+
+/// A distinguished name (the contents of a `Name`) as OpenSSL prints it
+/// with `XN_FLAG_RFC2253`, the form Envoy gives a certificate's subject:
+/// attributes last to first, `+` between those of one RDN and `,` between
+/// RDNs; common types by their short names (`CN`, `O`, ...), others by
+/// their OID with the value's DER in hex (`1.2.3=#0C0161`); RFC 2253's
+/// special characters escaped with a backslash, and control characters and
+/// the bytes of non-ASCII characters as `\XX`. `None` when not DER.
+pub fn rfc2253(name: &[u8]) -> Option<String> {
+    let mut attributes = Vec::new();
+    let (mut rdns, mut index) = (name, 0);
+    while !rdns.is_empty() {
+        let (mut rdn, rest) = element(rdns, SET)?;
+        rdns = rest;
+        while !rdn.is_empty() {
+            let (attribute, rest) = element(rdn, SEQUENCE)?;
+            rdn = rest;
+            let (oid, value) = element(attribute, OID)?;
+            attributes.push((index, oid, value));
+        }
+        index += 1;
+    }
+    let mut text = String::new();
+    let mut previous = None;
+    for (index, oid, value) in attributes.into_iter().rev() {
+        match previous {
+            Some(p) if p == index => text.push('+'),
+            Some(_) => text.push(','),
+            None => {}
+        }
+        previous = Some(index);
+        match short_name(oid) {
+            Some(name) => {
+                text.push_str(name);
+                text.push('=');
+                attribute_value(&mut text, value);
+            }
+            None => {
+                text.push_str(&dotted(oid)?);
+                text.push('=');
+                hex_value(&mut text, value);
+            }
+        }
+    }
+    Some(text)
+}
+
+/// OpenSSL's short names for the attribute types certificates commonly use.
+fn short_name(oid: &[u8]) -> Option<&'static str> {
+    const PAIRS: [(&[u8], &str); 19] = [
+        (&[0x55, 0x04, 0x03], "CN"),
+        (&[0x55, 0x04, 0x04], "SN"),
+        (&[0x55, 0x04, 0x05], "serialNumber"),
+        (&[0x55, 0x04, 0x06], "C"),
+        (&[0x55, 0x04, 0x07], "L"),
+        (&[0x55, 0x04, 0x08], "ST"),
+        (&[0x55, 0x04, 0x09], "street"),
+        (&[0x55, 0x04, 0x0a], "O"),
+        (&[0x55, 0x04, 0x0b], "OU"),
+        (&[0x55, 0x04, 0x0c], "title"),
+        (&[0x55, 0x04, 0x11], "postalCode"),
+        (&[0x55, 0x04, 0x2a], "GN"),
+        (&[0x55, 0x04, 0x2b], "initials"),
+        (&[0x55, 0x04, 0x2c], "generationQualifier"),
+        (&[0x55, 0x04, 0x2e], "dnQualifier"),
+        (&[0x55, 0x04, 0x41], "pseudonym"),
+        (
+            &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01],
+            "UID",
+        ),
+        (
+            &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19],
+            "DC",
+        ),
+        (
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01],
+            "emailAddress",
+        ),
+    ];
+    PAIRS.iter().find(|(o, _)| *o == oid).map(|(_, name)| *name)
+}
+
+/// An OID's content octets in dotted form; `None` when malformed.
+fn dotted(oid: &[u8]) -> Option<String> {
+    if oid.last()? & 0x80 != 0 {
+        return None;
+    }
+    let mut arcs = Vec::new();
+    let mut arc: u64 = 0;
+    for &byte in oid {
+        arc = arc.checked_mul(128)? | u64::from(byte & 0x7f);
+        if byte & 0x80 == 0 {
+            arcs.push(arc);
+            arc = 0;
+        }
+    }
+    let (&first, rest) = arcs.split_first()?;
+    let (a, b) = match first {
+        0..40 => (0, first),
+        40..80 => (1, first - 40),
+        _ => (2, first - 80),
+    };
+    let mut text = format!("{a}.{b}");
+    for arc in rest {
+        text.push_str(&format!(".{arc}"));
+    }
+    Some(text)
+}
+
+/// One attribute value: a string escaped as RFC 2253 asks, or `#` and the
+/// DER in hex for types that are not strings.
+fn attribute_value(text: &mut String, der: &[u8]) {
+    let Some((tag, content)) = der
+        .first()
+        .and_then(|&tag| Some((tag, element(der, tag)?.0)))
+    else {
+        return hex_value(text, der);
+    };
+    let chars: Option<Vec<char>> = match tag {
+        // UTF8String
+        0x0c => std::str::from_utf8(content)
+            .ok()
+            .map(|s| s.chars().collect()),
+        // NumericString, PrintableString, T61String (read as Latin-1, as
+        // OpenSSL does), IA5String, VisibleString
+        0x12 | 0x13 | 0x14 | 0x16 | 0x1a => Some(content.iter().map(|&b| char::from(b)).collect()),
+        // UniversalString (UCS-4) and BMPString (UCS-2)
+        0x1c => wide(content, 4),
+        0x1e => wide(content, 2),
+        _ => None,
+    };
+    match chars {
+        Some(chars) => escaped(text, &chars),
+        None => hex_value(text, der),
+    }
+}
+
+/// Big-endian code units of `width` bytes as characters.
+fn wide(content: &[u8], width: usize) -> Option<Vec<char>> {
+    if !content.len().is_multiple_of(width) {
+        return None;
+    }
+    content
+        .chunks(width)
+        .map(|unit| char::from_u32(unit.iter().fold(0, |n, b| (n << 8) | u32::from(*b))))
+        .collect()
+}
+
+fn escaped(text: &mut String, chars: &[char]) {
+    let last = chars.len().saturating_sub(1);
+    for (i, &c) in chars.iter().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, ' ' | '#'))
+            || (i == last && c == ' ');
+        if special {
+            text.push('\\');
+            text.push(c);
+        } else if c.is_ascii_control() || !c.is_ascii() {
+            let mut utf8 = [0; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                text.push_str(&format!("\\{byte:02X}"));
+            }
+        } else {
+            text.push(c);
+        }
+    }
+}
+
+/// `#` and DER in uppercase hex.
+fn hex_value(text: &mut String, der: &[u8]) {
+    text.push('#');
+    for b in der {
+        text.push_str(&format!("{b:02X}"));
+    }
 }
 
 /// The contents of the element at the start of `input` if it has `tag`,
@@ -135,36 +313,4 @@ pub fn rfc3339(seconds: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn certificate(not_before: (i32, u8, u8), not_after: (i32, u8, u8), serial: &[u8]) -> Vec<u8> {
-        let mut params = rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap();
-        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
-        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(serial));
-        let key = rcgen::KeyPair::generate().unwrap();
-        params.self_signed(&key).unwrap().der().to_vec()
-    }
-
-    #[test]
-    fn reads_serial_and_validity() {
-        // 2049 is still a UTCTime, 2050 is a GeneralizedTime.
-        let der = certificate((2024, 2, 29), (2050, 1, 1), &[0x01, 0xab, 0xcd]);
-        let fields = fields(&der).unwrap();
-        assert_eq!(fields.serial, "01abcd");
-        assert_eq!(fields.not_before, 1_709_164_800);
-        assert_eq!(fields.not_after, 2_524_608_000);
-        assert_eq!(rfc3339(fields.not_before), "2024-02-29T00:00:00Z");
-        assert_eq!(rfc3339(fields.not_after), "2050-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_709_210_096), "2024-02-29T12:34:56Z");
-    }
-
-    #[test]
-    fn refuses_what_is_not_a_certificate() {
-        assert_eq!(fields(b""), None);
-        assert_eq!(fields(&[0x30, 0x03, 0x02, 0x01]), None);
-        let der = certificate((2024, 1, 1), (2025, 1, 1), &[7]);
-        assert_eq!(fields(&der[..der.len() / 2]), None);
-    }
-}
+mod tests;

@@ -299,6 +299,10 @@ pub struct ServerSettings {
 #[derive(Debug, Clone)]
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
+    /// The URI SANs of the certificate presented (`By` in
+    /// `x-forwarded-client-cert`). Read once: a rotated workload
+    /// certificate names the same identity as the one it replaces.
+    pub local_uri_sans: Arc<[String]>,
 }
 
 impl ServerTls {
@@ -312,13 +316,20 @@ impl ServerTls {
             )?),
             None => builder.with_no_client_auth(),
         };
-        let mut config = match settings.identity {
-            Identity::Fixed { chain, key } => builder.with_single_cert(chain, key)?,
-            Identity::Rotating(identity) => builder.with_cert_resolver(identity),
+        let (mut config, leaf) = match settings.identity {
+            Identity::Fixed { chain, key } => {
+                let leaf = chain.first().cloned();
+                (builder.with_single_cert(chain, key)?, leaf)
+            }
+            Identity::Rotating(identity) => {
+                let leaf = identity.current().cert.first().cloned();
+                (builder.with_cert_resolver(identity), leaf)
+            }
         };
         config.alpn_protocols = settings.alpn.into_iter().map(String::into_bytes).collect();
         Ok(ServerTls {
             config: Arc::new(config),
+            local_uri_sans: leaf.as_ref().map(uri_sans).unwrap_or_default().into(),
         })
     }
 }
@@ -330,8 +341,11 @@ pub struct DownstreamTls {
     pub server_name: Option<Arc<str>>,
     /// The first URI SAN of the client's certificate (a SPIFFE id in a mesh).
     pub peer_uri_san: Option<Arc<str>>,
-    /// `peer_uri_san` as an `x-forwarded-client-cert` element, made once per
-    /// connection rather than at each of its requests.
+    /// The client presented a certificate: the connection is mutual TLS.
+    pub peer_certificate: bool,
+    /// What this proxy says of the client's certificate in
+    /// `x-forwarded-client-cert`, when its connection manager writes that:
+    /// made once per connection rather than at each of its requests.
     pub client_cert_element: Option<http::HeaderValue>,
 }
 

@@ -477,6 +477,13 @@ fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
 }
 
 impl Leaf {
+    /// The SHA-256 of the certificate's DER, in lowercase hex.
+    pub fn fingerprint(&self) -> String {
+        let der = &pem_certs(&self.cert)[0];
+        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// A server config with this certificate; `clients` makes client
     /// certificates from that CA mandatory.
     pub fn server_config(&self, clients: Option<&Ca>, alpn: &[&str]) -> Arc<rustls::ServerConfig> {

@@ -414,6 +414,13 @@ spec:
         hcm["rds"]["route_config_name"],
         "https.8443.https-shop.secure.istio-system"
     );
+    // As istiod: the gateway replaces what clients say of their
+    // certificates with what it saw itself.
+    assert_eq!(hcm["forward_client_cert_details"], "SANITIZE_SET");
+    assert_eq!(
+        hcm["set_current_client_cert_details"],
+        json!({"subject": true, "cert": true, "dns": true, "uri": true})
+    );
     let tls = &shop["transport_socket"]["typed_config"];
     let common = &tls["common_tls_context"];
     assert_eq!(common["alpn_protocols"], json!(["h2", "http/1.1"]));

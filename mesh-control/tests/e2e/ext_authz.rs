@@ -1,0 +1,183 @@
+//! A CUSTOM AuthorizationPolicy has `reviews`' sidecar ask an external
+//! authorizer (a MeshConfig `envoyExtAuthzHttp` provider) about some paths,
+//! and an AUDIT policy changes no decision.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::mesh::{
+    Ca, ControlPlane, Http, Identity, PORT, app, loopback_ips, mesh_config, route_all_to, sidecar,
+    wait_for, workspace, write_config,
+};
+
+/// What the authorizer answers a denied request with.
+const AUTHORIZER_DENIES: &str = "denied by the authorizer";
+
+/// An HTTP authorizer: 200 for requests with `x-allow: yes`, else 403;
+/// counts what it is asked.
+async fn authorizer(asked: Arc<AtomicU64>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let asked = Arc::clone(&asked);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: http::Request<Incoming>| {
+                    asked.fetch_add(1, Ordering::Relaxed);
+                    let allowed = request.headers().get("x-allow").is_some_and(|v| v == "yes");
+                    let response = if allowed {
+                        http::Response::new(Full::new(Bytes::new()))
+                    } else {
+                        let mut denied =
+                            http::Response::new(Full::new(Bytes::from(AUTHORIZER_DENIES)));
+                        *denied.status_mut() = http::StatusCode::FORBIDDEN;
+                        denied
+                    };
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+/// The authorizer as a service of the registry, and the policies: CUSTOM
+/// on `/admin/*` of `reviews`, AUDIT on everything.
+fn authorization_config(authorizer: SocketAddr) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ext-authz, namespace: default}}
+spec:
+  hosts: [ext-authz.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 8000, name: http, protocol: HTTP}}]
+  endpoints: [{{address: {ip}, ports: {{http: {port}}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: admin, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  action: CUSTOM
+  provider: {{name: ext-authz}}
+  rules:
+  - to: [{{operation: {{paths: ['/admin/*']}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: audit-everything, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  action: AUDIT
+  rules:
+  - {{}}
+",
+        ip = authorizer.ip(),
+        port = authorizer.port()
+    )
+}
+
+const EXT_AUTHZ_MESH: &str = "extensionProviders:
+- name: ext-authz
+  envoyExtAuthzHttp:
+    service: ext-authz.default.svc.cluster.local
+    port: 8000
+    timeout: 5s
+    includeRequestHeadersInCheck: [x-allow]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_policy_asks_the_external_authorizer() {
+    let (dir, config_dir) = workspace();
+    let ips = loopback_ips(3);
+    let (client_ip, v1_ip, v2_ip) = (ips[0], ips[1], ips[2]);
+    // Only v1 runs: all of `reviews` is routed to it.
+    let v1_app = app("v1").await;
+    let mesh = mesh_config(client_ip, (v1_ip, v1_app), (v2_ip, v1_app));
+    write_config(&config_dir, "mesh.yaml", &mesh);
+    write_config(&config_dir, "route.yaml", &route_all_to("v1"));
+    let asked = Arc::new(AtomicU64::new(0));
+    let authorizer = authorizer(Arc::clone(&asked)).await;
+    let authorization = authorization_config(authorizer);
+    write_config(&config_dir, "authz.yaml", &authorization);
+    let mesh_file = dir.path().join("meshconfig.yaml");
+    std::fs::write(&mesh_file, EXT_AUTHZ_MESH).unwrap();
+    let flags = ["--mesh-config", mesh_file.to_str().unwrap()];
+    let plane = ControlPlane::start_with(dir.path(), 0, 0, &flags).await;
+    let ca = Ca::new();
+    let identity = Identity::Static(&ca);
+    let labels = BTreeMap::from([("app", "reviews"), ("version", "v1")]);
+    let client_labels = BTreeMap::from([("app", "client")]);
+    let mut proxies = [
+        sidecar(
+            dir.path(),
+            "client",
+            client_ip,
+            &client_labels,
+            &identity,
+            plane.xds,
+        ),
+        sidecar(
+            dir.path(),
+            "reviews-v1",
+            v1_ip,
+            &labels,
+            &identity,
+            plane.xds,
+        ),
+    ];
+    let http = Http::new();
+    let url = |path: &str| format!("http://{client_ip}:{PORT}{path}");
+    wait_for("v1 through the client sidecar", async || {
+        for proxy in &mut proxies {
+            proxy.assert_alive("a sidecar");
+        }
+        match http.get(&url("/reviews/0"), Some("reviews:9080")).await {
+            Ok((200, body)) if body == "v1" => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        0,
+        "paths outside the CUSTOM policy are not put to the authorizer"
+    );
+
+    let admin = url("/admin/users");
+    let host = ("host", "reviews:9080");
+    assert_eq!(
+        http.get_with(&admin, &[host]).await,
+        Ok((403, AUTHORIZER_DENIES.into()))
+    );
+    assert_eq!(
+        http.get_with(&admin, &[host, ("x-allow", "yes")]).await,
+        Ok((200, "v1".into()))
+    );
+    assert_eq!(asked.load(Ordering::Relaxed), 2);
+    // The AUDIT policy matches every request and refuses none.
+    for _ in 0..5 {
+        assert_eq!(
+            http.get(&url("/reviews/0"), Some("reviews:9080")).await,
+            Ok((200, "v1".into()))
+        );
+    }
+    for proxy in &mut proxies {
+        proxy.assert_alive("a sidecar");
+    }
+}
