@@ -2,7 +2,6 @@
 //! authorizer (a MeshConfig `envoyExtAuthzHttp` provider) about some paths,
 //! and an AUDIT policy changes no decision.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,10 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::mesh::{
-    Ca, ControlPlane, Http, Identity, PORT, app, loopback_ips, mesh_config, route_all_to, sidecar,
-    wait_for, workspace, write_config,
-};
+use crate::mesh::{Ca, ControlPlane, Http, Identity, V1Only, app, workspace, write_config};
 
 /// What the authorizer answers a denied request with.
 const AUTHORIZER_DENIES: &str = "denied by the authorizer";
@@ -104,13 +100,7 @@ const EXT_AUTHZ_MESH: &str = "extensionProviders:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_policy_asks_the_external_authorizer() {
     let (dir, config_dir) = workspace();
-    let ips = loopback_ips(3);
-    let (client_ip, v1_ip, v2_ip) = (ips[0], ips[1], ips[2]);
-    // Only v1 runs: all of `reviews` is routed to it.
-    let v1_app = app("v1").await;
-    let mesh = mesh_config(client_ip, (v1_ip, v1_app), (v2_ip, v1_app));
-    write_config(&config_dir, "mesh.yaml", &mesh);
-    write_config(&config_dir, "route.yaml", &route_all_to("v1"));
+    let mesh = V1Only::write(&config_dir, app("v1").await);
     let asked = Arc::new(AtomicU64::new(0));
     let authorizer = authorizer(Arc::clone(&asked)).await;
     let authorization = authorization_config(authorizer);
@@ -120,46 +110,17 @@ async fn a_custom_policy_asks_the_external_authorizer() {
     let flags = ["--mesh-config", mesh_file.to_str().unwrap()];
     let plane = ControlPlane::start_with(dir.path(), 0, 0, &flags).await;
     let ca = Ca::new();
-    let identity = Identity::Static(&ca);
-    let labels = BTreeMap::from([("app", "reviews"), ("version", "v1")]);
-    let client_labels = BTreeMap::from([("app", "client")]);
-    let mut proxies = [
-        sidecar(
-            dir.path(),
-            "client",
-            client_ip,
-            &client_labels,
-            &identity,
-            plane.xds,
-        ),
-        sidecar(
-            dir.path(),
-            "reviews-v1",
-            v1_ip,
-            &labels,
-            &identity,
-            plane.xds,
-        ),
-    ];
+    let mut proxies = mesh.sidecars(dir.path(), &Identity::Static(&ca), plane.xds);
     let http = Http::new();
-    let url = |path: &str| format!("http://{client_ip}:{PORT}{path}");
-    wait_for("v1 through the client sidecar", async || {
-        for proxy in &mut proxies {
-            proxy.assert_alive("a sidecar");
-        }
-        match http.get(&url("/reviews/0"), Some("reviews:9080")).await {
-            Ok((200, body)) if body == "v1" => Some(()),
-            _ => None,
-        }
-    })
-    .await;
+    mesh.wait_for_v1(&http, &mut proxies, "v1 through the client sidecar")
+        .await;
     assert_eq!(
         asked.load(Ordering::Relaxed),
         0,
         "paths outside the CUSTOM policy are not put to the authorizer"
     );
 
-    let admin = url("/admin/users");
+    let admin = mesh.url("/admin/users");
     let host = ("host", "reviews:9080");
     assert_eq!(
         http.get_with(&admin, &[host]).await,
@@ -173,7 +134,8 @@ async fn a_custom_policy_asks_the_external_authorizer() {
     // The AUDIT policy matches every request and refuses none.
     for _ in 0..5 {
         assert_eq!(
-            http.get(&url("/reviews/0"), Some("reviews:9080")).await,
+            http.get(&mesh.url("/reviews/0"), Some("reviews:9080"))
+                .await,
             Ok((200, "v1".into()))
         );
     }

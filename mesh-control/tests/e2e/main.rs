@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mesh::{
-    Ca, ControlPlane, Http, Identity, PORT, Running, app, loopback_ips, mesh_config, route_all_to,
-    sidecar, wait_for, workspace, write_config,
+    Ca, ControlPlane, Http, Identity, PORT, Running, V1Only, app, loopback_ips, mesh_config,
+    route_all_to, sidecar, wait_for, workspace, write_config,
 };
 use serde_json::Value;
 
@@ -290,17 +290,8 @@ async fn plain_text_answered(http: &Http, ip: Ipv4Addr) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_from_the_mesh_ca_carry_strict_mtls() {
     let (dir, config_dir) = workspace();
-    let ips = loopback_ips(2);
-    let (client_ip, v1_ip) = (ips[0], ips[1]);
-    // Only v1 runs: its address is the one routed to.
-    let v2_ip = loopback_ips(1)[0];
-    let v1_app = app("v1").await;
-    write_config(
-        &config_dir,
-        "mesh.yaml",
-        &mesh_config(client_ip, (v1_ip, v1_app), (v2_ip, v1_app)),
-    );
-    write_config(&config_dir, "route.yaml", &route_all_to("v1"));
+    let mesh = V1Only::write(&config_dir, app("v1").await);
+    let v1_ip = mesh.v1_ip;
     let ca_dir = dir.path().join("ca");
     let tokens = dir.path().join("tokens");
     write_tokens(&ca_dir, &tokens, &["client", "reviews-v1"]);
@@ -318,35 +309,14 @@ async fn certificates_from_the_mesh_ca_carry_strict_mtls() {
         // Short, so that certificates rotate several times during the test.
         ttl: "4s",
     };
-    let mut proxies = [
-        sidecar(
-            dir.path(),
-            "client",
-            client_ip,
-            &BTreeMap::from([("app", "client")]),
-            &identity,
-            plane.xds,
-        ),
-        sidecar(
-            dir.path(),
-            "reviews-v1",
-            v1_ip,
-            &BTreeMap::from([("app", "reviews"), ("version", "v1")]),
-            &identity,
-            plane.xds,
-        ),
-    ];
+    let mut proxies = mesh.sidecars(dir.path(), &identity, plane.xds);
     let http = Http::new();
-    let url = format!("http://{client_ip}:{PORT}/reviews/0");
-    wait_for("v1 through the client sidecar, over mTLS", async || {
-        for proxy in &mut proxies {
-            proxy.assert_alive("a sidecar");
-        }
-        match http.get(&url, Some("reviews:9080")).await {
-            Ok((200, body)) if body == "v1" => Some(()),
-            _ => None,
-        }
-    })
+    let url = mesh.url("/reviews/0");
+    mesh.wait_for_v1(
+        &http,
+        &mut proxies,
+        "v1 through the client sidecar, over mTLS",
+    )
     .await;
     assert!(
         plain_text_answered(&http, v1_ip).await,

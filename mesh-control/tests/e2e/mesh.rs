@@ -425,3 +425,52 @@ impl Http {
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 }
+
+/// A mesh where all of `reviews` is routed to v1, which fronts `v1_app`
+/// (v2's address has no sidecar), written to `config_dir`.
+pub struct V1Only {
+    pub client_ip: Ipv4Addr,
+    pub v1_ip: Ipv4Addr,
+}
+
+impl V1Only {
+    pub fn write(config_dir: &Path, v1_app: SocketAddr) -> V1Only {
+        let ips = loopback_ips(3);
+        let (client_ip, v1_ip, v2_ip) = (ips[0], ips[1], ips[2]);
+        let mesh = mesh_config(client_ip, (v1_ip, v1_app), (v2_ip, v1_app));
+        write_config(config_dir, "mesh.yaml", &mesh);
+        write_config(config_dir, "route.yaml", &route_all_to("v1"));
+        V1Only { client_ip, v1_ip }
+    }
+
+    /// The client's sidecar and v1's.
+    pub fn sidecars(&self, dir: &Path, identity: &Identity, xds: SocketAddr) -> [Running; 2] {
+        let client = BTreeMap::from([("app", "client")]);
+        let v1 = BTreeMap::from([("app", "reviews"), ("version", "v1")]);
+        [
+            sidecar(dir, "client", self.client_ip, &client, identity, xds),
+            sidecar(dir, "reviews-v1", self.v1_ip, &v1, identity, xds),
+        ]
+    }
+
+    /// The URL of `path` on `reviews` through the client's sidecar.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}:{PORT}{path}", self.client_ip)
+    }
+
+    /// Waits until v1 answers through the client's sidecar, checking that
+    /// every sidecar stays up meanwhile.
+    pub async fn wait_for_v1(&self, http: &Http, proxies: &mut [Running], what: &str) {
+        let url = self.url("/reviews/0");
+        wait_for(what, async || {
+            for proxy in proxies.iter_mut() {
+                proxy.assert_alive("a sidecar");
+            }
+            match http.get(&url, Some("reviews:9080")).await {
+                Ok((200, body)) if body == "v1" => Some(()),
+                _ => None,
+            }
+        })
+        .await;
+    }
+}
