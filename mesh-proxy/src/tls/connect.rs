@@ -140,9 +140,9 @@ impl Connector {
         }
     }
 
-    /// Whether some endpoint is reached over TLS.
-    pub fn has_tls(&self) -> bool {
-        !self.tls.is_empty()
+    /// How long each step of a connection may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub async fn connect(&self, endpoint: SocketAddr) -> Result<UpstreamIo, ConnectError> {

@@ -152,7 +152,7 @@ impl Shared {
             };
             let Http1Connection { mut sender, state } = connection;
             let mut lease = Lease::new(self, state);
-            if reused && sender.ready().await.is_err() {
+            if reused && !self.settled(&mut sender).await {
                 continue;
             }
             match sender.try_send_request(request).await {
@@ -191,6 +191,21 @@ impl Shared {
                 },
             }
         }
+    }
+
+    /// Whether an idle connection can take a request. It is ready at once,
+    /// unless its previous request is still sending a body the server
+    /// answered without reading; that one gets the connect timeout to
+    /// finish, and is left to close after it.
+    async fn settled(&self, sender: &mut http1::SendRequest<Body>) -> bool {
+        if sender.is_ready() {
+            return true;
+        }
+        let limit = self.connector.timeout();
+        matches!(
+            tokio::time::timeout(limit, sender.ready()).await,
+            Ok(Ok(()))
+        )
     }
 
     /// The most recently used open idle connection to `endpoint`.
