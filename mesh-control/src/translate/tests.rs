@@ -75,7 +75,8 @@ pub(super) fn proxy(namespace: &str, labels: &[(&str, &str)]) -> Proxy {
     }
 }
 
-fn config(yaml: &str) -> Vec<Arc<Resource>> {
+/// The resources of `yaml`, which must load without a problem.
+pub(super) fn config(yaml: &str) -> Vec<Arc<Resource>> {
     let report = load_str("test.yaml", yaml);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     report

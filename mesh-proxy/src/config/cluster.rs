@@ -120,18 +120,12 @@ pub(super) fn eds_name(c: &EnvoyCluster) -> Option<&str> {
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-/// Envoy's default idle timeout of upstream HTTP connections.
-const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
-
 /// Whether the cluster asks for HTTP/2 (in the current or the deprecated
 /// form), and how long its connections are kept.
 fn http_protocol(c: &EnvoyCluster, at: &At) -> Result<(bool, HttpConnections), ConfigError> {
     #[allow(deprecated)]
     let mut http2 = c.http2_protocol_options.is_some();
-    let mut connections = HttpConnections {
-        idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
-        ..HttpConnections::default()
-    };
+    let mut connections = HttpConnections::default();
     for (key, any) in &c.typed_extension_protocol_options {
         let at = at.field("typed_extension_protocol_options").field(key);
         if key != HTTP_PROTOCOL_OPTIONS || !any.type_url.ends_with(HTTP_PROTOCOL_OPTIONS) {
@@ -179,12 +173,10 @@ fn http_connections(
             common.headers_with_underscores_action != 0,
         ),
     ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(at.field(field).unsupported(*field));
-    }
+    at.refuse(&unsupported)?;
     let idle_timeout = match &common.idle_timeout {
         Some(d) => Some(duration(d, &at.field("idle_timeout"))?).filter(|d| !d.is_zero()),
-        None => Some(DEFAULT_IDLE_TIMEOUT),
+        None => HttpConnections::default().idle_timeout,
     };
     let max_duration = match &common.max_connection_duration {
         Some(d) => {

@@ -715,7 +715,7 @@ pub struct Cluster {
 
 /// How long an HTTP connection to an endpoint is kept
 /// (`common_http_protocol_options`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpConnections {
     /// Closed after this long without a request; `None`: kept.
     pub idle_timeout: Option<Duration>,
@@ -724,6 +724,17 @@ pub struct HttpConnections {
     /// Retired this long after it was opened; it closes when its last
     /// request is done.
     pub max_duration: Option<Duration>,
+}
+
+impl Default for HttpConnections {
+    /// Envoy's defaults: closed after an hour without requests, never retired.
+    fn default() -> Self {
+        HttpConnections {
+            idle_timeout: Some(Duration::from_secs(3600)),
+            max_requests: None,
+            max_duration: None,
+        }
+    }
 }
 
 /// Circuit breakers: beyond these, requests are refused with 503 at once.

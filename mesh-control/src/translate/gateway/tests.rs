@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, virtual_host};
 use mesh_api::envoy::{Descriptors, to_json};
-use mesh_api::load::load_str;
 use mesh_api::names::ProxyKind;
 use mesh_api::networking::gateway::Protocol;
 use mesh_api::networking::service_entry::{Location, Resolution};
@@ -53,14 +52,8 @@ fn gateway_proxy() -> Proxy {
 }
 
 fn gateway(yaml: &str) -> Resources {
-    let report = load_str("test.yaml", yaml);
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
     let snapshot = MeshSnapshot {
-        config: report
-            .resources
-            .into_iter()
-            .map(|l| Arc::new(l.resource))
-            .collect(),
+        config: crate::translate::tests::config(yaml),
         services: vec![
             service("reviews.default.svc.cluster.local", 9080, Protocol::Http),
             service("ratings.default.svc.cluster.local", 9080, Protocol::Http),
@@ -572,9 +565,7 @@ fn own_service(snapshot: &mut MeshSnapshot, proxy: &Proxy) {
 
 #[test]
 fn a_server_port_binds_the_target_port_of_the_gateways_own_service() {
-    let report = load_str(
-        "test.yaml",
-        r#"
+    let yaml = r#"
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: web, namespace: default}
@@ -583,14 +574,9 @@ spec:
   servers:
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*"]
-"#,
-    );
+"#;
     let mut snapshot = MeshSnapshot {
-        config: report
-            .resources
-            .into_iter()
-            .map(|l| Arc::new(l.resource))
-            .collect(),
+        config: crate::translate::tests::config(yaml),
         ..MeshSnapshot::default()
     };
     let mut proxy = gateway_proxy();

@@ -9,7 +9,6 @@ use envoy_types::pb::envoy::config::route::v3::{route, route_action};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager,
 };
-use mesh_api::load::load_str;
 use mesh_api::networking::gateway::Protocol;
 use mesh_api::networking::service_entry::{Location, Resolution};
 use prost::Message;
@@ -20,8 +19,6 @@ use crate::translate::{Resources, translate};
 const HOST: &str = "reviews.default.svc.cluster.local";
 
 fn snapshot(yaml: &str) -> MeshSnapshot {
-    let report = load_str("test.yaml", yaml);
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
     let endpoint = |version: &str, ip: &str| {
         Arc::new(Endpoint {
             service: HOST.into(),
@@ -41,11 +38,7 @@ fn snapshot(yaml: &str) -> MeshSnapshot {
         })
     };
     MeshSnapshot {
-        config: report
-            .resources
-            .into_iter()
-            .map(|l| Arc::new(l.resource))
-            .collect(),
+        config: crate::translate::tests::config(yaml),
         services: vec![Arc::new(Service {
             hostname: HOST.into(),
             namespace: "default".into(),

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use mesh_api::load::load_str;
 use serde_json::{Value, json};
 
 use crate::model::{MeshSnapshot, Proxy};
@@ -12,30 +11,22 @@ use crate::translate::{tests, translate};
 const HOST: &str = "reviews.default.svc.cluster.local";
 
 fn snapshot(policy: &str) -> MeshSnapshot {
-    let report = load_str(
-        "test.yaml",
-        &format!(
-            "apiVersion: networking.istio.io/v1
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: reviews, namespace: default}}
 spec:
   host: reviews
   trafficPolicy: {policy}
 "
-        ),
     );
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
     let endpoint = |ip: &str, locality: &str| {
         let mut endpoint = (*tests::endpoint("reviews", "v1", ip)).clone();
         endpoint.locality = locality.into();
         Arc::new(endpoint)
     };
     MeshSnapshot {
-        config: report
-            .resources
-            .into_iter()
-            .map(|l| Arc::new(l.resource))
-            .collect(),
+        config: tests::config(&yaml),
         services: vec![tests::service("reviews", "default", &[])],
         endpoints: vec![
             endpoint("10.0.0.1", "us-east/a/1"),

@@ -10,7 +10,6 @@ use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager,
 };
-use mesh_api::load::load_str;
 use mesh_api::networking::gateway::Protocol;
 use mesh_api::networking::service_entry::{Location, Resolution};
 use prost::Message;
@@ -79,14 +78,8 @@ fn proxy(app: &str, ip: &str, interception_none: bool) -> Proxy {
 /// reviews (9080 HTTP), ratings (9080 HTTP), a database (3306 TCP) in
 /// `default`, and `other` (8080 HTTP) in namespace `other`.
 fn snapshot(yaml: &str) -> MeshSnapshot {
-    let report = load_str("test.yaml", yaml);
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
     MeshSnapshot {
-        config: report
-            .resources
-            .into_iter()
-            .map(|l| Arc::new(l.resource))
-            .collect(),
+        config: crate::translate::tests::config(yaml),
         services: vec![
             service("reviews", "default", &[(9080, Protocol::Http)]),
             service("ratings", "default", &[(9080, Protocol::Http)]),
