@@ -40,10 +40,7 @@ where
     Q: Message,
     A: Message + Default,
 {
-    let pick = upstream
-        .balancer
-        .pick_hashed(None, 0)
-        .ok_or(CallError::NoEndpoint)?;
+    let pick = upstream.balancer.pick().ok_or(CallError::NoEndpoint)?;
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(http::uri::Scheme::HTTP);
     uri.authority = Some(pick.authority());

@@ -317,6 +317,14 @@ async fn the_authorizer_can_be_sent_the_body() {
     assert_eq!(cut.status, StatusCode::OK, "{}", cut.body);
     let echoed: Value = serde_json::from_str(&cut.body).unwrap();
     assert_eq!(echoed["body_bytes"], too_long.len());
+    // The authorizer saw the whole short body, and only the first 16
+    // bytes of the long one, each marked as Envoy marks them; the refused
+    // long body never reached it.
+    let seen = |body: &str, partial: &str| (body.to_owned(), Some(partial.to_owned()));
+    assert_eq!(
+        authorizer.asked().bodies,
+        [seen("let me in", "false"), seen(&too_long[..16], "true")]
+    );
 }
 
 /// Whether a connection through `address` gets the echo server's answer.

@@ -30,9 +30,7 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
     BufferSettings, ExtAuthz as EnvoyExtAuthz, HttpService as EnvoyHttpService, ext_authz::Services,
 };
 use envoy_types::pb::envoy::extensions::filters::network::ext_authz::v3::ExtAuthz as EnvoyNetworkExtAuthz;
-use envoy_types::pb::envoy::r#type::matcher::v3::{
-    ListStringMatcher, StringMatcher, string_matcher,
-};
+use envoy_types::pb::envoy::r#type::matcher::v3::{ListStringMatcher, StringMatcher};
 use envoy_types::pb::google::protobuf::Any;
 use http::{HeaderName, HeaderValue, StatusCode};
 
@@ -425,36 +423,7 @@ fn names(list: Option<&ListStringMatcher>, at: &At) -> Result<Vec<NameMatch>, Co
 }
 
 fn name_match(m: &StringMatcher, at: &At) -> Result<NameMatch, ConfigError> {
-    use string_matcher::MatchPattern as P;
-    let fold = |text: &str| {
-        if m.ignore_case {
-            text.to_ascii_lowercase()
-        } else {
-            text.to_owned()
-        }
-    };
-    let value = match &m.match_pattern {
-        Some(P::Exact(v)) => ValueMatch::Exact(fold(v)),
-        Some(P::Prefix(v)) => ValueMatch::Prefix(fold(v)),
-        Some(P::Suffix(v)) => ValueMatch::Suffix(fold(v)),
-        Some(P::Contains(v)) => ValueMatch::Contains(fold(v)),
-        Some(P::SafeRegex(re)) => {
-            let flags = if m.ignore_case { "(?i)" } else { "" };
-            let pattern = format!("{flags}^(?:{})$", re.regex);
-            ValueMatch::Regex(regex::Regex::new(&pattern).map_err(|err| {
-                at.field("safe_regex").field("regex").error(format_args!(
-                    "{:?} is not a valid RE2 regex: {err}",
-                    re.regex
-                ))
-            })?)
-        }
-        _ => {
-            return Err(
-                at.error("one of exact, prefix, suffix, contains or safe_regex is required")
-            );
-        }
-    };
-    Ok(NameMatch(value))
+    super::route::folding_string_matcher(m, at).map(NameMatch)
 }
 
 #[cfg(test)]

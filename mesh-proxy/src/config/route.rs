@@ -243,6 +243,34 @@ pub(super) fn string_matcher(m: &StringMatcher, at: &At) -> Result<ValueMatch, C
     if m.ignore_case {
         return Err(at.field("ignore_case").unsupported("ignore_case"));
     }
+    pattern(m, at)
+}
+
+/// A matcher honouring `ignore_case` for values the caller lower-cases:
+/// literal patterns are lower-cased too, and a regex ignores case.
+pub(super) fn folding_string_matcher(
+    m: &StringMatcher,
+    at: &At,
+) -> Result<ValueMatch, ConfigError> {
+    if !m.ignore_case {
+        return pattern(m, at);
+    }
+    use string_matcher::MatchPattern as P;
+    Ok(match &m.match_pattern {
+        Some(P::SafeRegex(re)) => {
+            ValueMatch::Regex(regex_with_flags(re, "(?i)", &at.field("safe_regex"))?)
+        }
+        _ => match pattern(m, at)? {
+            ValueMatch::Exact(v) => ValueMatch::Exact(v.to_ascii_lowercase()),
+            ValueMatch::Prefix(v) => ValueMatch::Prefix(v.to_ascii_lowercase()),
+            ValueMatch::Suffix(v) => ValueMatch::Suffix(v.to_ascii_lowercase()),
+            ValueMatch::Contains(v) => ValueMatch::Contains(v.to_ascii_lowercase()),
+            other => other,
+        },
+    })
+}
+
+fn pattern(m: &StringMatcher, at: &At) -> Result<ValueMatch, ConfigError> {
     use string_matcher::MatchPattern as P;
     Ok(match &m.match_pattern {
         Some(P::Exact(v)) => ValueMatch::Exact(v.clone()),
@@ -260,7 +288,11 @@ pub(super) fn string_matcher(m: &StringMatcher, at: &At) -> Result<ValueMatch, C
 
 /// A RE2 regex that must match the whole value, as Envoy's `safe_regex` does.
 fn regex(m: &RegexMatcher, at: &At) -> Result<Regex, ConfigError> {
-    Regex::new(&format!("^(?:{})$", m.regex)).map_err(|err| {
+    regex_with_flags(m, "", at)
+}
+
+fn regex_with_flags(m: &RegexMatcher, flags: &str, at: &At) -> Result<Regex, ConfigError> {
+    Regex::new(&format!("{flags}^(?:{})$", m.regex)).map_err(|err| {
         at.field("regex").error(format_args!(
             "{:?} is not a valid RE2 regex: {err}",
             m.regex

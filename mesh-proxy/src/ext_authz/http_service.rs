@@ -91,11 +91,7 @@ fn request_headers(
         }
     }
     // Hop-by-hop and length headers belong to the request as it was sent.
-    for name in [
-        header::CONTENT_LENGTH,
-        header::TRANSFER_ENCODING,
-        header::CONNECTION,
-    ] {
+    for name in &FRAMING {
         headers.remove(name);
     }
     if let Some(authority) =
@@ -159,6 +155,14 @@ pub fn verdict(
     })
 }
 
+/// Headers of one message's framing, never copied between the request, the
+/// authorizer's exchange and the answer.
+const FRAMING: [HeaderName; 3] = [
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+];
+
 /// The answer's headers `wanted` picks, but never those of its framing,
 /// which the proxy's own answer sets.
 fn picked<'a>(
@@ -167,14 +171,6 @@ fn picked<'a>(
 ) -> impl Iterator<Item = (HeaderName, HeaderValue)> + 'a {
     headers
         .iter()
-        .filter(move |(name, _)| {
-            let framing = [
-                header::CONTENT_LENGTH,
-                header::TRANSFER_ENCODING,
-                header::CONNECTION,
-            ]
-            .contains(name);
-            !framing && wanted(name.as_str())
-        })
+        .filter(move |(name, _)| !FRAMING.contains(name) && wanted(name.as_str()))
         .map(|(name, value)| (name.clone(), value.clone()))
 }

@@ -6,7 +6,6 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
 use super::body::{self, ReadError};
 use super::{Allowance, AskError, Verdict, grpc, http_service};
@@ -112,8 +111,7 @@ fn apply(allowance: Allowance, parts: &mut Parts) -> HeaderMap {
 
 /// The authorizer's refusal, as the client gets it.
 fn denial(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
-    *response.status_mut() = status;
+    let mut response = crate::http::proxy::reply(status, body);
     *response.headers_mut() = headers;
     response.extensions_mut().insert(ResponseInfo {
         flags: ResponseFlags::UAEX,

@@ -227,7 +227,7 @@ pub fn local_reply(status: StatusCode, text: &'static str, flags: ResponseFlags)
     response
 }
 
-fn reply(status: StatusCode, body: Bytes) -> Response<Body> {
+pub(crate) fn reply(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
     *response.status_mut() = status;
     response

@@ -42,6 +42,8 @@ pub struct Asked {
     /// Paths, for the HTTP authorizer (its `path_prefix` included).
     pub paths: Vec<String>,
     pub calls: usize,
+    /// Each request's body, and its `x-envoy-auth-partial-body` header.
+    pub bodies: Vec<(String, Option<String>)>,
 }
 
 pub struct HttpAuthorizer {
@@ -84,11 +86,17 @@ async fn decide(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
     let allow_header = request.headers().get("x-allow").is_some_and(|v| v == "yes");
+    let partial = request
+        .headers()
+        .get("x-envoy-auth-partial-body")
+        .map(|v| v.to_str().unwrap().to_owned());
     let body = request.into_body().collect().await.unwrap().to_bytes();
     {
         let mut asked = asked.lock().unwrap();
         asked.paths.push(path);
         asked.calls += 1;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        asked.bodies.push((text, partial));
     }
     let response = if allow_header || body.as_ref() == b"let me in" {
         Response::builder()
