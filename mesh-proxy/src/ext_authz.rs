@@ -68,6 +68,8 @@ pub struct Allowance {
 pub enum AskError {
     #[error("cluster {0:?} is not defined")]
     NoCluster(String),
+    #[error("cluster {0:?} has no endpoint to ask")]
+    NoEndpoint(String),
     #[error("no answer within {0:?}")]
     TimedOut(Duration),
     #[error(transparent)]
@@ -89,12 +91,26 @@ async fn check(
     request: &CheckRequest,
     timeout: Duration,
 ) -> Result<CheckResponse, AskError> {
-    let upstream = upstream.ok_or_else(|| AskError::NoCluster(cluster.to_owned()))?;
-    let call = grpc_call::unary(upstream, CHECK_PATH, request);
-    match tokio::time::timeout(timeout, call).await {
-        Ok(answer) => Ok(answer?),
-        Err(_) => Err(AskError::TimedOut(timeout)),
-    }
+    let upstream = authorizer(upstream, cluster)?;
+    within(timeout, async {
+        Ok(grpc_call::unary(upstream, CHECK_PATH, request).await?)
+    })
+    .await
+}
+
+/// The authorizer's cluster, which must exist.
+fn authorizer<'a>(upstream: Option<&'a Upstream>, cluster: &str) -> Result<&'a Upstream, AskError> {
+    upstream.ok_or_else(|| AskError::NoCluster(cluster.to_owned()))
+}
+
+/// A call to the authorizer, within `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, AskError>>,
+) -> Result<T, AskError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or(Err(AskError::TimedOut(timeout)))
 }
 
 /// Whether the connection may go on: skipped unless its metadata matches

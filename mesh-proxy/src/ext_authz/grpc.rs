@@ -42,8 +42,11 @@ pub async fn ask(
 
 /// The `CheckRequest` for a request.
 pub fn check_request(filter: &ExtAuthz, parts: &Parts, sent: Option<&Sent>) -> CheckRequest {
-    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-    let downstream = parts.extensions.get::<Downstream>().copied();
+    let downstream = parts
+        .extensions
+        .get::<Downstream>()
+        .copied()
+        .unwrap_or(Downstream::UNKNOWN);
     let tls = parts.extensions.get::<DownstreamTls>();
     let text = |name: &str| {
         parts
@@ -76,11 +79,8 @@ pub fn check_request(filter: &ExtAuthz, parts: &Parts, sent: Option<&Sent>) -> C
     let principal = tls.and_then(|t| t.peer_uri_san.as_deref());
     CheckRequest {
         attributes: Some(AttributeContext {
-            source: Some(peer(
-                downstream.map_or(unspecified, |d| d.remote),
-                principal,
-            )),
-            destination: Some(peer(downstream.map_or(unspecified, |d| d.local), None)),
+            source: Some(peer(downstream.remote, principal)),
+            destination: Some(peer(downstream.local, None)),
             request: Some(attribute_context::Request {
                 time: Some(now()),
                 http: Some(http),

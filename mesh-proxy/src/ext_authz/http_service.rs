@@ -31,12 +31,9 @@ pub async fn ask(
     parts: &Parts,
     sent: Option<&Sent>,
 ) -> Result<Verdict, AskError> {
-    let upstream = upstream.ok_or_else(|| AskError::NoCluster(service.cluster.clone()))?;
+    let upstream = super::authorizer(upstream, &service.cluster)?;
     let call = call(filter, service, upstream, parts, sent);
-    let (status, headers, body) = match tokio::time::timeout(filter.timeout, call).await {
-        Ok(answer) => answer?,
-        Err(_) => return Err(AskError::TimedOut(filter.timeout)),
-    };
+    let (status, headers, body) = super::within(filter.timeout, call).await?;
     verdict(service, status, headers, body)
 }
 
@@ -50,7 +47,7 @@ async fn call(
     let pick = upstream
         .balancer
         .pick()
-        .ok_or_else(|| AskError::NoCluster(service.cluster.clone()))?;
+        .ok_or_else(|| AskError::NoEndpoint(service.cluster.clone()))?;
     let endpoint = pick.endpoint().address;
     let uri: Uri = format!("http://{endpoint}{}{}", service.path_prefix, path(parts))
         .parse()

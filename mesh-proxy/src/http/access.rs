@@ -76,15 +76,11 @@ pub async fn check(state: &HttpState, parts: &mut Parts, mut body: Body) -> Verd
 /// addresses (never the case when served by a listener) matches no
 /// address rule.
 fn facts(parts: &Parts) -> Facts<'_> {
-    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
     let downstream = parts
         .extensions
         .get::<Downstream>()
         .copied()
-        .unwrap_or(Downstream {
-            remote: unspecified,
-            local: unspecified,
-        });
+        .unwrap_or(Downstream::UNKNOWN);
     Facts::new(
         Some(parts),
         downstream,

@@ -16,6 +16,21 @@ pub struct Downstream {
     pub local: SocketAddr,
 }
 
+impl Downstream {
+    /// Stands in for the addresses of a request that came without them
+    /// (never one a listener served); they match no address rule.
+    pub const UNKNOWN: Downstream = Downstream {
+        remote: SocketAddr::V4(std::net::SocketAddrV4::new(
+            std::net::Ipv4Addr::UNSPECIFIED,
+            0,
+        )),
+        local: SocketAddr::V4(std::net::SocketAddrV4::new(
+            std::net::Ipv4Addr::UNSPECIFIED,
+            0,
+        )),
+    };
+}
+
 /// What the hash policies made of one request.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RequestHash {
