@@ -440,9 +440,10 @@ async fn connection_allowed(
             }
             ConnectionAccess::ExtAuthz(authz) => {
                 let upstream = chain.upstreams.get(&authz.cluster).map(AsRef::as_ref);
-                crate::ext_authz::connection_allowed(
+                // Boxed, as the HTTP filter's call: too large to carry inline.
+                Box::pin(crate::ext_authz::connection_allowed(
                     authz, upstream, downstream, facts.peer, &metadata,
-                )
+                ))
                 .await
             }
         };

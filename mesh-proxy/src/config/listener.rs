@@ -31,9 +31,6 @@ use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as Netw
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
-/// Envoy waits forever by default; a bound protects against clients that
-/// never finish their headers.
-const DEFAULT_REQUEST_HEADERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 
 /// Listener filters that need no config here: original destinations are
@@ -405,7 +402,7 @@ fn http_manager(
             .enumerate()
             .map(|(i, log)| super::access_log::compile(log, &at.field("access_log").index(i)))
             .collect::<Result<_, _>>()?,
-        request_headers_timeout: request_headers_timeout.unwrap_or(DEFAULT_REQUEST_HEADERS_TIMEOUT),
+        request_headers_timeout,
         max_request_headers: hcm
             .max_request_headers_kb
             .as_ref()

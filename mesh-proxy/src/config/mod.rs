@@ -410,8 +410,11 @@ pub struct HttpManager {
     /// Peer metadata headers (`istio.metadata_exchange`).
     pub peer_exchange: PeerExchange,
     pub access_logs: Vec<AccessLogConfig>,
-    /// How long a client may take to send its request headers.
-    pub request_headers_timeout: Duration,
+    /// How long a client may take to send its request headers; none by
+    /// default, as in Envoy. hyper also counts a kept-alive connection's
+    /// wait for its next request, so a default bound would close idle
+    /// connections that Envoy keeps, and costs a timer per request.
+    pub request_headers_timeout: Option<Duration>,
     /// The most request header bytes accepted (`max_request_headers_kb`).
     pub max_request_headers: usize,
     /// `jwt_authn`, RBAC and `ext_authz` filters, in their order.

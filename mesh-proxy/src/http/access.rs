@@ -55,7 +55,9 @@ pub async fn check(state: &HttpState, parts: &mut Parts, mut body: Body) -> Verd
                 }
             }
             HttpAccess::ExtAuthz(authz) => {
-                match ext_authz::check(authz, state, parts, body).await {
+                // Boxed: the authorizer call is large, and every request's
+                // future would otherwise carry its size, filter or not.
+                match Box::pin(ext_authz::check(authz, state, parts, body)).await {
                     Outcome::Allowed {
                         body: rest,
                         response: headers,

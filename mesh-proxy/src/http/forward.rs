@@ -97,7 +97,9 @@ async fn forward_to(
         Version::HTTP_11
     };
     if let Some(protocol) = upgrade_to {
-        return upgrade::forward(upstream, parts, protocol, path_and_query.as_str(), body).await;
+        // Boxed: rare, and large enough to weigh on every request's future.
+        let upgraded = upgrade::forward(upstream, parts, protocol, path_and_query.as_str(), body);
+        return Box::pin(upgraded).await;
     }
     let retry = to.retry.as_ref().filter(|r| r.num_retries > 0);
     let body = if retry.is_some() || !to.mirrors.is_empty() {
@@ -443,6 +445,12 @@ fn regex_rewrite_path(uri: &Uri, rewrite: &RegexRewrite) -> PathAndQuery {
 
 /// Removes hop-by-hop headers; `te: trailers` stays, as gRPC needs it.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none, and comparing a few names costs less than
+    // hashing each of ours for a lookup.
+    let hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::TE;
+    if !headers.keys().any(hop) {
+        return;
+    }
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }

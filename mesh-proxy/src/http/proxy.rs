@@ -240,9 +240,13 @@ fn new_request_id() -> HeaderValue {
     let bits = fastrand::u128(..) & !(0xf << 76) | (0x4 << 76);
     let bits = bits & !(0x3 << 62) | (0x2 << 62);
     let mut id = [b'-'; 36];
-    let digits = (0..36).filter(|i| ![8, 13, 18, 23].contains(i));
-    for (n, i) in digits.enumerate() {
-        id[i] = HEX[(bits >> (124 - 4 * n) & 0xf) as usize];
+    let (mut at, mut shift) = (0, 128);
+    for len in [8, 4, 4, 4, 12] {
+        for digit in &mut id[at..at + len] {
+            shift -= 4;
+            *digit = HEX[(bits >> shift & 0xf) as usize];
+        }
+        at += len + 1;
     }
     HeaderValue::from_bytes(&id).expect("hex is a valid header value")
 }

@@ -146,9 +146,11 @@ impl Shared {
         mut request: Request<Body>,
     ) -> Result<Response<PooledBody>, SendError> {
         loop {
+            // Connecting is boxed: with the TLS handshake its future is
+            // larger than the rest of a request's, which reuse never needs.
             let (connection, reused) = match self.take_idle(endpoint) {
                 Some(connection) => (connection, true),
-                None => (self.connect_http1(endpoint).await?, false),
+                None => (Box::pin(self.connect_http1(endpoint)).await?, false),
             };
             let Http1Connection { mut sender, state } = connection;
             let mut lease = Lease::new(self, state);
@@ -179,7 +181,7 @@ impl Shared {
         loop {
             let (connection, reused) = match self.take_multiplexed(endpoint) {
                 Some(connection) => (connection, true),
-                None => (self.connect_http2(endpoint).await?, false),
+                None => (Box::pin(self.connect_http2(endpoint)).await?, false),
             };
             let Http2Connection { mut sender, state } = connection;
             let lease = Lease::new(self, state);
