@@ -202,7 +202,6 @@ impl Attempts<'_> {
                     ResponseFlags::UH,
                 );
             };
-            tried.push(endpoint);
             let retry_wanted = attempt < retries
                 && self
                     .retry
@@ -214,6 +213,8 @@ impl Attempts<'_> {
             let Some(_retrying) = self.upstream.admit_retry() else {
                 return self.finish(outcome);
             };
+            // Kept only for retries, so that a request without one allocates nothing.
+            tried.push(endpoint);
             attempt += 1;
             self.upstream.stats.rq_retry.fetch_add(1, Ordering::Relaxed);
             if let Outcome::Answered(response, _) = &outcome {
