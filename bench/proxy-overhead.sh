@@ -25,8 +25,11 @@
 # (utime+stime from /proc/<pid>/stat) and peak RSS (VmHWM); per run, the share
 # of the machine's CPU time stolen by the hypervisor (a noisy VM skews rows).
 #
+# Every row is measured ROUNDS times, the rows taking turns; the table shows
+# the median of each figure.
+#
 # Knobs (environment): RATE (1000), CONNS (16), RATE_SECS (15), MAX_SECS (10),
-# H2_SECS (10), H2_STREAMS (10), MESH_CONCURRENCY (1: one worker thread per
+# H2_SECS (10), H2_STREAMS (10), ROUNDS (3), MESH_CONCURRENCY (1: one worker thread per
 # mesh-proxy, as each nginx runs one worker process), KEEP=1 keeps the temp
 # dir with configs/logs.
 set -euo pipefail
@@ -38,6 +41,7 @@ RATE_SECS=${RATE_SECS:-15}
 MAX_SECS=${MAX_SECS:-10}
 H2_SECS=${H2_SECS:-10}
 H2_STREAMS=${H2_STREAMS:-10}
+ROUNDS=${ROUNDS:-3}
 MESH_CONCURRENCY=${MESH_CONCURRENCY:-1}
 WARMUP_SECS=1
 
@@ -393,25 +397,35 @@ measure() {
 # Every load run is bounded: per-request timeout, and a hard stop well past its duration.
 OHA=(oha --no-tui -t 5s -m POST -D "$BODY" -T application/octet-stream -c "$CONNS")
 
+# Rounds go through every row in turn, so that a noisy stretch of the VM
+# hits all rows alike; the table shows each figure's median over the rounds.
+for round in $(seq "$ROUNDS"); do
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r id label proto url roles <<<"$row"
+        if ((round == 1)); then
+            : >"$R/$id.cpu"
+            : >"$R/$id.stat"
+        fi
+        if [[ $proto == h1 ]]; then
+            log "$label (round $round of $ROUNDS): ${RATE} rps for ${RATE_SECS}s, max for ${MAX_SECS}s"
+            ((round > 1)) || bg_wait bounded "$WARMUP_SECS" "${OHA[@]}" -z "${WARMUP_SECS}s" --output-format quiet "$url"
+            measure "$id" "$roles" "rate.$round" bounded "$RATE_SECS" "${OHA[@]}" -q "$RATE" --latency-correction \
+                -z "${RATE_SECS}s" --output-format json -o "$R/$id.rate.$round.json" "$url"
+            measure "$id" "$roles" "max.$round" bounded "$MAX_SECS" "${OHA[@]}" -z "${MAX_SECS}s" \
+                --output-format json -o "$R/$id.max.$round.json" "$url"
+        else
+            log "$label (round $round of $ROUNDS): ${RATE} rps for ${H2_SECS}s (oha), max for ${H2_SECS}s (h2load)"
+            ((round > 1)) || bg_wait bounded "$WARMUP_SECS" "${OHA[@]}" --http2 -p "$H2_STREAMS" -z "${WARMUP_SECS}s" \
+                --output-format quiet "$url"
+            measure "$id" "$roles" "rate.$round" bounded "$H2_SECS" "${OHA[@]}" --http2 -p "$H2_STREAMS" -q "$RATE" \
+                --latency-correction -z "${H2_SECS}s" --output-format json -o "$R/$id.rate.$round.json" "$url"
+            measure "$id" "$roles" "max.$round" bounded "$H2_SECS" h2load -c "$CONNS" -m "$H2_STREAMS" -D "$H2_SECS" \
+                -d "$BODY" -H 'content-type: application/octet-stream' "$url" >"$R/$id.h2load.$round.txt"
+        fi
+    done
+done
 for row in "${ROWS[@]}"; do
     IFS='|' read -r id label proto url roles <<<"$row"
-    : >"$R/$id.cpu"
-    : >"$R/$id.stat"
-    if [[ $proto == h1 ]]; then
-        log "$label: warm-up, ${RATE} rps for ${RATE_SECS}s, max for ${MAX_SECS}s"
-        bg_wait bounded "$WARMUP_SECS" "${OHA[@]}" -z "${WARMUP_SECS}s" --output-format quiet "$url"
-        measure "$id" "$roles" rate bounded "$RATE_SECS" "${OHA[@]}" -q "$RATE" --latency-correction -z "${RATE_SECS}s" \
-            --output-format json -o "$R/$id.rate.json" "$url"
-        measure "$id" "$roles" max bounded "$MAX_SECS" "${OHA[@]}" -z "${MAX_SECS}s" \
-            --output-format json -o "$R/$id.max.json" "$url"
-    else
-        log "$label: warm-up, ${RATE} rps for ${H2_SECS}s (oha), max for ${H2_SECS}s (h2load)"
-        bg_wait bounded "$WARMUP_SECS" "${OHA[@]}" --http2 -p "$H2_STREAMS" -z "${WARMUP_SECS}s" --output-format quiet "$url"
-        measure "$id" "$roles" rate bounded "$H2_SECS" "${OHA[@]}" --http2 -p "$H2_STREAMS" -q "$RATE" --latency-correction \
-            -z "${H2_SECS}s" --output-format json -o "$R/$id.rate.json" "$url"
-        measure "$id" "$roles" max bounded "$H2_SECS" h2load -c "$CONNS" -m "$H2_STREAMS" -D "$H2_SECS" \
-            -d "$BODY" -H 'content-type: application/octet-stream' "$url" >"$R/$id.h2load.txt"
-    fi
     : >"$R/$id.rss"
     for role in $roles; do
         printf '%s\t%s\n' "${role%%=*}" "$(hwm_kib "${role#*=}")" >>"$R/$id.rss"
@@ -425,7 +439,7 @@ done
     echo "# $(oha --version | head -n1), $(h2load --version | head -n1), $(nginx -v 2>&1 | head -n1)"
 } >"$R/context.txt"
 python3 "$ROOT/bench/summarize.py" "$R" --clk-tck "$(getconf CLK_TCK)" --rate "$RATE" --conns "$CONNS" \
-    --h2-streams "$H2_STREAMS"
+    --h2-streams "$H2_STREAMS" --rounds "$ROUNDS"
 
 # --- full handshakes ----------------------------------------------------------------
 # handshakes LABEL ADDRESS PIDS: openssl s_time opens a new session per

@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """Prints the table of bench/proxy-overhead.sh from its raw results.
 
-Reads, in the results directory:
-  rows.txt          id, label, protocol (h1|h2), roles ("client=pid,pid server=pid")
-  <id>.rate.json    oha at the fixed rate (JSON output)
-  <id>.max.json     oha at the maximum rate (HTTP/1.1 rows)
-  <id>.h2load.txt   h2load at the maximum rate (h2c rows)
-  <id>.cpu          phase, role, before|after, clock ticks (utime+stime)
-  <id>.rss          role, peak RSS in KiB (VmHWM)
-  context.txt       lines printed above the table
-Standard library only.
+Reads, in the results directory, for rounds N = 1, 2, ...:
+  rows.txt            id, label, protocol (h1|h2), roles ("client=pid,pid server=pid")
+  <id>.rate.N.json    oha at the fixed rate (JSON output)
+  <id>.max.N.json     oha at the maximum rate (HTTP/1.1 rows)
+  <id>.h2load.N.txt   h2load at the maximum rate (h2c rows)
+  <id>.cpu            phase (rate.N|max.N), role, before|after, clock ticks (utime+stime)
+  <id>.stat           phase, before|after, the machine's cpu line of /proc/stat
+  <id>.rss            role, peak RSS in KiB (VmHWM)
+  context.txt         lines printed above the table
+Each figure in the table is its median over the rounds. Standard library only.
 """
 
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -127,6 +129,56 @@ def per_role(values, roles, fmt):
     return "/".join(fmt(values.get(role)) if values.get(role) is not None else "?" for role in roles)
 
 
+def median(values):
+    """The median of the values that were measured, or None."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def worst_steal(stolen, phase, rounds):
+    """The highest steal percentage of a phase over the rounds."""
+    values = [stolen[f"{phase}.{n}"] for n in range(1, rounds + 1) if f"{phase}.{n}" in stolen]
+    return f"{max(values):.0f}" if values else "?"
+
+
+def measure_round(out, ident, label, proto, roles, n, ticks, args, notes):
+    """One round of a row: latency percentiles, max rps and CPU per 1k requests per role."""
+    rate = read_json(out / f"{ident}.rate.{n}.json")
+    latency = (rate or {}).get("latencyPercentiles") or {}
+    rate_ok = oha_ok(rate) if rate else 0
+    if rate:
+        achieved = rate["summary"].get("requestsPerSec") or 0
+        if achieved < 0.97 * args.rate:
+            notes.append(f"{label}, round {n}: reached only {achieved:.0f} of {args.rate} rps in the fixed-rate run")
+        if oha_failures(rate):
+            notes.append(f"{label}, round {n}: {oha_failures(rate)} failed requests at {args.rate} rps")
+    if proto == "h1":
+        peak = read_json(out / f"{ident}.max.{n}.json")
+        max_rps = peak["summary"].get("requestsPerSec") if peak else None
+        max_ok = oha_ok(peak) if peak else 0
+        if peak and oha_failures(peak):
+            notes.append(f"{label}, round {n}: {oha_failures(peak)} failed requests at the maximum rate")
+    else:
+        result = h2load(out / f"{ident}.h2load.{n}.txt")
+        max_rps, max_ok = (result[0], result[1]) if result else (None, 0)
+        if result and result[2]:
+            notes.append(f"{label}, round {n}: {result[2]} failed requests in h2load")
+
+    def cpu(phase, requests):
+        return {
+            role: ticks[(phase, role)] / args.clk_tck / (requests / 1000)
+            for role in roles
+            if (phase, role) in ticks and requests
+        }
+
+    return {
+        "latency": latency,
+        "max_rps": max_rps,
+        "cpu_rate": cpu(f"rate.{n}", rate_ok),
+        "cpu_max": cpu(f"max.{n}", max_ok),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results", type=Path)
@@ -134,6 +186,7 @@ def main():
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--conns", type=int, default=16)
     parser.add_argument("--h2-streams", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     out = args.results
 
@@ -147,39 +200,17 @@ def main():
     notes = []
     base = {}
     for ident, label, proto, roles in rows:
-        rate = read_json(out / f"{ident}.rate.json")
-        pct = (rate or {}).get("latencyPercentiles") or {}
-        p50, p90, p99 = pct.get("p50"), pct.get("p90"), pct.get("p99")
-        rate_ok = oha_ok(rate) if rate else 0
-        if rate:
-            achieved = rate["summary"].get("requestsPerSec") or 0
-            if achieved < 0.97 * args.rate:
-                notes.append(f"{label}: reached only {achieved:.0f} of {args.rate} rps in the fixed-rate run")
-            if oha_failures(rate):
-                notes.append(f"{label}: {oha_failures(rate)} failed requests at {args.rate} rps")
-        if proto == "h1":
-            peak = read_json(out / f"{ident}.max.json")
-            max_rps = peak["summary"].get("requestsPerSec") if peak else None
-            max_ok = oha_ok(peak) if peak else 0
-            if peak and oha_failures(peak):
-                notes.append(f"{label}: {oha_failures(peak)} failed requests at the maximum rate")
-        else:
-            result = h2load(out / f"{ident}.h2load.txt")
-            max_rps, max_ok = (result[0], result[1]) if result else (None, 0)
-            if result and result[2]:
-                notes.append(f"{label}: {result[2]} failed requests in h2load")
         ticks = cpu_deltas(out / f"{ident}.cpu")
-
-        def cpu(phase, requests):
-            return {
-                role: ticks[(phase, role)] / args.clk_tck / (requests / 1000)
-                for role in roles
-                if (phase, role) in ticks and requests
-            }
-
-        cpu_rate, cpu_max = cpu("rate", rate_ok), cpu("max", max_ok)
-        peak_rss = {role: kib / 1024 for role, kib in rss(out / f"{ident}.rss").items()}
         stolen = steal(out / f"{ident}.stat")
+        rounds = [
+            measure_round(out, ident, label, proto, roles, n, ticks, args, notes)
+            for n in range(1, args.rounds + 1)
+        ]
+        p50, p90, p99 = (median(r["latency"].get(p) for r in rounds) for p in ("p50", "p90", "p99"))
+        max_rps = median(r["max_rps"] for r in rounds)
+        cpu_rate = {role: median(r["cpu_rate"].get(role) for r in rounds) for role in roles}
+        cpu_max = {role: median(r["cpu_max"].get(role) for r in rounds) for role in roles}
+        peak_rss = {role: kib / 1024 for role, kib in rss(out / f"{ident}.rss").items()}
         if not roles:
             base[proto] = (p50, p99)
         b50, b99 = base.get(proto, (None, None))
@@ -194,7 +225,7 @@ def main():
             per_role(cpu_rate, roles, lambda v: f"{v:.3f}"),
             per_role(cpu_max, roles, lambda v: f"{v:.3f}"),
             per_role(peak_rss, roles, lambda v: f"{v:.1f}"),
-            "/".join(f"{stolen[p]:.0f}" if p in stolen else "?" for p in ("rate", "max")),
+            "/".join(worst_steal(stolen, phase, args.rounds) for phase in ("rate", "max")),
         ])
     header = [
         "path",
@@ -231,13 +262,14 @@ def main():
     print(
         f"# latency: oha, {args.rate} rps fixed over {args.conns} connections, latency-corrected;"
         f" max rps: oha -c {args.conns} (h1), h2load -c {args.conns} -m {args.h2_streams} (h2c);"
-        f" h2c rows' latency: oha --http2 -c {args.conns} -p {args.h2_streams} -q {args.rate}"
+        f" h2c rows' latency: oha --http2 -c {args.conns} -p {args.h2_streams} -q {args.rate};"
+        f" each figure is the median of {args.rounds} round(s), the rows taking turns"
     )
     print(
         "# +p50/+p99: added over the direct row of the same protocol; per-proxy cells are client/server;"
         " nginx counts master+worker;"
         " RSS is the process's peak (VmHWM) so far; steal %: the VM's CPU time taken by the hypervisor"
-        " during the fixed-rate/max runs (high values make every number worse)"
+        " during the fixed-rate/max runs, in the worst round (high values make every number worse)"
     )
     print(fmt(header))
     print("  ".join("-" * w for w in widths))
