@@ -53,10 +53,10 @@ watchdog() {
     GROUPS_STARTED+=("$!")
 }
 
-# wait_for_file PATH PID: until PATH exists, while PID lives (10 s at most).
+# wait_for_file PATH PID [SECONDS]: until PATH exists, while PID lives (10 s at most, or SECONDS).
 wait_for_file() {
     local i
-    for i in $(seq 200); do
+    for i in $(seq $((${3:-10} * 20))); do
         [[ -s "$1" ]] && return 0
         kill -0 "$2" 2>/dev/null || die "process $2 exited before writing $1 (logs in $T)"
         sleep 0.05

@@ -17,7 +17,9 @@
 #   mesh-proxy h2c  h2c -> mesh-proxy -h2c-> mesh-proxy -h2c-> echo
 # (nginx cannot speak h2c to an upstream, so there is no nginx h2c row.)
 # After the table, full TLS handshakes per CPU-second of each mTLS server
-# side (openssl s_time, a new session per connection, client certificate).
+# side (openssl s_time, a new session per connection, client certificate);
+# then the instructions each client-side proxy executes per request, counted
+# by callgrind, which a noisy VM does not change.
 #
 # Per row: latency at a fixed 1000 rps over 16 connections with oha's
 # latency correction, then the maximum rate; for h2c the maximum rate comes
@@ -29,7 +31,8 @@
 # the median of each figure.
 #
 # Knobs (environment): RATE (1000), CONNS (16), RATE_SECS (15), MAX_SECS (10),
-# H2_SECS (10), H2_STREAMS (10), ROUNDS (3), MESH_CONCURRENCY (1: one worker thread per
+# H2_SECS (10), H2_STREAMS (10), ROUNDS (3), INSTRUCTIONS (1: the table of
+# instructions per request; 0 skips it), INSTR_REQUESTS (2000), MESH_CONCURRENCY (1: one worker thread per
 # mesh-proxy, as each nginx runs one worker process), KEEP=1 keeps the temp
 # dir with configs/logs.
 set -euo pipefail
@@ -42,6 +45,8 @@ MAX_SECS=${MAX_SECS:-10}
 H2_SECS=${H2_SECS:-10}
 H2_STREAMS=${H2_STREAMS:-10}
 ROUNDS=${ROUNDS:-3}
+INSTRUCTIONS=${INSTRUCTIONS:-1}
+INSTR_REQUESTS=${INSTR_REQUESTS:-2000}
 MESH_CONCURRENCY=${MESH_CONCURRENCY:-1}
 WARMUP_SECS=1
 
@@ -55,6 +60,7 @@ command -v nginx >/dev/null || missing+=(nginx-light)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
+((INSTRUCTIONS)) && ! command -v valgrind >/dev/null && missing+=(valgrind)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     apt-get update -qq
@@ -462,3 +468,73 @@ echo
 printf '%-34s %10s %16s\n' "mTLS server side" "handshakes/s" "per CPU-second"
 handshakes "nginx (ssl_verify_client on)" "127.0.0.1:$NGINX_TLS_SERVER_PORT" "$NGINX_TLS_SERVER_PIDS"
 handshakes "mesh-proxy (require_client_cert)" "$(listener "$T/mesh-tls-server" inbound)" "$MESH_TLS_SERVER_PIDS"
+
+# --- instructions per request ----------------------------------------------------
+# CPU time on a shared VM moves by several per cent from run to run; the
+# instructions a proxy executes per request do not. A second client-side
+# proxy of each pair runs under callgrind with the same configuration (for
+# nginx: one process, another port), towards the same server side. After
+# a warm-up (connections and TLS sessions made), INSTR_REQUESTS requests
+# at 200 rps are counted. Instructions are not time (a cache miss costs
+# more than an add, and `rep movsb` counts one per byte), but a change in
+# the count is a change in the work.
+
+# callgrind_start NAME COMMAND...: starts COMMAND under callgrind, with
+# counting off; sets CG_PID and CG_OUT.
+callgrind_start() {
+    CG_OUT="$T/callgrind-$1/callgrind.out"
+    mkdir -p "$T/callgrind-$1"
+    shift
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CG_OUT" "$@" \
+        >"${CG_OUT%/*}/valgrind.log" 2>&1 &
+    CG_PID=$!
+    PIDS+=("$CG_PID")
+}
+
+# count_requests LABEL URL: counts the instructions of the proxy at CG_PID
+# for INSTR_REQUESTS requests, prints LABEL and the count per request, and
+# stops the proxy.
+count_requests() {
+    local total
+    bg_wait bounded 60 "${OHA[@]}" -q 200 -n 400 --output-format quiet "$2"
+    callgrind_control -i on "$CG_PID" >/dev/null 2>&1
+    bg_wait bounded 120 "${OHA[@]}" -q 200 -n "$INSTR_REQUESTS" --output-format quiet "$2"
+    callgrind_control -i off "$CG_PID" >/dev/null 2>&1
+    callgrind_control -d "$CG_PID" >/dev/null 2>&1
+    kill "$CG_PID" 2>/dev/null || true
+    wait "$CG_PID" 2>/dev/null || true
+    total=$(awk '/^totals:/ {print $2; exit}' "$CG_OUT.1")
+    printf '%-34s %14s\n' "$1" "$((total / INSTR_REQUESTS))"
+}
+
+# mesh_instructions LABEL DIR: a mesh-proxy with DIR's bootstrap.
+mesh_instructions() {
+    local dir="$T/callgrind-${2##*/}"
+    callgrind_start "${2##*/}" "$MESH_PROXY" --bootstrap "$2/bootstrap.json" --admin-address-path "$dir/admin" \
+        --concurrency 1 --drain-timeout 1s --log warn
+    wait_for_file "$dir/admin" "$CG_PID" 120
+    curl -sS --fail --max-time 5 "http://$(<"$dir/admin")/listeners" >"$dir/listeners"
+    count_requests "$1" "http://$(listener "$dir" outbound)/echo"
+}
+
+# nginx_instructions LABEL DIR: nginx with DIR's configuration in one process.
+nginx_instructions() {
+    local dir="$T/callgrind-${2##*/}" port
+    port=$(free_port)
+    mkdir -p "$dir"
+    sed -e "s#listen 127.0.0.1:[0-9]*#listen 127.0.0.1:$port#" -e 's#master_process on#master_process off#' \
+        -e "s#$2/#$dir/#g" "$2/nginx.conf" >"$dir/nginx.conf"
+    callgrind_start "${2##*/}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+    wait_for_port "127.0.0.1:$port" "$CG_PID"
+    count_requests "$1" "http://127.0.0.1:$port/echo"
+}
+
+if ((INSTRUCTIONS)); then
+    log "counting instructions per request (callgrind)"
+    echo
+    printf '%-34s %14s\n' "client-side proxy" "instructions/request"
+    nginx_instructions "nginx" "$T/nginx-client"
+    mesh_instructions "mesh-proxy" "$T/mesh-client"
+    nginx_instructions "nginx, mTLS" "$T/nginx-tls-client"
+    mesh_instructions "mesh-proxy, mTLS" "$T/mesh-tls-client"
+fi
