@@ -26,9 +26,15 @@
 //!   is dropped (it matches nothing), a DENY, AUDIT or CUSTOM rule loses
 //!   the field (it matches more), as istiod does for TCP.
 //!
-//! Left out: `targetRef(s)`, `trustDomains`, the `istio.io/dry-run`
-//! annotation (such policies are enforced); `destination.ip` is matched
-//! as written.
+//! A policy annotated `istio.io/dry-run: "true"` decides nothing: as
+//! istiod does, its rules go into the shadow rules of its action's RBAC
+//! filter (stats and metadata prefixed `istio_dry_run_allow_` or
+//! `istio_dry_run_deny_`), next to the enforced policies' rules. With only
+//! dry-run policies for an action the filter has no rules, and lets
+//! everything through.
+//!
+//! Left out: `targetRef(s)`, `trustDomains`, dry-run on CUSTOM policies
+//! (they are enforced); `destination.ip` is matched as written.
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
@@ -49,7 +55,7 @@ use mesh_api::security::authorization_policy::{
     Action, AuthorizationPolicySpec, Condition, Operation, Rule, Source,
 };
 
-use super::context::{Config, Context};
+use super::context::Context;
 use super::proto::{any, u32v};
 use crate::model::{MeshSnapshot, Proxy};
 
@@ -70,7 +76,17 @@ pub struct Authorization {
 }
 
 /// An AuthorizationPolicy that applies.
-type Applying<'a> = Config<'a, AuthorizationPolicySpec>;
+#[derive(Debug, Clone, Copy)]
+struct Applying<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    spec: &'a AuthorizationPolicySpec,
+    /// `istio.io/dry-run` is `true`: the policy's rules are shadow rules.
+    dry_run: bool,
+}
+
+/// The annotation that makes a policy a dry run.
+const DRY_RUN: &str = "istio.io/dry-run";
 
 /// The filters the policies applying to the proxy's workload make.
 pub fn inbound(ctx: &Context) -> Authorization {
@@ -87,15 +103,37 @@ pub fn inbound(ctx: &Context) -> Authorization {
         if chosen.is_empty() {
             continue;
         }
-        let rules = |http| Rbac {
-            action: rbac_action as i32,
-            policies: rule_policies(&chosen, http, ""),
-            ..Rbac::default()
+        let (dry_run, enforced): (Vec<_>, Vec<_>) = chosen.into_iter().partition(|p| p.dry_run);
+        let rules = |policies: &[Applying<'_>], http| {
+            (!policies.is_empty()).then(|| Rbac {
+                action: rbac_action as i32,
+                policies: rule_policies(policies, http, ""),
+                ..Rbac::default()
+            })
         };
-        out.http.push(http_rbac(Some(rules(true)), None, ""));
-        out.tcp.push(network_rbac(Some(rules(false)), None, ""));
+        let prefix = dry_run_prefix(action);
+        out.http.push(http_rbac(
+            rules(&enforced, true),
+            rules(&dry_run, true),
+            prefix,
+        ));
+        out.tcp.push(network_rbac(
+            rules(&enforced, false),
+            rules(&dry_run, false),
+            prefix,
+        ));
     }
     out
+}
+
+/// Where a dry run's results go, as Envoy prefixes the shadow rules' stats
+/// and metadata; istiod names none for AUDIT.
+fn dry_run_prefix(action: Action) -> &'static str {
+    match action {
+        Action::Allow => "istio_dry_run_allow_",
+        Action::Deny => "istio_dry_run_deny_",
+        _ => "",
+    }
 }
 
 /// The policies with this action.
@@ -180,14 +218,22 @@ fn translated(snapshot: &MeshSnapshot) -> impl Iterator<Item = Applying<'_>> {
         .config
         .iter()
         .filter_map(|resource| match resource.as_ref() {
-            Resource::AuthorizationPolicy(policy) => Some(Config {
+            Resource::AuthorizationPolicy(policy) => Some(Applying {
                 namespace: resource.namespace(),
                 name: resource.name(),
                 spec: &policy.spec,
+                dry_run: dry_run(resource.metadata().annotations.as_ref()),
             }),
             _ => None,
         })
         .filter(|p| p.spec.target_ref.is_none() && p.spec.target_refs.is_empty())
+}
+
+/// Whether `istio.io/dry-run` is true, read as istiod reads it (Go's
+/// `strconv.ParseBool`); any other value leaves the policy enforced.
+fn dry_run(annotations: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    let value = annotations.and_then(|a| a.get(DRY_RUN)).map(String::as_str);
+    matches!(value, Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
 }
 
 /// Whether a field can be checked here, and what to do when it cannot.

@@ -7,8 +7,10 @@
 //!
 //! As in istiod, a provider whose service is not in the registry (or whose
 //! host name is ambiguous across namespaces) configures no tracing. The
-//! RBAC dry-run tags istiod adds are left out: this control plane writes
-//! no dry-run shadow rules for them to read.
+//! tags istiod adds for dry-run AuthorizationPolicies
+//! (`istio.authorization.dry_run.*`, read from the RBAC filter's dynamic
+//! metadata) are left out: mesh-proxy does not tag spans from dynamic
+//! metadata.
 
 use envoy_types::pb::envoy::config::core::v3::GrpcService;
 use envoy_types::pb::envoy::config::core::v3::grpc_service::{EnvoyGrpc, TargetSpecifier};

@@ -73,3 +73,16 @@ fn principals_and_paths_take_istios_wildcards() {
         serde_json::json!({"address_prefix": "10.1.0.0", "prefix_len": 16})
     );
 }
+
+#[test]
+fn dry_run_reads_the_annotation_as_istiod_does() {
+    let annotated =
+        |value: &str| std::collections::BTreeMap::from([(DRY_RUN.to_owned(), value.to_owned())]);
+    for value in ["true", "True", "TRUE", "t", "1"] {
+        assert!(dry_run(Some(&annotated(value))), "{value}");
+    }
+    for value in ["false", "0", "yes", ""] {
+        assert!(!dry_run(Some(&annotated(value))), "{value}");
+    }
+    assert!(!dry_run(None));
+}

@@ -325,3 +325,76 @@ fn audit_logs_after_custom_and_before_deny_and_allow() {
         "the method is dropped on TCP: audited, as istiod audits more rather than less"
     );
 }
+
+/// `policy`, annotated `istio.io/dry-run: "true"`.
+fn dry_run(name: &str, action: &str, path: &str) -> String {
+    policy(name, action, path).replacen(
+        "namespace: default}",
+        "namespace: default, annotations: {istio.io/dry-run: 'true'}}",
+        1,
+    )
+}
+
+#[test]
+fn dry_run_policies_are_shadow_rules_next_to_the_enforced_ones() {
+    let config = [
+        dry_run("no-admin", "DENY", "/admin/*"),
+        policy("api-only", "ALLOW", "/api/*"),
+        dry_run("maybe-docs", "ALLOW", "/docs/*"),
+    ]
+    .concat();
+    let snapshot = snapshot(&config);
+    let filters = http_filters(&snapshot);
+    assert_eq!(
+        names(&filters),
+        [
+            "istio.metadata_exchange",
+            "envoy.filters.http.rbac",
+            "envoy.filters.http.rbac",
+            "istio.stats",
+            "envoy.filters.http.router"
+        ]
+    );
+    let deny = &filters[1]["typed_config"];
+    assert!(
+        deny.get("rules").is_none(),
+        "a dry run denies nothing: {deny}"
+    );
+    assert_eq!(deny["shadow_rules"]["action"], "DENY");
+    assert_eq!(
+        policy_names(&deny["shadow_rules"]),
+        ["ns[default]-policy[no-admin]-rule[0]"]
+    );
+    assert_eq!(deny["shadow_rules_stat_prefix"], "istio_dry_run_deny_");
+    let allow = &filters[2]["typed_config"];
+    assert_eq!(
+        policy_names(&allow["rules"]),
+        ["ns[default]-policy[api-only]-rule[0]"]
+    );
+    assert_eq!(
+        policy_names(&allow["shadow_rules"]),
+        ["ns[default]-policy[maybe-docs]-rule[0]"]
+    );
+    assert_eq!(allow["shadow_rules_stat_prefix"], "istio_dry_run_allow_");
+
+    let tcp = tcp_filters(&snapshot);
+    let deny = tcp
+        .iter()
+        .find(|f| f["typed_config"]["shadow_rules"]["action"] == "DENY")
+        .expect("a network RBAC filter for the DENY dry run");
+    assert!(deny["typed_config"].get("rules").is_none(), "{deny}");
+}
+
+#[test]
+fn a_dry_run_allow_alone_lets_everything_through() {
+    let filters = http_filters(&snapshot(&dry_run("maybe", "ALLOW", "/api/*")));
+    let rbac = filters
+        .iter()
+        .find(|f| f["name"] == "envoy.filters.http.rbac")
+        .expect("the ALLOW filter, with shadow rules only");
+    assert!(rbac["typed_config"].get("rules").is_none(), "{rbac}");
+    // ALLOW is the enum's zero, which JSON leaves out.
+    let shadow = &rbac["typed_config"]["shadow_rules"];
+    assert!(shadow.get("action").is_none(), "{shadow}");
+    assert_eq!(policy_names(shadow), ["ns[default]-policy[maybe]-rule[0]"]);
+}
