@@ -141,8 +141,9 @@ def worst_steal(stolen, phase, rounds):
     return f"{max(values):.0f}" if values else "?"
 
 
-def measure_round(out, ident, label, proto, roles, n, ticks, args, notes):
-    """One round of a row: latency percentiles, max rps and CPU per 1k requests per role."""
+def measure_round(out, row, n, ticks, args, notes):
+    """Round n of a row: latency percentiles, max rps and CPU per 1k requests per role."""
+    ident, label, proto, roles = row
     rate = read_json(out / f"{ident}.rate.{n}.json")
     latency = (rate or {}).get("latencyPercentiles") or {}
     rate_ok = oha_ok(rate) if rate else 0
@@ -199,13 +200,11 @@ def main():
     table = []
     notes = []
     base = {}
-    for ident, label, proto, roles in rows:
+    for row in rows:
+        ident, label, proto, roles = row
         ticks = cpu_deltas(out / f"{ident}.cpu")
         stolen = steal(out / f"{ident}.stat")
-        rounds = [
-            measure_round(out, ident, label, proto, roles, n, ticks, args, notes)
-            for n in range(1, args.rounds + 1)
-        ]
+        rounds = [measure_round(out, row, n, ticks, args, notes) for n in range(1, args.rounds + 1)]
         p50, p90, p99 = (median(r["latency"].get(p) for r in rounds) for p in ("p50", "p90", "p99"))
         max_rps = median(r["max_rps"] for r in rounds)
         cpu_rate = {role: median(r["cpu_rate"].get(role) for r in rounds) for role in roles}
