@@ -3,7 +3,6 @@
 //! proxy adds is made once per connection ([`element`]); each request only
 //! keeps, removes, appends or sets the header ([`forward`]).
 
-use base64::Engine as _;
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
@@ -121,17 +120,8 @@ fn sha256_hex(der: &[u8]) -> String {
 
 /// Certificates as PEM, one after the other, URL-encoded.
 fn url_encoded_pem(certs: &[CertificateDer<'_>]) -> String {
-    let mut pem = String::new();
-    for cert in certs {
-        let base64 = base64::engine::general_purpose::STANDARD.encode(cert);
-        pem.push_str("-----BEGIN CERTIFICATE-----\n");
-        for line in base64.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-    }
-    percent_encoding::utf8_percent_encode(&pem, UNRESERVED).to_string()
+    let pem: Vec<u8> = certs.iter().flat_map(crate::identity::chain::pem).collect();
+    percent_encoding::percent_encode(&pem, UNRESERVED).to_string()
 }
 
 #[cfg(test)]

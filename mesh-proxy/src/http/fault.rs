@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
 use super::Body;
 use super::info::ResponseFlags;
@@ -64,14 +63,14 @@ pub(crate) fn chance(per_million: u32) -> bool {
 pub fn abort_reply(abort: &FaultAbort) -> Response<Body> {
     match abort.status {
         AbortStatus::Http(status) => {
-            let mut response = response(status, abort.body.clone());
+            let mut response = super::proxy::reply(status, abort.body.clone());
             response
                 .headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             response
         }
         AbortStatus::Grpc(code) => {
-            let mut response = response(StatusCode::OK, Bytes::new());
+            let mut response = super::proxy::reply(StatusCode::OK, Bytes::new());
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
@@ -84,12 +83,6 @@ pub fn abort_reply(abort: &FaultAbort) -> Response<Body> {
             response
         }
     }
-}
-
-fn response(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
-    *response.status_mut() = status;
-    response
 }
 
 /// `grpc-message` is percent-encoded: every byte outside printable ASCII,

@@ -118,7 +118,7 @@ fn verify_path(
 }
 
 /// A certificate as PEM.
-fn pem(der: &CertificateDer<'_>) -> Vec<u8> {
+pub(crate) fn pem(der: &CertificateDer<'_>) -> Vec<u8> {
     use base64::Engine;
     let text = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");

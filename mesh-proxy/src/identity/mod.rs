@@ -50,7 +50,7 @@
 //! renewal says it too (`took_ms`).
 
 mod ca_client;
-mod chain;
+pub(crate) mod chain;
 mod csr;
 mod rotation;
 pub mod workload;

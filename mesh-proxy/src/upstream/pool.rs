@@ -253,7 +253,7 @@ impl Shared {
             .handshake(TokioIo::new(io))
             .await
             .map_err(SendError::Handshake)?;
-        let state = Arc::new(ConnectionState::new(endpoint));
+        let state = Arc::new(ConnectionState::new(endpoint, self.now_millis()));
         self.drive(connection.with_upgrades(), Arc::clone(&state));
         Ok(Http1Connection { sender, state })
     }
@@ -267,7 +267,7 @@ impl Shared {
             .handshake(TokioIo::new(io))
             .await
             .map_err(SendError::Handshake)?;
-        let state = Arc::new(ConnectionState::new(endpoint));
+        let state = Arc::new(ConnectionState::new(endpoint, self.now_millis()));
         self.drive(connection, Arc::clone(&state));
         let connection = Http2Connection { sender, state };
         if !self.last_request(&connection.state) {
@@ -315,14 +315,16 @@ impl Shared {
 }
 
 impl ConnectionState {
-    fn new(endpoint: SocketAddr) -> ConnectionState {
+    /// A connection made `opened_at` (milliseconds since the pool's epoch):
+    /// idle from then until its first request.
+    fn new(endpoint: SocketAddr, opened_at: u64) -> ConnectionState {
         ConnectionState {
             endpoint,
             in_flight: AtomicU32::new(0),
             retired: AtomicBool::new(false),
             drained: Notify::new(),
             served: AtomicU32::new(0),
-            idle_since: AtomicU64::new(0),
+            idle_since: AtomicU64::new(opened_at),
         }
     }
 

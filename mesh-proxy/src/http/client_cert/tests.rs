@@ -58,6 +58,15 @@ fn hash(chain: &[CertificateDer<'_>]) -> String {
 }
 
 #[test]
+fn the_hash_is_sha256_in_lower_case_hex() {
+    // FIPS 180-2's example, so that the element tests' `hash` is itself checked.
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+#[test]
 fn the_element_says_who_checked_and_who_called_in_envoys_order() {
     let (chain, _) = client_chain("client", &["a.example", "b.example"], &[CLIENT]);
     let element = element(
