@@ -121,10 +121,12 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_connection_outlives_the_idle_timeout() {
     let echo = Echo::start("echo").await;
-    let proxy = proxy_to(echo.address, Some(json!({"idle_timeout": "0.2s"}))).await;
+    let proxy = proxy_to(echo.address, Some(json!({"idle_timeout": "0.5s"}))).await;
     let front = proxy.listener("in");
-    // One request lasting longer than the idle timeout.
-    assert_eq!(get(front, "/delay/600", &[]).await.0, 200);
+    // One request lasting three idle timeouts, then one at once on the same
+    // connection: its idle time counts from the end of the first.
+    assert_eq!(get(front, "/delay/1500", &[]).await.0, 200);
+    assert_eq!(get(front, "/", &[]).await.0, 200);
     assert_eq!(echo.connections.accepted.load(Ordering::SeqCst), 1);
 }
 

@@ -6,7 +6,6 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mesh_api::load::load_str;
 use tokio::net::TcpListener;
 
 use super::*;
@@ -78,14 +77,8 @@ spec:
     jwks: '{KEYS}'
 "
     );
-    let report = load_str("jwt.yaml", &yaml);
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
     Arc::new(MeshSnapshot {
-        config: report
-            .resources
-            .into_iter()
-            .map(|l| Arc::new(l.resource))
-            .collect(),
+        config: crate::translate::tests::config(&yaml),
         ..MeshSnapshot::default()
     })
 }

@@ -76,7 +76,7 @@ pub(super) fn proxy(namespace: &str, labels: &[(&str, &str)]) -> Proxy {
 }
 
 /// The resources of `yaml`, which must load without a problem.
-pub(super) fn config(yaml: &str) -> Vec<Arc<Resource>> {
+pub(crate) fn config(yaml: &str) -> Vec<Arc<Resource>> {
     let report = load_str("test.yaml", yaml);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     report

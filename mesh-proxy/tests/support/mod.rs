@@ -47,7 +47,10 @@ pub struct ConnectionCount {
 
 impl ConnectionCount {
     pub fn open(&self) -> u32 {
-        self.accepted.load(Ordering::SeqCst) - self.closed.load(Ordering::SeqCst)
+        // Closed first: a connection accepted and closed in between then
+        // counts in neither, rather than making `closed` exceed `accepted`.
+        let closed = self.closed.load(Ordering::SeqCst);
+        self.accepted.load(Ordering::SeqCst) - closed
     }
 }
 
