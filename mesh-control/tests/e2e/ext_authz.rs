@@ -2,19 +2,11 @@
 //! authorizer (a MeshConfig `envoyExtAuthzHttp` provider) about some paths,
 //! and an AUDIT policy changes no decision.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-
-use crate::mesh::{Ca, ControlPlane, Http, Identity, V1Only, app, workspace, write_config};
+use crate::mesh::{Ca, ControlPlane, Http, Identity, V1Only, app, serve, workspace, write_config};
 
 /// What the authorizer answers a denied request with.
 const AUTHORIZER_DENIES: &str = "denied by the authorizer";
@@ -22,32 +14,14 @@ const AUTHORIZER_DENIES: &str = "denied by the authorizer";
 /// An HTTP authorizer: 200 for requests with `x-allow: yes`, else 403;
 /// counts what it is asked.
 async fn authorizer(asked: Arc<AtomicU64>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let asked = Arc::clone(&asked);
-            tokio::spawn(async move {
-                let service = service_fn(move |request: http::Request<Incoming>| {
-                    asked.fetch_add(1, Ordering::Relaxed);
-                    let allowed = request.headers().get("x-allow").is_some_and(|v| v == "yes");
-                    let response = if allowed {
-                        http::Response::new(Full::new(Bytes::new()))
-                    } else {
-                        let mut denied =
-                            http::Response::new(Full::new(Bytes::from(AUTHORIZER_DENIES)));
-                        *denied.status_mut() = http::StatusCode::FORBIDDEN;
-                        denied
-                    };
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    serve(move |request| {
+        asked.fetch_add(1, Ordering::Relaxed);
+        match request.headers().get("x-allow").is_some_and(|v| v == "yes") {
+            true => (200, String::new()),
+            false => (403, AUTHORIZER_DENIES.to_owned()),
         }
-    });
-    address
+    })
+    .await
 }
 
 /// The authorizer as a service of the registry, and the policies: CUSTOM
@@ -120,22 +94,19 @@ async fn a_custom_policy_asks_the_external_authorizer() {
         "paths outside the CUSTOM policy are not put to the authorizer"
     );
 
-    let admin = mesh.url("/admin/users");
-    let host = ("host", "reviews:9080");
     assert_eq!(
-        http.get_with(&admin, &[host]).await,
+        mesh.get(&http, "/admin/users", &[]).await,
         Ok((403, AUTHORIZER_DENIES.into()))
     );
     assert_eq!(
-        http.get_with(&admin, &[host, ("x-allow", "yes")]).await,
+        mesh.get(&http, "/admin/users", &[("x-allow", "yes")]).await,
         Ok((200, "v1".into()))
     );
     assert_eq!(asked.load(Ordering::Relaxed), 2);
     // The AUDIT policy matches every request and refuses none.
     for _ in 0..5 {
         assert_eq!(
-            http.get(&mesh.url("/reviews/0"), Some("reviews:9080"))
-                .await,
+            mesh.get(&http, "/reviews/0", &[]).await,
             Ok((200, "v1".into()))
         );
     }

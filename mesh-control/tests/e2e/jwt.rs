@@ -6,7 +6,7 @@
 //! valid ones to the application with their payload.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,8 +16,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
 use crate::mesh::{
-    Ca, ControlPlane, Http, Identity, PORT, loopback_ips, mesh_config, route_all_to, serve,
-    sidecar, wait_for, workspace, write_config,
+    Ca, ControlPlane, Http, Identity, V1Only, serve, wait_for, workspace, write_config,
 };
 
 const ISSUER: &str = "https://issuer.example";
@@ -106,60 +105,33 @@ spec:
 }
 
 /// The application: answers with the request's headers, as JSON.
-fn headers_of(request: &http::Request<Incoming>) -> String {
+fn headers_of(request: &http::Request<Incoming>) -> (u16, String) {
     let headers: BTreeMap<&str, &str> = request
         .headers()
         .iter()
         .map(|(name, value)| (name.as_str(), value.to_str().unwrap_or_default()))
         .collect();
-    json!(headers).to_string()
-}
-
-/// GET `path` of `reviews` through the client's sidecar.
-async fn call(
-    http: &Http,
-    client: Ipv4Addr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String) {
-    let mut all = vec![("host", "reviews:9080")];
-    all.extend_from_slice(headers);
-    let url = format!("http://{client}:{PORT}{path}");
-    http.get_with(&url, &all)
-        .await
-        .unwrap_or((0, String::new()))
+    (200, json!(headers).to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_with_the_keys_mesh_control_fetched() {
     let (dir, config_dir) = workspace();
-    let ips = loopback_ips(3);
-    // Only v1 runs: its address is the one routed to.
-    let (client_ip, v1_ip, v2_ip) = (ips[0], ips[1], ips[2]);
     let key = Signer::new();
     let jwks = key.jwks();
-    let keys = serve(move |_| jwks.clone()).await;
-    let app = serve(headers_of).await;
-    write_config(
-        &config_dir,
-        "mesh.yaml",
-        &mesh_config(client_ip, (v1_ip, app), (v2_ip, app)),
-    );
-    write_config(&config_dir, "route.yaml", &route_all_to("v1"));
+    let keys = serve(move |_| (200, jwks.clone())).await;
+    let mesh = V1Only::write(&config_dir, serve(headers_of).await);
     write_config(&config_dir, "jwt.yaml", &policies(keys));
     let plane = ControlPlane::start(dir.path(), 0, 0).await;
     let ca = Ca::new();
     let identity = Identity::Static(&ca);
-    let mut proxies = [
-        ("client", client_ip, BTreeMap::from([("app", "client")])),
-        (
-            "reviews-v1",
-            v1_ip,
-            BTreeMap::from([("app", "reviews"), ("version", "v1")]),
-        ),
-    ]
-    .map(|(name, ip, labels)| sidecar(dir.path(), name, ip, &labels, &identity, plane.xds));
+    let mut proxies = mesh.sidecars(dir.path(), &identity, plane.xds);
     let http = Http::new();
+    let call = async |path: &str, headers: &[(&str, &str)]| {
+        mesh.get(&http, path, headers)
+            .await
+            .unwrap_or((0, String::new()))
+    };
 
     // Until the keys are fetched and pushed, no token verifies.
     let valid = key.sign(&claims(ISSUER, json!({})));
@@ -168,13 +140,7 @@ async fn tokens_are_checked_with_the_keys_mesh_control_fetched() {
         for proxy in &mut proxies {
             proxy.assert_alive("a sidecar");
         }
-        let (status, body) = call(
-            &http,
-            client_ip,
-            "/protected/x",
-            &[("authorization", &bearer)],
-        )
-        .await;
+        let (status, body) = call("/protected/x", &[("authorization", &bearer)]).await;
         (status == 200).then_some(body)
     })
     .await;
@@ -216,26 +182,20 @@ async fn tokens_are_checked_with_the_keys_mesh_control_fetched() {
     for (changes, reason) in refused {
         let token = format!("Bearer {}", key.sign(&claims(ISSUER, changes)));
         for path in ["/protected/x", "/open"] {
-            let answer = call(&http, client_ip, path, &[("authorization", &token)]).await;
+            let answer = call(path, &[("authorization", &token)]).await;
             assert_eq!(answer, (401, reason.to_owned()), "{path}");
         }
     }
 
-    assert_eq!(call(&http, client_ip, "/open", &[]).await.0, 200);
-    let denied = call(&http, client_ip, "/protected/x", &[]).await;
+    assert_eq!(call("/open", &[]).await.0, 200);
+    let denied = call("/protected/x", &[]).await;
     assert_eq!(denied, (403, "RBAC: access denied".to_owned()));
 
     // The partner's tokens count in their header, after its prefix only.
     let partner = key.sign(&claims(PARTNER, json!({})));
     let prefixed = format!("Token {partner}");
     for (token, status) in [(&prefixed, 200), (&partner, 403)] {
-        let answer = call(
-            &http,
-            client_ip,
-            "/protected/x",
-            &[("x-partner-token", token)],
-        )
-        .await;
+        let answer = call("/protected/x", &[("x-partner-token", token)]).await;
         assert_eq!(answer.0, status, "x-partner-token: {token}: {answer:?}");
     }
 }

@@ -339,7 +339,7 @@ spec: {mtls: {mode: STRICT}}
     .await;
     for _ in 0..20 {
         assert_eq!(
-            http.get(&url, Some("reviews:9080")).await,
+            mesh.get(&http, "/reviews/0", &[]).await,
             Ok((200, "v1".into())),
             "mesh traffic flows under STRICT"
         );

@@ -88,14 +88,14 @@ pub fn loopback_ips(count: usize) -> Vec<Ipv4Addr> {
 
 /// An HTTP upstream that answers every request with its name.
 pub async fn app(name: &'static str) -> SocketAddr {
-    serve(move |_| name.to_owned()).await
+    serve(move |_| (200, name.to_owned())).await
 }
 
-/// An HTTP/1.1 server on loopback answering every request with the body
-/// `answer` makes of it.
+/// An HTTP/1.1 server on loopback answering every request with the status
+/// and body `answer` makes of it.
 pub async fn serve<F>(answer: F) -> SocketAddr
 where
-    F: Fn(&http::Request<Incoming>) -> String + Clone + Send + Sync + 'static,
+    F: Fn(&http::Request<Incoming>) -> (u16, String) + Clone + Send + Sync + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -104,8 +104,11 @@ where
             let answer = answer.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: http::Request<Incoming>| {
-                    let body = answer(&request);
-                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body)))) }
+                    let (status, body) = answer(&request);
+                    let mut response = http::Response::new(Full::new(Bytes::from(body)));
+                    *response.status_mut() =
+                        http::StatusCode::from_u16(status).expect("a valid status");
+                    async move { Ok::<_, Infallible>(response) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -458,15 +461,26 @@ impl V1Only {
         format!("http://{}:{PORT}{path}", self.client_ip)
     }
 
+    /// GET `path` of `reviews` through the client's sidecar, with `headers`.
+    pub async fn get(
+        &self,
+        http: &Http,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, String), String> {
+        let mut all = vec![("host", "reviews:9080")];
+        all.extend_from_slice(headers);
+        http.get_with(&self.url(path), &all).await
+    }
+
     /// Waits until v1 answers through the client's sidecar, checking that
     /// every sidecar stays up meanwhile.
     pub async fn wait_for_v1(&self, http: &Http, proxies: &mut [Running], what: &str) {
-        let url = self.url("/reviews/0");
         wait_for(what, async || {
             for proxy in proxies.iter_mut() {
                 proxy.assert_alive("a sidecar");
             }
-            match http.get(&url, Some("reviews:9080")).await {
+            match self.get(http, "/reviews/0", &[]).await {
                 Ok((200, body)) if body == "v1" => Some(()),
                 _ => None,
             }
