@@ -5,7 +5,7 @@ use super::{Failure, METADATA_FILTER, check_at};
 use crate::config::{DynamicMetadata, HttpAccess, JwtAuthn};
 use crate::testing::access_filter;
 
-#[path = "../../../tests/support/jwt.rs"]
+#[path = "../../../tests/it/support/jwt.rs"]
 mod signer;
 use signer::{Signer, jwks};
 

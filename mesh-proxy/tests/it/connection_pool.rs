@@ -1,0 +1,183 @@
+//! Upstream HTTP connections: kept between requests, retired after
+//! `max_requests_per_connection` or `max_connection_duration`, closed after
+//! `idle_timeout`, and never reused once the server has closed them.
+
+use crate::support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use support::{Echo, Proxy, READY_WITHIN, bootstrap, cluster, get, http_listener};
+
+/// A proxy routing everything to one cluster of `upstream`, with these
+/// `common_http_protocol_options`.
+async fn proxy_to(upstream: SocketAddr, common: Option<Value>) -> Proxy {
+    let mut echo = cluster("echo", &[upstream]);
+    if let Some(common) = common {
+        let key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+        echo["typed_extension_protocol_options"] = json!({key: {
+            "@type": format!("type.googleapis.com/{key}"),
+            "common_http_protocol_options": common,
+            "explicit_http_config": {"http_protocol_options": {}}
+        }});
+    }
+    let routes = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": "echo"}}
+    ]}]);
+    Proxy::start(&bootstrap(
+        json!([http_listener("in", routes)]),
+        json!([echo]),
+    ))
+    .await
+}
+
+async fn stat(proxy: &Proxy, name: &str) -> u64 {
+    proxy
+        .stat(&format!(
+            "envoy_cluster_{name}{{envoy_cluster_name=\"echo\"}}"
+        ))
+        .await
+}
+
+/// Waits, for at most [`READY_WITHIN`], until the upstream has no open connection.
+async fn all_closed(echo: &Echo, why: &str) {
+    let deadline = Instant::now() + READY_WITHIN;
+    while echo.connections.open() > 0 {
+        assert!(Instant::now() < deadline, "{why}: a connection stayed open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_requests_one_after_another() {
+    let echo = Echo::start("echo").await;
+    let proxy = proxy_to(echo.address, None).await;
+    let front = proxy.listener("in");
+    for _ in 0..20 {
+        assert_eq!(get(front, "/", &[]).await.0, 200);
+    }
+    assert_eq!(echo.connections.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(stat(&proxy, "upstream_cx_total").await, 1);
+    assert_eq!(stat(&proxy, "upstream_cx_active").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_open_connections_that_are_kept() {
+    let echo = Echo::start("echo").await;
+    let proxy = proxy_to(echo.address, None).await;
+    let front = proxy.listener("in");
+    for _ in 0..3 {
+        let batch: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(get(front, "/delay/50", &[])))
+            .collect();
+        for request in batch {
+            assert_eq!(request.await.unwrap().0, 200);
+        }
+    }
+    // At most one connection per request in flight, and every batch after
+    // the first finds them idle.
+    let opened = echo.connections.accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=8).contains(&opened),
+        "{opened} connections for 8 at a time"
+    );
+    assert_eq!(stat(&proxy, "upstream_cx_total").await, u64::from(opened));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_per_connection_retires_a_connection() {
+    let echo = Echo::start("echo").await;
+    let proxy = proxy_to(
+        echo.address,
+        Some(json!({"max_requests_per_connection": 2})),
+    )
+    .await;
+    let front = proxy.listener("in");
+    for _ in 0..6 {
+        assert_eq!(get(front, "/", &[]).await.0, 200);
+    }
+    assert_eq!(echo.connections.accepted.load(Ordering::SeqCst), 3);
+    all_closed(&echo, "the retired connections closing").await;
+    assert_eq!(stat(&proxy, "upstream_cx_active").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let echo = Echo::start("echo").await;
+    let proxy = proxy_to(echo.address, Some(json!({"idle_timeout": "0.2s"}))).await;
+    let front = proxy.listener("in");
+    assert_eq!(get(front, "/", &[]).await.0, 200);
+    all_closed(&echo, "the idle connection closing").await;
+    assert_eq!(stat(&proxy, "upstream_cx_active").await, 0);
+    assert_eq!(get(front, "/", &[]).await.0, 200);
+    assert_eq!(stat(&proxy, "upstream_cx_total").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_outlives_the_idle_timeout() {
+    let echo = Echo::start("echo").await;
+    let proxy = proxy_to(echo.address, Some(json!({"idle_timeout": "0.5s"}))).await;
+    let front = proxy.listener("in");
+    // One request lasting three idle timeouts, then one at once on the same
+    // connection: its idle time counts from the end of the first.
+    assert_eq!(get(front, "/delay/1500", &[]).await.0, 200);
+    assert_eq!(get(front, "/", &[]).await.0, 200);
+    assert_eq!(echo.connections.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connection_duration_lets_the_last_request_finish() {
+    let echo = Echo::start("echo").await;
+    let proxy = proxy_to(
+        echo.address,
+        Some(json!({"max_connection_duration": "0.3s"})),
+    )
+    .await;
+    let front = proxy.listener("in");
+    // Still running when the connection reaches its age: it completes.
+    assert_eq!(get(front, "/delay/700", &[]).await.0, 200);
+    all_closed(&echo, "the aged connection closing").await;
+    assert_eq!(get(front, "/", &[]).await.0, 200);
+    assert_eq!(echo.connections.accepted.load(Ordering::SeqCst), 2);
+}
+
+/// An HTTP/1.1 server that closes each connection right after its first
+/// response, without saying so: the next request on it finds it closed.
+async fn one_response_per_connection() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_server_closed_is_not_used_again() {
+    let upstream = one_response_per_connection().await;
+    let proxy = proxy_to(upstream, None).await;
+    let front = proxy.listener("in");
+    for i in 0..10 {
+        let (status, body) = get(front, "/", &[]).await;
+        assert_eq!((status.as_u16(), body.as_str()), (200, "ok"), "request {i}");
+    }
+}
