@@ -12,7 +12,7 @@ use crate::tls::{Connector, TlsStats};
 
 mod pool;
 
-pub use pool::{Pool, PooledBody, SendError};
+pub use pool::{ConnectFailure, Pool, PooledBody, SendError};
 
 #[derive(Debug)]
 pub struct Upstream {

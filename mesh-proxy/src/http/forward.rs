@@ -21,7 +21,7 @@ use crate::config::{Forward, PathMatch, RegexRewrite, RetryPolicy};
 use crate::lb::{Pick, RequestHash};
 use crate::telemetry::HttpTelemetry;
 use crate::tls::ConnectError;
-use crate::upstream::{PooledBody, SendError, Upstream};
+use crate::upstream::{ConnectFailure, PooledBody, SendError, Upstream};
 
 /// Bodies up to this size are buffered so that a retry can send them again.
 const MAX_BUFFERED_BODY: u64 = 64 * 1024;
@@ -371,9 +371,10 @@ fn wants_retry(policy: &RetryPolicy, outcome: &Outcome) -> bool {
 /// The TLS handshake failure behind a connect error, if that was the cause.
 fn transport_failure(err: &SendError) -> Option<Arc<str>> {
     match err {
-        SendError::Connect(ConnectError::Handshake(failure)) => {
-            Some(Arc::from(failure.to_string()))
-        }
+        SendError::Connect(ConnectFailure::Connect(err)) => match &**err {
+            ConnectError::Handshake(failure) => Some(Arc::from(failure.to_string())),
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -4,7 +4,9 @@
 //! the most recently used one, or opens a new one, and gives it back once
 //! the response body has been read to its end; a response dropped before
 //! then takes its connection with it, as the connection is no longer in a
-//! known state. HTTP/2: one multiplexed connection per endpoint.
+//! known state. HTTP/2: one multiplexed connection per endpoint; requests
+//! that come while it is being made wait for it, as Envoy's pending
+//! requests do, and share its outcome.
 //!
 //! Each connection is driven by its own task, which also closes it after
 //! `idle_timeout` without a request (Envoy's `common_http_protocol_options`,
@@ -28,7 +30,7 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::config::HttpConnections;
@@ -39,14 +41,22 @@ use crate::tls::{ConnectError, Connector};
 /// Why a request got no response.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// No connection: shared by every request that waited for it.
     #[error(transparent)]
-    Connect(#[from] ConnectError),
-    /// The connection could not be set up for HTTP after it was made.
-    #[error("HTTP handshake: {0}")]
-    Handshake(hyper::Error),
+    Connect(#[from] ConnectFailure),
     /// Sent, or partly sent, and no response came.
     #[error(transparent)]
     Request(hyper::Error),
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectFailure {
+    #[error(transparent)]
+    Connect(Arc<ConnectError>),
+    /// The connection could not be set up for HTTP after it was made.
+    #[error("HTTP handshake: {0}")]
+    Handshake(Arc<hyper::Error>),
 }
 
 impl SendError {
@@ -70,7 +80,7 @@ struct Shared {
     /// HTTP/1.1 connections waiting for a request, most recent last.
     idle: Mutex<HashMap<SocketAddr, Vec<Http1Connection>>>,
     /// The HTTP/2 connection each endpoint's requests share.
-    multiplexed: Mutex<HashMap<SocketAddr, Http2Connection>>,
+    multiplexed: Mutex<HashMap<SocketAddr, Http2Slot>>,
     /// What idle times are measured from.
     epoch: Instant,
 }
@@ -87,6 +97,24 @@ struct Http2Connection {
     state: Arc<ConnectionState>,
 }
 
+/// An endpoint's HTTP/2 connection, or the wait for it.
+#[derive(Debug)]
+enum Http2Slot {
+    Open(Http2Connection),
+    Connecting(Connecting),
+}
+
+/// Where the outcome of a connection being made is announced.
+type Connecting = watch::Receiver<Option<Result<Http2Connection, ConnectFailure>>>;
+
+/// How a request gets onto an endpoint's HTTP/2 connection.
+enum Http2Checkout {
+    /// The open connection, with this request counted on it.
+    Open(Http2Connection),
+    /// The connection being made.
+    Wait(Connecting),
+}
+
 /// What a connection's task needs to know to close it when idle.
 #[derive(Debug)]
 struct ConnectionState {
@@ -96,7 +124,8 @@ struct ConnectionState {
     retired: AtomicBool,
     /// Woken when the last request of a retired connection ends.
     drained: Notify,
-    /// Requests sent over the connection so far.
+    /// Requests sent over the connection so far, and those refused when it
+    /// had served its last.
     served: AtomicU32,
     /// When the last request ended, in milliseconds since the pool's epoch.
     idle_since: AtomicU64,
@@ -153,6 +182,9 @@ impl Shared {
                 None => (Box::pin(self.connect_http1(endpoint)).await?, false),
             };
             let Http1Connection { mut sender, state } = connection;
+            // Only one request at a time has an HTTP/1.1 connection, and an
+            // exhausted one is never given back: this always counts.
+            state.reserve(self.options.max_requests);
             let mut lease = Lease::new(self, state);
             if reused && !self.settled(&mut sender).await {
                 continue;
@@ -179,9 +211,13 @@ impl Shared {
         mut request: Request<Body>,
     ) -> Result<Response<PooledBody>, SendError> {
         loop {
-            let (connection, reused) = match self.take_multiplexed(endpoint) {
-                Some(connection) => (connection, true),
-                None => (Box::pin(self.connect_http2(endpoint)).await?, false),
+            let (connection, reused) = match self.checkout_http2(endpoint) {
+                Http2Checkout::Open(connection) => (connection, true),
+                Http2Checkout::Wait(connecting) => match self.fresh(connecting).await? {
+                    Some(connection) => (connection, false),
+                    // Its other waiters took all the requests it may serve.
+                    None => continue,
+                },
             };
             let Http2Connection { mut sender, state } = connection;
             let lease = Lease::new(self, state);
@@ -222,37 +258,91 @@ impl Shared {
         None
     }
 
-    /// The endpoint's shared connection, unless it closed or has served its
-    /// last request (it then stays open for the streams it already has).
-    fn take_multiplexed(&self, endpoint: SocketAddr) -> Option<Http2Connection> {
+    /// The endpoint's shared connection with this request counted on it,
+    /// or the wait for one. A connection that closed, was retired or has
+    /// served its last request leaves the pool (it stays open for the
+    /// streams it already has), and a new one is started.
+    fn checkout_http2(self: &Arc<Self>, endpoint: SocketAddr) -> Http2Checkout {
         let mut multiplexed = self.multiplexed.lock().expect("pool lock");
-        let connection = multiplexed.get(&endpoint)?;
-        if connection.sender.is_closed() || connection.state.retired.load(Ordering::Relaxed) {
-            multiplexed.remove(&endpoint);
-            return None;
+        match multiplexed.get(&endpoint) {
+            Some(Http2Slot::Connecting(connecting)) => {
+                return Http2Checkout::Wait(connecting.clone());
+            }
+            Some(Http2Slot::Open(connection)) if connection.usable() => {
+                let connection = connection.clone();
+                match connection.state.reserve(self.options.max_requests) {
+                    Reserved::Request => return Http2Checkout::Open(connection),
+                    Reserved::LastRequest => {
+                        multiplexed.remove(&endpoint);
+                        return Http2Checkout::Open(connection);
+                    }
+                    Reserved::Nothing => {}
+                }
+            }
+            _ => {}
         }
-        let connection = connection.clone();
-        if self.last_request(&connection.state) {
-            multiplexed.remove(&endpoint);
-        }
-        Some(connection)
+        let connecting = self.start_http2(endpoint);
+        multiplexed.insert(endpoint, Http2Slot::Connecting(connecting.clone()));
+        Http2Checkout::Wait(connecting)
     }
 
-    /// Whether the next request is the connection's last one.
-    fn last_request(&self, state: &ConnectionState) -> bool {
-        let max = self.options.max_requests;
-        max.is_some_and(|max| state.served.load(Ordering::Relaxed) + 1 >= max.get())
+    /// Makes a connection to `endpoint` on a task of its own, so that a
+    /// request that gives up waiting does not abort it for the others.
+    fn start_http2(self: &Arc<Self>, endpoint: SocketAddr) -> Connecting {
+        let (announce, connecting) = watch::channel(None);
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let outcome = shared.connect_http2(endpoint).await;
+            {
+                let mut multiplexed = shared.multiplexed.lock().expect("pool lock");
+                match &outcome {
+                    Ok(connection) => {
+                        multiplexed.insert(endpoint, Http2Slot::Open(connection.clone()));
+                    }
+                    Err(_) => {
+                        multiplexed.remove(&endpoint);
+                    }
+                }
+            }
+            announce.send_replace(Some(outcome));
+        });
+        connecting
+    }
+
+    /// The connection being made, with this request counted on it; `None`
+    /// when the requests that waited with this one took all it may serve.
+    async fn fresh(
+        &self,
+        mut connecting: Connecting,
+    ) -> Result<Option<Http2Connection>, ConnectFailure> {
+        let outcome = match connecting.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().expect("waited for an outcome"),
+            // The connecting task is gone without a word: it panicked.
+            Err(_) => return Ok(None),
+        };
+        let connection = outcome?;
+        match connection.state.reserve(self.options.max_requests) {
+            Reserved::Request => Ok(Some(connection)),
+            Reserved::LastRequest => {
+                let mut multiplexed = self.multiplexed.lock().expect("pool lock");
+                let endpoint = connection.state.endpoint;
+                if let Some(Http2Slot::Open(pooled)) = multiplexed.get(&endpoint)
+                    && Arc::ptr_eq(&pooled.state, &connection.state)
+                {
+                    multiplexed.remove(&endpoint);
+                }
+                Ok(Some(connection))
+            }
+            Reserved::Nothing => Ok(None),
+        }
     }
 
     async fn connect_http1(
         self: &Arc<Self>,
         endpoint: SocketAddr,
-    ) -> Result<Http1Connection, SendError> {
+    ) -> Result<Http1Connection, ConnectFailure> {
         let io = self.connector.connect(endpoint).await?;
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(SendError::Handshake)?;
+        let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
         let state = Arc::new(ConnectionState::new(endpoint, self.now_millis()));
         self.drive(connection.with_upgrades(), Arc::clone(&state));
         Ok(Http1Connection { sender, state })
@@ -261,20 +351,14 @@ impl Shared {
     async fn connect_http2(
         self: &Arc<Self>,
         endpoint: SocketAddr,
-    ) -> Result<Http2Connection, SendError> {
+    ) -> Result<Http2Connection, ConnectFailure> {
         let io = self.connector.connect(endpoint).await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(io))
-            .await
-            .map_err(SendError::Handshake)?;
+            .await?;
         let state = Arc::new(ConnectionState::new(endpoint, self.now_millis()));
         self.drive(connection, Arc::clone(&state));
-        let connection = Http2Connection { sender, state };
-        if !self.last_request(&connection.state) {
-            let mut multiplexed = self.multiplexed.lock().expect("pool lock");
-            multiplexed.insert(endpoint, connection.clone());
-        }
-        Ok(connection)
+        Ok(Http2Connection { sender, state })
     }
 
     /// Runs a connection on its own task until it ends or stays idle too long.
@@ -314,7 +398,49 @@ impl Shared {
     }
 }
 
+impl From<ConnectError> for ConnectFailure {
+    fn from(err: ConnectError) -> ConnectFailure {
+        ConnectFailure::Connect(Arc::new(err))
+    }
+}
+
+impl From<hyper::Error> for ConnectFailure {
+    fn from(err: hyper::Error) -> ConnectFailure {
+        ConnectFailure::Handshake(Arc::new(err))
+    }
+}
+
+impl Http2Connection {
+    fn usable(&self) -> bool {
+        !self.sender.is_closed() && !self.state.retired.load(Ordering::Relaxed)
+    }
+}
+
+/// What a request got when it asked to be counted on a connection.
+enum Reserved {
+    Request,
+    /// The last request the connection may serve.
+    LastRequest,
+    /// The connection has served all it may.
+    Nothing,
+}
+
 impl ConnectionState {
+    /// Counts a request on the connection, within `max_requests`. The count
+    /// is one atomic step, so concurrent HTTP/2 requests never exceed it.
+    fn reserve(&self, max_requests: Option<std::num::NonZeroU32>) -> Reserved {
+        let count = self
+            .served
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        match max_requests.map(std::num::NonZeroU32::get) {
+            None => Reserved::Request,
+            Some(max) if count < max => Reserved::Request,
+            Some(max) if count == max => Reserved::LastRequest,
+            Some(_) => Reserved::Nothing,
+        }
+    }
+
     /// A connection made `opened_at` (milliseconds since the pool's epoch):
     /// idle from then until its first request.
     fn new(endpoint: SocketAddr, opened_at: u64) -> ConnectionState {
@@ -384,7 +510,6 @@ struct Lease {
 impl Lease {
     fn new(shared: &Arc<Shared>, state: Arc<ConnectionState>) -> Lease {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
-        state.served.fetch_add(1, Ordering::Relaxed);
         Lease {
             shared: Arc::clone(shared),
             state,

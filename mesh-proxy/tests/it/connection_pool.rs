@@ -14,16 +14,26 @@ use tokio::net::TcpListener;
 
 use support::{Echo, Proxy, READY_WITHIN, bootstrap, cluster, get, http_listener};
 
-/// A proxy routing everything to one cluster of `upstream`, with these
-/// `common_http_protocol_options`.
+/// A proxy routing everything to one cluster of `upstream` over HTTP/1.1,
+/// with these `common_http_protocol_options`.
 async fn proxy_to(upstream: SocketAddr, common: Option<Value>) -> Proxy {
+    proxy_speaking(None, upstream, common).await
+}
+
+/// The same, over the protocol `explicit_http_config` names, if any.
+async fn proxy_speaking(
+    protocol: Option<&str>,
+    upstream: SocketAddr,
+    common: Option<Value>,
+) -> Proxy {
     let mut echo = cluster("echo", &[upstream]);
-    if let Some(common) = common {
+    if common.is_some() || protocol.is_some() {
         let key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+        let protocol = protocol.unwrap_or("http_protocol_options");
         echo["typed_extension_protocol_options"] = json!({key: {
             "@type": format!("type.googleapis.com/{key}"),
-            "common_http_protocol_options": common,
-            "explicit_http_config": {"http_protocol_options": {}}
+            "common_http_protocol_options": common.unwrap_or_else(|| json!({})),
+            "explicit_http_config": {protocol: {}}
         }});
     }
     let routes = json!([{"name": "all", "domains": ["*"], "routes": [
@@ -34,6 +44,18 @@ async fn proxy_to(upstream: SocketAddr, common: Option<Value>) -> Proxy {
         json!([echo]),
     ))
     .await
+}
+
+const HTTP2: Option<&str> = Some("http2_protocol_options");
+
+/// Sends `count` requests for `path` at once; all must succeed.
+async fn at_once(front: SocketAddr, count: usize, path: &'static str) {
+    let requests: Vec<_> = (0..count)
+        .map(|_| tokio::spawn(get(front, path, &[])))
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap().0, 200);
+    }
 }
 
 async fn stat(proxy: &Proxy, name: &str) -> u64 {
@@ -72,12 +94,7 @@ async fn concurrent_requests_open_connections_that_are_kept() {
     let proxy = proxy_to(echo.address, None).await;
     let front = proxy.listener("in");
     for _ in 0..3 {
-        let batch: Vec<_> = (0..8)
-            .map(|_| tokio::spawn(get(front, "/delay/50", &[])))
-            .collect();
-        for request in batch {
-            assert_eq!(request.await.unwrap().0, 200);
-        }
+        at_once(front, 8, "/delay/50").await;
     }
     // At most one connection per request in flight, and every batch after
     // the first finds them idle.
@@ -104,6 +121,30 @@ async fn max_requests_per_connection_retires_a_connection() {
     assert_eq!(echo.connections.accepted.load(Ordering::SeqCst), 3);
     all_closed(&echo, "the retired connections closing").await;
     assert_eq!(stat(&proxy, "upstream_cx_active").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_http2_requests_waits_for_one_new_connection() {
+    let echo = Echo::start("echo").await;
+    let proxy = proxy_speaking(HTTP2, echo.address, None).await;
+    at_once(proxy.listener("in"), 16, "/delay/50").await;
+    assert_eq!(echo.connections.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(stat(&proxy, "upstream_cx_total").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_http2_requests_keep_to_max_requests_per_connection() {
+    let echo = Echo::start("echo").await;
+    let proxy = proxy_speaking(
+        HTTP2,
+        echo.address,
+        Some(json!({"max_requests_per_connection": 2})),
+    )
+    .await;
+    // All eight are in flight together: each connection takes two of them.
+    at_once(proxy.listener("in"), 8, "/delay/200").await;
+    assert_eq!(echo.connections.accepted.load(Ordering::SeqCst), 4);
+    all_closed(&echo, "the retired connections closing").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
