@@ -6,6 +6,7 @@
 //! [`app::start`] binds every listener and returns the addresses actually
 //! bound, so that tests can use port 0.
 
+pub mod activity;
 pub mod admin;
 pub mod app;
 pub mod config;

@@ -174,16 +174,16 @@ fn http_connections(
         ),
     ];
     at.refuse(&unsupported)?;
-    let idle_timeout = match &common.idle_timeout {
-        Some(d) => Some(duration(d, &at.field("idle_timeout"))?).filter(|d| !d.is_zero()),
-        None => HttpConnections::default().idle_timeout,
-    };
-    let max_duration = match &common.max_connection_duration {
-        Some(d) => {
-            Some(duration(d, &at.field("max_connection_duration"))?).filter(|d| !d.is_zero())
-        }
-        None => None,
-    };
+    let idle_timeout = super::timeout(
+        common.idle_timeout.as_ref(),
+        HttpConnections::default().idle_timeout,
+        &at.field("idle_timeout"),
+    )?;
+    let max_duration = super::timeout(
+        common.max_connection_duration.as_ref(),
+        None,
+        &at.field("max_connection_duration"),
+    )?;
     Ok(HttpConnections {
         idle_timeout,
         max_requests: common

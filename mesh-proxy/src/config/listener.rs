@@ -373,12 +373,23 @@ fn http_manager(
         websocket = upgrade.enabled.as_ref().is_none_or(|e| e.value);
     }
     let client_cert = client_cert_header(hcm, at)?;
-    let request_headers_timeout = match &hcm.request_headers_timeout {
-        Some(d) => {
-            Some(super::duration(d, &at.field("request_headers_timeout"))?).filter(|d| !d.is_zero())
-        }
-        None => None,
-    };
+    let request_headers_timeout = super::timeout(
+        hcm.request_headers_timeout.as_ref(),
+        None,
+        &at.field("request_headers_timeout"),
+    )?;
+    let common = hcm.common_http_protocol_options.as_ref();
+    let at_common = at.field("common_http_protocol_options");
+    let idle_timeout = super::timeout(
+        common.and_then(|c| c.idle_timeout.as_ref()),
+        Some(std::time::Duration::from_secs(3600)),
+        &at_common.field("idle_timeout"),
+    )?;
+    let max_connection_duration = super::timeout(
+        common.and_then(|c| c.max_connection_duration.as_ref()),
+        None,
+        &at_common.field("max_connection_duration"),
+    )?;
     let tracing = match &hcm.tracing {
         Some(tracing) => super::tracing::compile(
             tracing,
@@ -403,6 +414,8 @@ fn http_manager(
             .map(|(i, log)| super::access_log::compile(log, &at.field("access_log").index(i)))
             .collect::<Result<_, _>>()?,
         request_headers_timeout,
+        idle_timeout,
+        max_connection_duration,
         max_request_headers: hcm
             .max_request_headers_kb
             .as_ref()

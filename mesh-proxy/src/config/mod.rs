@@ -33,6 +33,8 @@
 //!   `original_dst`, `tls_inspector`, `http_inspector`. Each chain holds one
 //!   `envoy.filters.network.http_connection_manager` (inline `route_config`,
 //!   `upgrade_configs` for WebSocket, `request_headers_timeout`,
+//!   `common_http_protocol_options` `idle_timeout` (1 h by default) and
+//!   `max_connection_duration` for client connections, which then drain,
 //!   `max_request_headers_kb`, `access_log` to a file, stdout or stderr in
 //!   Envoy's text or JSON formats (`%DYNAMIC_METADATA(ns:key)%` included);
 //!   routes inline in `route_config`, or over
@@ -417,6 +419,13 @@ pub struct HttpManager {
     pub request_headers_timeout: Option<Duration>,
     /// The most request header bytes accepted (`max_request_headers_kb`).
     pub max_request_headers: usize,
+    /// How long a client connection may go without a request before it
+    /// is closed (`common_http_protocol_options.idle_timeout`; 1 h by
+    /// default, as in Envoy).
+    pub idle_timeout: Option<Duration>,
+    /// How long a client connection may live before it is drained
+    /// (`common_http_protocol_options.max_connection_duration`).
+    pub max_connection_duration: Option<Duration>,
     /// `jwt_authn`, RBAC and `ext_authz` filters, in their order.
     pub access: Vec<HttpAccess>,
     /// What happens to `x-forwarded-client-cert`.
@@ -856,6 +865,19 @@ impl At {
             Some((field, _)) => Err(self.field(field).unsupported(field)),
             None => Ok(()),
         }
+    }
+}
+
+/// A timeout field as Envoy reads it: `default` when unset, and zero
+/// turns it off.
+pub(crate) fn timeout(
+    d: Option<&envoy_types::pb::google::protobuf::Duration>,
+    default: Option<Duration>,
+    at: &At,
+) -> Result<Option<Duration>, ConfigError> {
+    match d {
+        Some(d) => Ok(Some(duration(d, at)?).filter(|d| !d.is_zero())),
+        None => Ok(default),
     }
 }
 

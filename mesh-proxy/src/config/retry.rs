@@ -89,10 +89,11 @@ pub(super) fn compile(policy: &EnvoyRetryPolicy, at: &At) -> Result<RetryPolicy,
                 })
         })
         .collect::<Result<_, _>>()?;
-    let per_try_timeout = match &policy.per_try_timeout {
-        Some(d) => Some(duration(d, &at.field("per_try_timeout"))?).filter(|d| !d.is_zero()),
-        None => None,
-    };
+    let per_try_timeout = super::timeout(
+        policy.per_try_timeout.as_ref(),
+        None,
+        &at.field("per_try_timeout"),
+    )?;
     let (base_interval, max_interval) = match &policy.retry_back_off {
         Some(back_off) => {
             let at = at.field("retry_back_off");

@@ -18,7 +18,7 @@ use super::fault;
 use super::retry;
 use super::{
     Action, At, ConfigError, Domain, Forward, HeaderMatch, PathMatch, Redirect, Route, RouteMatch,
-    RouteTable, ValueMatch, VirtualHost, duration,
+    RouteTable, ValueMatch, VirtualHost,
 };
 use super::{HeaderKey, QueryMatch, RegexRewrite, cors, headers};
 
@@ -326,10 +326,11 @@ fn forward(action: &RouteAction, at: &At) -> Result<Forward, ConfigError> {
                 .error("cluster or weighted_clusters is required"));
         }
     };
-    let timeout = match &action.timeout {
-        Some(d) => Some(duration(d, &at.field("timeout"))?).filter(|d| !d.is_zero()),
-        None => Some(std::time::Duration::from_secs(15)),
-    };
+    let timeout = super::timeout(
+        action.timeout.as_ref(),
+        Some(std::time::Duration::from_secs(15)),
+        &at.field("timeout"),
+    )?;
     let host_rewrite = match &action.host_rewrite_specifier {
         Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(host)) => Some(host.clone()),
         Some(_) => return Err(at.unsupported("this host rewrite")),

@@ -127,3 +127,36 @@ fn connection_options_are_kept_and_the_rest_refused() {
         )
     );
 }
+
+#[test]
+fn client_connections_close_after_an_hour_idle_unless_configured() {
+    let with_common = |common: serde_json::Value| {
+        let mut bootstrap = http_bootstrap(
+            catch_all(json!({"match": {"prefix": "/"}, "route": {"cluster": "a"}})),
+            &["a"],
+        );
+        bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["common_http_protocol_options"] = common;
+        bootstrap
+    };
+    let manager = |bootstrap| {
+        let config = compile(&bootstrap).unwrap();
+        let ListenerKind::Http(manager) = &config.listeners[0].chains[0].kind else {
+            panic!()
+        };
+        (manager.idle_timeout, manager.max_connection_duration)
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(manager(with_common(json!(null))), (Some(hour), None));
+    assert_eq!(
+        manager(with_common(
+            json!({"idle_timeout": "0s", "max_connection_duration": "10s"})
+        )),
+        (None, Some(std::time::Duration::from_secs(10))),
+        "0s turns the idle timeout off"
+    );
+    assert_eq!(
+        error(with_common(json!({"idle_timeout": "-1s"}))),
+        "listener \"http\": filter_chains[0].filters[0].typed_config.common_http_protocol_options.idle_timeout: durations must not be negative"
+    );
+}

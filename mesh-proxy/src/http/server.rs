@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
@@ -11,6 +12,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::proxy::{self, HttpState};
+use crate::activity::{self, Activity};
 use crate::drain::Drain;
 use crate::lb::Downstream;
 use crate::tls::DownstreamTls;
@@ -18,7 +20,9 @@ use crate::tls::DownstreamTls;
 /// hyper's smallest read buffer.
 const MIN_BUFFER: usize = 8192;
 
-/// Serves one accepted connection until it closes or `drain` starts; each
+/// Serves one accepted connection until it closes, or drains it when
+/// `drain` starts, when it has been idle for the connection manager's
+/// `idle_timeout` or has lived its `max_connection_duration`. Each
 /// request runs on the state of the moment it arrives, to its end.
 /// `downstream` (the addresses, for hash policies and logs) and `tls` (what
 /// the handshake told) go into every request's extensions; `http2` when
@@ -35,10 +39,12 @@ pub async fn serve_connection<S>(
 {
     let state = live.load_full();
     state.stats.cx_total.fetch_add(1, Ordering::Relaxed);
-    let (headers_timeout, max_headers) = (
-        state.manager.request_headers_timeout,
-        state.manager.max_request_headers,
-    );
+    let manager = &state.manager;
+    let (headers_timeout, max_headers) =
+        (manager.request_headers_timeout, manager.max_request_headers);
+    let (idle_timeout, max_duration) = (manager.idle_timeout, manager.max_connection_duration);
+    let activity = Arc::new(Activity::new());
+    let requests = Arc::clone(&activity);
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         if let Some(downstream) = downstream {
             request.extensions_mut().insert(downstream);
@@ -47,7 +53,12 @@ pub async fn serve_connection<S>(
             request.extensions_mut().insert(tls.clone());
         }
         let state = live.load_full();
-        async move { Ok::<_, Infallible>(proxy::handle(state, request).await) }
+        let in_flight = InFlight::begin(&requests);
+        async move {
+            let response = proxy::handle(state, request).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -67,9 +78,43 @@ pub async fn serve_connection<S>(
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         }
-        () = drain.started() => {
+        why = stop(drain, &activity, idle_timeout, max_duration) => {
+            tracing::debug!("{why}: draining a client connection");
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
+    }
+}
+
+/// Why a connection should drain: its requests in flight finish, and an
+/// HTTP/1.1 connection closes after, an HTTP/2 one gets a GOAWAY.
+async fn stop(
+    drain: Drain,
+    activity: &Activity,
+    idle_timeout: Option<Duration>,
+    max_duration: Option<Duration>,
+) -> &'static str {
+    tokio::select! {
+        () = drain.started() => "the listener drains",
+        () = activity.idle_for(idle_timeout) => "idle timeout",
+        () = activity::after(max_duration) => "max connection duration",
+    }
+}
+
+/// A request the connection is serving, until its handler returns. A
+/// response body still streaming after that is not counted; draining lets
+/// it finish anyway.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: &Arc<Activity>) -> InFlight {
+        activity.begin();
+        InFlight(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }

@@ -20,10 +20,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
@@ -31,8 +30,8 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{Notify, watch};
-use tokio::time::Instant;
 
+use crate::activity::{self, Activity};
 use crate::config::HttpConnections;
 use crate::http::Body;
 use crate::stats::ConnectionStats;
@@ -81,8 +80,6 @@ struct Shared {
     idle: Mutex<HashMap<SocketAddr, Vec<Http1Connection>>>,
     /// The HTTP/2 connection each endpoint's requests share.
     multiplexed: Mutex<HashMap<SocketAddr, Http2Slot>>,
-    /// What idle times are measured from.
-    epoch: Instant,
 }
 
 #[derive(Debug)]
@@ -119,16 +116,14 @@ enum Http2Checkout {
 #[derive(Debug)]
 struct ConnectionState {
     endpoint: SocketAddr,
-    in_flight: AtomicU32,
-    /// Takes no new request; closes when `in_flight` drops to 0.
+    activity: Activity,
+    /// Takes no new request; closes when its last request in flight ends.
     retired: AtomicBool,
     /// Woken when the last request of a retired connection ends.
     drained: Notify,
     /// Requests sent over the connection so far, and those refused when it
     /// had served its last.
     served: AtomicU32,
-    /// When the last request ended, in milliseconds since the pool's epoch.
-    idle_since: AtomicU64,
 }
 
 impl Pool {
@@ -146,7 +141,6 @@ impl Pool {
                 stats,
                 idle: Mutex::default(),
                 multiplexed: Mutex::default(),
-                epoch: Instant::now(),
             }),
         }
     }
@@ -343,7 +337,7 @@ impl Shared {
     ) -> Result<Http1Connection, ConnectFailure> {
         let io = self.connector.connect(endpoint).await?;
         let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
-        let state = Arc::new(ConnectionState::new(endpoint, self.now_millis()));
+        let state = Arc::new(ConnectionState::new(endpoint));
         self.drive(connection.with_upgrades(), Arc::clone(&state));
         Ok(Http1Connection { sender, state })
     }
@@ -356,7 +350,7 @@ impl Shared {
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(io))
             .await?;
-        let state = Arc::new(ConnectionState::new(endpoint, self.now_millis()));
+        let state = Arc::new(ConnectionState::new(endpoint));
         self.drive(connection, Arc::clone(&state));
         Ok(Http2Connection { sender, state })
     }
@@ -367,7 +361,7 @@ impl Shared {
         C: Future<Output = hyper::Result<()>> + Send + 'static,
     {
         let open = self.stats.opened();
-        let (options, epoch) = (self.options, self.epoch);
+        let options = self.options;
         tokio::spawn(async move {
             tokio::select! {
                 ended = connection => {
@@ -375,7 +369,7 @@ impl Shared {
                         tracing::debug!(error = %err, "upstream connection ended");
                     }
                 }
-                () = state.idle_expiry(options.idle_timeout, epoch) => {
+                () = state.activity.idle_for(options.idle_timeout) => {
                     tracing::debug!("closing an idle upstream connection");
                 }
                 () = state.aged(options.max_duration) => {
@@ -391,10 +385,6 @@ impl Shared {
         idle.entry(connection.state.endpoint)
             .or_default()
             .push(connection);
-    }
-
-    fn now_millis(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -441,54 +431,27 @@ impl ConnectionState {
         }
     }
 
-    /// A connection made `opened_at` (milliseconds since the pool's epoch):
-    /// idle from then until its first request.
-    fn new(endpoint: SocketAddr, opened_at: u64) -> ConnectionState {
+    /// A connection made just now: idle from now until its first request.
+    fn new(endpoint: SocketAddr) -> ConnectionState {
         ConnectionState {
             endpoint,
-            in_flight: AtomicU32::new(0),
+            activity: Activity::new(),
             retired: AtomicBool::new(false),
             drained: Notify::new(),
             served: AtomicU32::new(0),
-            idle_since: AtomicU64::new(opened_at),
-        }
-    }
-
-    /// Resolves once the connection has had no request for `timeout`.
-    /// It looks again only when the timeout could have passed, so a busy
-    /// connection costs one timer per `timeout`, not one per request.
-    async fn idle_expiry(&self, timeout: Option<Duration>, epoch: Instant) {
-        let Some(timeout) = timeout else {
-            return std::future::pending().await;
-        };
-        loop {
-            let wait = if self.in_flight.load(Ordering::Relaxed) > 0 {
-                timeout
-            } else {
-                let since = Duration::from_millis(self.idle_since.load(Ordering::Relaxed));
-                let idle_for = epoch.elapsed().saturating_sub(since);
-                match timeout.checked_sub(idle_for) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => return,
-                }
-            };
-            tokio::time::sleep(wait).await;
         }
     }
 
     /// Resolves once the connection has lived `max_duration` and its last
     /// request is done; it takes no new request from then on.
-    async fn aged(&self, max_duration: Option<Duration>) {
-        let Some(max_duration) = max_duration else {
-            return std::future::pending().await;
-        };
-        tokio::time::sleep(max_duration).await;
+    async fn aged(&self, max_duration: Option<std::time::Duration>) {
+        activity::after(max_duration).await;
         // SeqCst here and in `Lease::end`: one of the two sees the other's
         // write, so the last request's end is never missed.
         self.retired.store(true, Ordering::SeqCst);
         loop {
             let drained = self.drained.notified();
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
+            if self.activity.in_flight() == 0 {
                 return;
             }
             drained.await;
@@ -509,7 +472,7 @@ struct Lease {
 
 impl Lease {
     fn new(shared: &Arc<Shared>, state: Arc<ConnectionState>) -> Lease {
-        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        state.activity.begin();
         Lease {
             shared: Arc::clone(shared),
             state,
@@ -538,10 +501,7 @@ impl Lease {
             return;
         }
         let shared = &self.shared;
-        self.state
-            .idle_since
-            .store(shared.now_millis(), Ordering::Relaxed);
-        let left = self.state.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        let left = self.state.activity.end();
         let retired = self.state.retired.load(Ordering::SeqCst);
         if retired && left == 0 {
             self.state.drained.notify_waiters();

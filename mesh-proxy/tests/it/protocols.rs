@@ -242,3 +242,87 @@ async fn malformed_traffic_is_refused_without_harm() {
     let (status, _) = get(front, "/after", &[]).await;
     assert_eq!(status, 200);
 }
+
+/// A proxy in front of `echo` whose connection manager has these
+/// `common_http_protocol_options`.
+async fn proxy_with_common(echo: &Echo, common: Value) -> Proxy {
+    let mut listener = http_listener("http", catch_all(json!({"cluster": "up"})));
+    manager(&mut listener)["common_http_protocol_options"] = common;
+    Proxy::start(&bootstrap(
+        json!([listener]),
+        json!([cluster("up", &[echo.address])]),
+    ))
+    .await
+}
+
+/// A kept-alive HTTP/1.1 connection to `address`, and a task that ends
+/// when the connection closes.
+async fn client_connection(
+    address: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(address).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let closed = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, closed)
+}
+
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> StatusCode {
+    let request = Request::get(path)
+        .header("host", "a")
+        .body(Empty::new())
+        .unwrap();
+    sender.ready().await.expect("the connection is still open");
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_connection_is_closed_after_the_idle_timeout() {
+    let echo = Echo::start("up").await;
+    let proxy = proxy_with_common(&echo, json!({"idle_timeout": "0.3s"})).await;
+    let (mut sender, closed) = client_connection(proxy.listener("http")).await;
+    assert_eq!(send(&mut sender, "/").await, 200);
+    let answered = Instant::now();
+    tokio::time::timeout(WITHIN, closed)
+        .await
+        .expect("the proxy closed the idle connection")
+        .unwrap();
+    // Not before the timeout, counted from the end of the request (a
+    // little before the client had the whole response).
+    assert!(answered.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connection_busy_past_the_idle_timeout_is_kept() {
+    let echo = Echo::start("up").await;
+    let proxy = proxy_with_common(&echo, json!({"idle_timeout": "0.3s"})).await;
+    let (mut sender, _closed) = client_connection(proxy.listener("http")).await;
+    // Three idle timeouts long; the next request follows at once.
+    assert_eq!(send(&mut sender, "/delay/900").await, 200);
+    assert_eq!(send(&mut sender, "/").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connection_drains_at_its_max_duration() {
+    let echo = Echo::start("up").await;
+    let proxy = proxy_with_common(&echo, json!({"max_connection_duration": "0.3s"})).await;
+    let (mut sender, closed) = client_connection(proxy.listener("http")).await;
+    // In flight when the connection reaches its age: it completes.
+    assert_eq!(send(&mut sender, "/delay/700").await, 200);
+    tokio::time::timeout(WITHIN, closed)
+        .await
+        .expect("the proxy closed the aged connection")
+        .unwrap();
+}
