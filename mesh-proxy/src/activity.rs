@@ -1,6 +1,7 @@
 //! Whether a connection is in use, for closing it after an idle timeout:
-//! the upstream pool's connections and the connections clients make to a
-//! listener share this.
+//! the upstream pool's connections, the connections clients make to an
+//! HTTP listener (requests in flight), and `tcp_proxy` connections (bytes
+//! passing) share this.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,9 +35,14 @@ impl Activity {
     /// that a waiter for the last one (see the pool's retired connections)
     /// never misses it.
     pub fn end(&self) -> u32 {
+        self.touch();
+        self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1
+    }
+
+    /// Something happened on the connection just now: it is idle from now.
+    pub fn touch(&self) {
         let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.idle_since.store(millis, Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1
     }
 
     pub fn in_flight(&self) -> u32 {

@@ -85,9 +85,13 @@ enum Handler {
     /// Read at each request, so that new routes and clusters reach the
     /// open connections of a listener whose definition did not change.
     Http(Arc<ArcSwap<HttpState>>),
-    /// The clusters that exist, by weight; with none, connections are
-    /// closed.
-    Tcp(Vec<(Arc<Upstream>, u32)>, Option<Arc<TcpTelemetry>>),
+    Tcp {
+        /// The clusters that exist, by weight; with none, connections are
+        /// closed.
+        targets: Vec<(Arc<Upstream>, u32)>,
+        telemetry: Option<Arc<TcpTelemetry>>,
+        limits: tcp::Limits,
+    },
 }
 
 /// What a listener's chains are built with.
@@ -199,15 +203,20 @@ impl Runtime {
                         _ => Handler::Http(Arc::new(ArcSwap::new(state))),
                     }
                 }
-                ListenerKind::Tcp(tcp) => Handler::Tcp(
-                    tcp.clusters
+                ListenerKind::Tcp(tcp) => Handler::Tcp {
+                    targets: tcp
+                        .clusters
                         .iter()
                         .filter_map(|(name, weight)| Some((upstreams.get(name)?.clone(), *weight)))
                         .collect(),
-                    tcp.stats.as_ref().map(|stats| {
+                    telemetry: tcp.stats.as_ref().map(|stats| {
                         Arc::new(TcpTelemetry::new(telemetry, stats, listener.direction))
                     }),
-                ),
+                    limits: tcp::Limits {
+                        idle_timeout: tcp.idle_timeout,
+                        max_duration: tcp.max_duration,
+                    },
+                },
             };
             Ok(Chain {
                 matcher: chain.matcher.clone(),
@@ -471,12 +480,16 @@ async fn handle<S>(
             let state = Arc::clone(state);
             http::server::serve_connection(state, stream, downstream, tls, http2, drain).await
         }
-        Handler::Tcp(targets, _) if targets.is_empty() => {
+        Handler::Tcp { targets, .. } if targets.is_empty() => {
             tracing::debug!("tcp_proxy cluster not found; closing the connection");
         }
-        Handler::Tcp(targets, telemetry) => {
+        Handler::Tcp {
+            targets,
+            telemetry,
+            limits,
+        } => {
             let upstream = crate::lb::by_weight(targets);
-            tcp::proxy_connection(Arc::clone(upstream), telemetry.clone(), stream).await
+            tcp::proxy_connection(Arc::clone(upstream), telemetry.clone(), *limits, stream).await
         }
     }
 }
@@ -498,7 +511,7 @@ fn handshake_info(
         Handler::Http(state) => {
             http::client_cert::element(&state.load().manager.client_cert, &tls.local_uri_sans, peer)
         }
-        Handler::Tcp(..) => None,
+        Handler::Tcp { .. } => None,
     };
     let info = DownstreamTls {
         server_name: session.server_name().map(Arc::from),

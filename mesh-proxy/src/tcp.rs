@@ -6,17 +6,30 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::activity::{self, Activity};
 use crate::telemetry::TcpTelemetry;
 use crate::telemetry::metrics::TcpSeries;
 use crate::upstream::Upstream;
 
-/// Proxies one accepted connection; half-closes are passed on.
+/// When a proxied connection is closed whatever its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// No bytes either way for this long.
+    pub idle_timeout: Option<Duration>,
+    /// This long after it was accepted.
+    pub max_duration: Option<Duration>,
+}
+
+/// Proxies one accepted connection; half-closes are passed on. Both sides
+/// are closed when it stays idle or lives too long, as `limits` say.
 pub async fn proxy_connection<S>(
     upstream: Arc<Upstream>,
     telemetry: Option<Arc<TcpTelemetry>>,
+    limits: Limits,
     client: S,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -39,12 +52,24 @@ pub async fn proxy_connection<S>(
     pick.report(200);
     let _open = upstream.stats.connections.opened();
     let series = telemetry.map(|t| t.open(upstream.service.as_ref()));
+    let activity = Activity::new();
     let mut client = Counted {
         inner: client,
         series: series.clone(),
+        activity: limits.idle_timeout.is_some().then_some(&activity),
     };
-    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
-        tracing::debug!(%address, error = %err, "tcp proxy connection ended with an error");
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut server) => {
+            if let Err(err) = copied {
+                tracing::debug!(%address, error = %err, "tcp proxy connection ended with an error");
+            }
+        }
+        () = activity.idle_for(limits.idle_timeout) => {
+            tracing::debug!(%address, "closing an idle tcp proxy connection");
+        }
+        () = activity::after(limits.max_duration) => {
+            tracing::debug!(%address, "closing a tcp proxy connection at its maximum duration");
+        }
     }
     if let Some(series) = series {
         series.closed.fetch_add(1, Ordering::Relaxed);
@@ -53,20 +78,29 @@ pub async fn proxy_connection<S>(
 
 /// The client's side of a connection, counting bytes into the Istio TCP
 /// metrics as they pass, so that long connections show in them at once.
-struct Counted<S> {
+/// Every byte either way passes here, so it also notes when the
+/// connection was last active, when an idle timeout needs that.
+struct Counted<'a, S> {
     inner: S,
     series: Option<Arc<TcpSeries>>,
+    activity: Option<&'a Activity>,
 }
 
-impl<S> Counted<S> {
+impl<S> Counted<'_, S> {
     fn count(&self, pick: impl Fn(&TcpSeries) -> &AtomicU64, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        if let Some(activity) = self.activity {
+            activity.touch();
+        }
         if let Some(series) = &self.series {
             pick(series).fetch_add(bytes as u64, Ordering::Relaxed);
         }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -80,7 +114,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

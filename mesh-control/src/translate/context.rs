@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use mesh_api::load::Resource;
 use mesh_api::names::fqdn;
-use mesh_api::networking::destination_rule::DestinationRuleSpec;
+use mesh_api::networking::destination_rule::{DestinationRuleSpec, TcpSettings};
 use mesh_api::networking::gateway::Protocol;
 use mesh_api::networking::virtual_service::VirtualServiceSpec;
 
@@ -340,6 +340,30 @@ impl<'a> Context<'a> {
             .binary_search_by(|s| s.hostname.as_str().cmp(hostname))
             .ok()
             .map(|i| self.services[i])
+    }
+
+    /// The `connectionPool.tcp` of the top-level traffic policy of the
+    /// DestinationRule for the service `hostname` names.
+    pub fn tcp_settings(&self, hostname: &str) -> Option<&'a TcpSettings> {
+        let rule = self.destination_rule(self.service(hostname)?)?;
+        rule.spec
+            .traffic_policy
+            .as_ref()?
+            .connection_pool
+            .as_ref()?
+            .tcp
+            .as_ref()
+    }
+
+    /// The `connectionPool.tcp` for a `tcp` or `tls` route of `vs`: that of
+    /// its first destination's host, as istiod reads it.
+    pub fn route_tcp_settings(
+        &self,
+        vs: Config<VirtualServiceSpec>,
+        route: &[mesh_api::networking::virtual_service::RouteDestination],
+    ) -> Option<&'a TcpSettings> {
+        let first = route.first()?;
+        self.tcp_settings(&fqdn(&first.destination.host, vs.namespace, self.domain()))
     }
 
     /// The endpoints of `service`, in snapshot order.

@@ -234,6 +234,7 @@ pub(super) fn tcp_outbound(
             TcpTarget::cluster(
                 &ClusterName::outbound(port.number, "", &service.hostname).to_string(),
             )
+            .limited_by(ctx.tcp_settings(&service.hostname))
         });
     Listener {
         name,
@@ -258,7 +259,7 @@ fn tcp_destination(ctx: &Context, vs: Config<VirtualServiceSpec>, port: u16) -> 
                     && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"))
             })
     })?;
-    TcpTarget::of_route(&rule.route, |destination| {
+    let target = TcpTarget::of_route(&rule.route, |destination| {
         let host = fqdn(&destination.host, vs.namespace, ctx.domain());
         let port = destination
             .port
@@ -266,7 +267,8 @@ fn tcp_destination(ctx: &Context, vs: Config<VirtualServiceSpec>, port: u16) -> 
             .and_then(|p| u16::try_from(p.number).ok())
             .unwrap_or(port);
         ClusterName::outbound(port, &destination.subset, &host).to_string()
-    })
+    })?;
+    Some(target.limited_by(ctx.route_tcp_settings(vs, &rule.route)))
 }
 
 fn listener_filter<M: prost::Message + prost::Name>(name: &str, config: &M) -> ListenerFilter {

@@ -62,8 +62,9 @@
 //!   and AuthorizationPolicy with `targetRef(s)` are left out, and
 //!   gateways get `jwt_authn` but no RBAC or external authorization. `retries.retryRemoteLocalities`,
 //!   `warmup`, `tunnel`, `proxyProtocol`,
-//!   `retryBudget`, `connectionPool.tcp.idleTimeout` and
-//!   `outlierDetection.consecutiveLocalOriginFailures` are not translated.
+//!   `retryBudget` and `outlierDetection.consecutiveLocalOriginFailures`
+//!   are not translated, nor is the proxy's `IDLE_TIMEOUT` metadata (the
+//!   `sidecar.istio.io/idleTimeout` annotation) into listeners.
 //! - Sidecar: `inboundConnectionPool`, ingress `tls` and `connectionPool`,
 //!   `outboundTrafficPolicy.egressProxy` and egress listeners on `unix://`
 //!   sockets are not translated; in capture mode, egress listeners' ports

@@ -1,21 +1,47 @@
 //! Where a TCP connection goes: the `tcp_proxy` filter to one cluster, or,
 //! for a `tcp` (or `tls`) rule with several weighted destinations, to
 //! `weighted_clusters`, picked per connection (Istio's TCP traffic
-//! shifting).
+//! shifting). The filter closes connections as the DestinationRule of
+//! the first destination's host says (`connectionPool.tcp.idleTimeout`
+//! and `maxConnectionDuration` of its top-level traffic policy), as
+//! istiod writes it.
 
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use mesh_api::networking::destination_rule::TcpSettings;
 use mesh_api::networking::virtual_service::{Destination, RouteDestination};
 
-use super::proto::any;
+use super::proto::{any, duration};
 
-/// The clusters of a TCP route, with their weights.
+/// The clusters of a TCP route, with their weights, and when its
+/// connections are closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpTarget(Vec<(String, u32)>);
+pub struct TcpTarget {
+    clusters: Vec<(String, u32)>,
+    idle_timeout: Option<std::time::Duration>,
+    max_duration: Option<std::time::Duration>,
+}
 
 impl TcpTarget {
     pub fn cluster(name: &str) -> TcpTarget {
-        TcpTarget(vec![(name.to_owned(), 100)])
+        TcpTarget::weighted(vec![(name.to_owned(), 100)])
+    }
+
+    fn weighted(clusters: Vec<(String, u32)>) -> TcpTarget {
+        TcpTarget {
+            clusters,
+            idle_timeout: None,
+            max_duration: None,
+        }
+    }
+
+    /// With the connection limits of a DestinationRule's `connectionPool.tcp`.
+    pub fn limited_by(mut self, tcp: Option<&TcpSettings>) -> TcpTarget {
+        if let Some(tcp) = tcp {
+            self.idle_timeout = tcp.idle_timeout.map(|d| d.as_std());
+            self.max_duration = tcp.max_connection_duration.map(|d| d.as_std());
+        }
+        self
     }
 
     /// A rule's destinations, each as `cluster` names it; a lone
@@ -37,17 +63,17 @@ impl TcpTarget {
                 Some((cluster(&d.destination), weight))
             })
             .collect();
-        (!clusters.is_empty()).then_some(TcpTarget(clusters))
+        (!clusters.is_empty()).then(|| TcpTarget::weighted(clusters))
     }
 
     /// The cluster connections are counted under: the first.
     pub fn first(&self) -> &str {
-        &self.0[0].0
+        &self.clusters[0].0
     }
 
     /// The `envoy.filters.network.tcp_proxy` filter.
     pub fn filter(&self) -> Filter {
-        let cluster_specifier = match self.0.as_slice() {
+        let cluster_specifier = match self.clusters.as_slice() {
             [(only, _)] => tcp_proxy::ClusterSpecifier::Cluster(only.clone()),
             many => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
                 clusters: many
@@ -65,6 +91,8 @@ impl TcpTarget {
         let proxy = TcpProxy {
             stat_prefix: self.first().to_owned(),
             cluster_specifier: Some(cluster_specifier),
+            idle_timeout: self.idle_timeout.map(duration),
+            max_downstream_connection_duration: self.max_duration.map(duration),
             ..TcpProxy::default()
         };
         Filter {
@@ -100,7 +128,10 @@ mod tests {
             name,
         )
         .unwrap();
-        assert_eq!(split.0, [("v1".to_owned(), 80), ("v2".to_owned(), 20)]);
+        assert_eq!(
+            split.clusters,
+            [("v1".to_owned(), 80), ("v2".to_owned(), 20)]
+        );
         let json = mesh_api::envoy::to_json(&split.filter()).unwrap();
         assert_eq!(
             json["typed_config"]["weighted_clusters"]["clusters"][1],

@@ -513,6 +513,16 @@ fn tcp_proxy(proxy: &EnvoyTcpProxy, at: &At) -> Result<TcpProxy, ConfigError> {
         stat_prefix: proxy.stat_prefix.clone(),
         clusters,
         stats: None,
+        idle_timeout: super::timeout(
+            proxy.idle_timeout.as_ref(),
+            Some(std::time::Duration::from_secs(3600)),
+            &at.field("idle_timeout"),
+        )?,
+        max_duration: super::timeout(
+            proxy.max_downstream_connection_duration.as_ref(),
+            None,
+            &at.field("max_downstream_connection_duration"),
+        )?,
     })
 }
 

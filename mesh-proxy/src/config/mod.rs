@@ -394,6 +394,12 @@ pub struct TcpProxy {
     pub clusters: Vec<(String, u32)>,
     /// Istio's standard TCP metrics (`istio.stats` before `tcp_proxy`).
     pub stats: Option<StatsConfig>,
+    /// A connection with no bytes either way for this long is closed
+    /// (`idle_timeout`, 1 h by default, as in Envoy).
+    pub idle_timeout: Option<Duration>,
+    /// A connection is closed this long after it was accepted
+    /// (`max_downstream_connection_duration`).
+    pub max_duration: Option<Duration>,
 }
 
 /// What `envoy.filters.network.http_connection_manager` does.

@@ -51,7 +51,7 @@ fn chosen_for(runtime: &Runtime, destination: &str, sniffed: &Sniffed) -> String
         .select(destination.parse().unwrap(), sniffed)
         .map(|c| &c.handler)
     {
-        Some(Handler::Tcp(targets, _)) => targets.first().map_or_else(
+        Some(Handler::Tcp { targets, .. }) => targets.first().map_or_else(
             || "missing".into(),
             |(upstream, _)| upstream.cluster.name.clone(),
         ),

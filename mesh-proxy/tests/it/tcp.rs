@@ -2,7 +2,9 @@
 
 use crate::support;
 
-use serde_json::json;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 use support::{Proxy, bootstrap, cluster, tcp_listener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -74,4 +76,82 @@ fn a_malformed_bootstrap_names_the_field_and_exits() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("conect_timeout"), "{stderr}");
+}
+
+/// A server that echoes what it reads until the client closes.
+async fn echo_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    address
+}
+
+/// A tcp_proxy listener in front of an echo server, with these fields
+/// added to its filter.
+async fn echo_proxy(limits: Value) -> Proxy {
+    let server = echo_server().await;
+    let mut listener = tcp_listener("tcp", "echo");
+    let filter = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+    for (key, value) in limits.as_object().unwrap() {
+        filter[key] = value.clone();
+    }
+    Proxy::start(&bootstrap(
+        json!([listener]),
+        json!([cluster("echo", &[server])]),
+    ))
+    .await
+}
+
+async fn echoed(client: &mut TcpStream, bytes: &[u8]) {
+    client.write_all(bytes).await.unwrap();
+    let mut back = vec![0; bytes.len()];
+    client.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, bytes);
+}
+
+/// Waits for the proxy to close the connection: end of stream, or a reset.
+async fn closed_by_the_proxy(client: &mut TcpStream) {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), client.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the proxy closed the connection in time");
+    assert!(rest.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tcp_connection_is_closed_after_the_idle_timeout() {
+    let proxy = echo_proxy(json!({"idle_timeout": "0.3s"})).await;
+    let mut client = TcpStream::connect(proxy.listener("tcp")).await.unwrap();
+    echoed(&mut client, b"hello").await;
+    let last_byte = Instant::now();
+    closed_by_the_proxy(&mut client).await;
+    assert!(last_byte.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_connection_with_traffic_outlives_the_idle_timeout() {
+    let proxy = echo_proxy(json!({"idle_timeout": "0.3s"})).await;
+    let mut client = TcpStream::connect(proxy.listener("tcp")).await.unwrap();
+    // A byte every 100 ms for three idle timeouts.
+    for _ in 0..9 {
+        echoed(&mut client, b"x").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    echoed(&mut client, b"still open").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_connection_is_closed_at_its_max_duration() {
+    let proxy = echo_proxy(json!({"max_downstream_connection_duration": "0.3s"})).await;
+    let mut client = TcpStream::connect(proxy.listener("tcp")).await.unwrap();
+    let accepted = Instant::now();
+    echoed(&mut client, b"hello").await;
+    closed_by_the_proxy(&mut client).await;
+    assert!(accepted.elapsed() >= Duration::from_millis(250));
 }

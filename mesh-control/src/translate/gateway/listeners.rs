@@ -211,6 +211,7 @@ impl Chains<'_, '_> {
                 let Some(target) = TcpTarget::of_route(&rule.route, |d| self.cluster(vs, d)) else {
                     continue;
                 };
+                let target = target.limited_by(self.ctx.route_tcp_settings(vs, &rule.route));
                 for m in &rule.r#match {
                     let applies = self.l4_applies(
                         server,
@@ -254,7 +255,8 @@ impl Chains<'_, '_> {
                             )
                         })
                 })?;
-                TcpTarget::of_route(&rule.route, |d| self.cluster(vs, d))
+                let target = TcpTarget::of_route(&rule.route, |d| self.cluster(vs, d))?;
+                Some(target.limited_by(self.ctx.route_tcp_settings(vs, &rule.route)))
             })
     }
 

@@ -536,6 +536,42 @@ fn weighted_tcp_routes_split_connections() {
     );
 }
 
+#[test]
+fn tcp_routes_close_connections_as_the_first_destinations_rule_says() {
+    let _descriptors = Descriptors::get();
+    let rule = "---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db, namespace: default}
+spec:
+  host: db
+  trafficPolicy:
+    connectionPool:
+      tcp: {idleTimeout: 30s, maxConnectionDuration: 1h}
+";
+    let resources = gateway(&format!(
+        "{TCP_GATEWAY}  tcp:
+  - route:
+    - {{destination: {{host: db, subset: v1}}, weight: 80}}
+    - {{destination: {{host: reviews}}, weight: 20}}
+{rule}"
+    ));
+    let limited = listener(&resources, "0.0.0.0_15432");
+    let proxy = &limited["filter_chains"][0]["filters"][1]["typed_config"];
+    assert_eq!(proxy["idle_timeout"], "30s");
+    assert_eq!(proxy["max_downstream_connection_duration"], "3600s");
+
+    // Without a rule, the proxy's defaults apply.
+    let resources = gateway(&format!(
+        "{TCP_GATEWAY}  tcp:
+  - route: [{{destination: {{host: db}}}}]
+"
+    ));
+    let unlimited = listener(&resources, "0.0.0.0_15432");
+    let proxy = &unlimited["filter_chains"][0]["filters"][1]["typed_config"];
+    assert!(proxy.get("idle_timeout").is_none(), "{proxy}");
+}
+
 /// The gateway's own service, as Kubernetes' `istio-ingressgateway`: port
 /// 80 to target port 8080, with the gateway proxy as its endpoint.
 fn own_service(snapshot: &mut MeshSnapshot, proxy: &Proxy) {

@@ -393,3 +393,34 @@ fn a_sidecar_selecting_other_workloads_changes_nothing() {
     assert_eq!(routes(&plain), routes(&with_other));
     assert!(listener_names(&plain).contains(&"virtualOutbound"));
 }
+
+#[test]
+fn tcp_listeners_close_connections_as_the_destination_rule_says() {
+    let yaml = "
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db, namespace: default}
+spec:
+  host: db
+  trafficPolicy:
+    connectionPool:
+      tcp: {idleTimeout: 90s, maxConnectionDuration: 10m}
+";
+    let resources = translate(&proxy("client", "10.0.0.9", false), &snapshot(yaml));
+    let db = resources
+        .listeners
+        .iter()
+        .find(|l| l.name.ends_with("_3306"))
+        .unwrap_or_else(|| panic!("no db listener in {:?}", listener_names(&resources)));
+    let tcp_proxy = db.filter_chains[0]
+        .filters
+        .iter()
+        .find(|f| f.name == "envoy.filters.network.tcp_proxy")
+        .expect("a tcp_proxy filter");
+    let json = mesh_api::envoy::to_json(tcp_proxy).unwrap();
+    assert_eq!(json["typed_config"]["idle_timeout"], "90s");
+    assert_eq!(
+        json["typed_config"]["max_downstream_connection_duration"],
+        "600s"
+    );
+}
