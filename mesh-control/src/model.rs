@@ -244,6 +244,15 @@ pub fn jwks_url(rule: &mesh_api::security::request_authentication::JwtRule) -> O
 pub const OPENID_DISCOVERY: &str = "/.well-known/openid-configuration";
 
 impl Proxy {
+    /// `IDLE_TIMEOUT` from the node metadata (`ISTIO_META_IDLE_TIMEOUT`):
+    /// how long connections to this proxy's listeners may idle. A value
+    /// that is not a duration counts as unset, as istiod ignores it.
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        let text = self.metadata.get("IDLE_TIMEOUT")?.as_str()?;
+        let parsed = text.parse::<mesh_api::duration::Duration>().ok()?;
+        Some(parsed.as_std())
+    }
+
     /// Reads a proxy's node: the id (`sidecar~10.1.2.3~pod.ns~ns.svc.cluster.local`)
     /// and Istio's metadata keys (`NAMESPACE`, `LABELS`, `SERVICE_ACCOUNT`,
     /// `WORKLOAD_NAME`, `GENERATOR`).

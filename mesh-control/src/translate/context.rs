@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use mesh_api::load::Resource;
 use mesh_api::names::fqdn;
-use mesh_api::networking::destination_rule::{DestinationRuleSpec, TcpSettings};
+use mesh_api::networking::destination_rule::DestinationRuleSpec;
 use mesh_api::networking::gateway::Protocol;
 use mesh_api::networking::virtual_service::VirtualServiceSpec;
 
 use super::peer_authentication::PeerAuthentications;
 use super::sidecar_scope::{self, SidecarScope};
+use super::tcp_route::TcpLimits;
 use crate::model::{Endpoint, MeshSnapshot, OutboundTrafficPolicy, Proxy, Service, ServicePort};
 
 /// A piece of Istio config with the namespace and name it came from.
@@ -342,28 +343,47 @@ impl<'a> Context<'a> {
             .map(|i| self.services[i])
     }
 
-    /// The `connectionPool.tcp` of the top-level traffic policy of the
-    /// DestinationRule for the service `hostname` names.
-    pub fn tcp_settings(&self, hostname: &str) -> Option<&'a TcpSettings> {
-        let rule = self.destination_rule(self.service(hostname)?)?;
-        rule.spec
-            .traffic_policy
-            .as_ref()?
-            .connection_pool
-            .as_ref()?
-            .tcp
-            .as_ref()
+    /// When TCP connections to the service `hostname` names are closed, as
+    /// istiod reads it: `connectionPool.tcp` of the top-level traffic
+    /// policy of its DestinationRule, the idle timeout falling back to the
+    /// proxy's own.
+    pub fn tcp_limits(&self, hostname: &str) -> TcpLimits {
+        let tcp = self
+            .service(hostname)
+            .and_then(|service| self.destination_rule(service))
+            .and_then(|rule| {
+                rule.spec
+                    .traffic_policy
+                    .as_ref()?
+                    .connection_pool
+                    .as_ref()?
+                    .tcp
+                    .as_ref()
+            });
+        TcpLimits {
+            idle_timeout: tcp
+                .and_then(|t| t.idle_timeout)
+                .map(|d| d.as_std())
+                .or_else(|| self.proxy.idle_timeout()),
+            max_duration: tcp
+                .and_then(|t| t.max_connection_duration)
+                .map(|d| d.as_std()),
+        }
     }
 
-    /// The `connectionPool.tcp` for a `tcp` or `tls` route of `vs`: that of
-    /// its first destination's host, as istiod reads it.
-    pub fn route_tcp_settings(
+    /// [`Context::tcp_limits`] for a `tcp` or `tls` route of `vs`: those of
+    /// its first destination's host.
+    pub fn route_tcp_limits(
         &self,
         vs: Config<VirtualServiceSpec>,
         route: &[mesh_api::networking::virtual_service::RouteDestination],
-    ) -> Option<&'a TcpSettings> {
-        let first = route.first()?;
-        self.tcp_settings(&fqdn(&first.destination.host, vs.namespace, self.domain()))
+    ) -> TcpLimits {
+        match route.first() {
+            Some(first) => {
+                self.tcp_limits(&fqdn(&first.destination.host, vs.namespace, self.domain()))
+            }
+            None => TcpLimits::default(),
+        }
     }
 
     /// The endpoints of `service`, in snapshot order.

@@ -10,7 +10,7 @@
 //! without a VIP gets `0.0.0.0_<port>` only when no HTTP port has that
 //! number; there is no HTTP inbound catch-all chain.
 
-use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::core::v3::{HttpProtocolOptions, TrafficDirection};
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
@@ -33,7 +33,7 @@ use super::authorization::{self, Authorization};
 use super::cluster::{BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH};
 use super::context::{Config, Context, InboundPort, PortKind, port_kind};
 use super::filters::{self, Direction};
-use super::proto::{ads, any, boolv, seconds, socket, u32v};
+use super::proto::{ads, any, boolv, duration, seconds, socket, u32v};
 use super::tcp_route::TcpTarget;
 use super::{route as routes, tls};
 use crate::model::{OutboundTrafficPolicy, Service, ServicePort};
@@ -72,6 +72,7 @@ fn captured_outbound(ctx: &Context) -> Vec<Listener> {
     let http_ports = routes::http_ports(ctx);
     for port in http_ports.keys() {
         listeners.push(http_outbound(
+            ctx,
             format!("0.0.0.0_{port}"),
             "0.0.0.0",
             *port,
@@ -172,10 +173,15 @@ fn network_filter(name: &str, hcm: &HttpConnectionManager) -> Filter {
 }
 
 /// What istiod sets on every sidecar connection manager.
-fn connection_manager(stat_prefix: String, direction: Direction) -> HttpConnectionManager {
+fn connection_manager(
+    ctx: &Context,
+    stat_prefix: String,
+    direction: Direction,
+) -> HttpConnectionManager {
     use http_connection_manager::UpgradeConfig;
     HttpConnectionManager {
         stat_prefix,
+        common_http_protocol_options: idle_options(ctx),
         http_filters: filters::http_filters(direction),
         use_remote_address: boolv(false),
         normalize_path: boolv(true),
@@ -188,15 +194,26 @@ fn connection_manager(stat_prefix: String, direction: Direction) -> HttpConnecti
     }
 }
 
+/// The proxy's `IDLE_TIMEOUT` as its connection managers' idle timeout,
+/// as istiod sets it on every one.
+pub(super) fn idle_options(ctx: &Context) -> Option<HttpProtocolOptions> {
+    let idle = ctx.proxy.idle_timeout()?;
+    Some(HttpProtocolOptions {
+        idle_timeout: Some(duration(idle)),
+        ..HttpProtocolOptions::default()
+    })
+}
+
 /// `0.0.0.0_<port>` (or `<bind>_<port>`): every HTTP service on the
 /// port, routed by the route configuration named after the port.
 pub(super) fn http_outbound(
+    ctx: &Context,
     name: String,
     address: &str,
     port: u16,
     bind_to_port: bool,
 ) -> Listener {
-    let mut hcm = connection_manager(format!("outbound_{name}"), Direction::Outbound);
+    let mut hcm = connection_manager(ctx, format!("outbound_{name}"), Direction::Outbound);
     hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::Rds(Rds {
         config_source: Some(ads()),
         route_config_name: port.to_string(),
@@ -234,7 +251,7 @@ pub(super) fn tcp_outbound(
             TcpTarget::cluster(
                 &ClusterName::outbound(port.number, "", &service.hostname).to_string(),
             )
-            .limited_by(ctx.tcp_settings(&service.hostname))
+            .limited_by(ctx.tcp_limits(&service.hostname))
         });
     Listener {
         name,
@@ -268,7 +285,7 @@ fn tcp_destination(ctx: &Context, vs: Config<VirtualServiceSpec>, port: u16) -> 
             .unwrap_or(port);
         ClusterName::outbound(port, &destination.subset, &host).to_string()
     })?;
-    Some(target.limited_by(ctx.route_tcp_settings(vs, &rule.route)))
+    Some(target.limited_by(ctx.route_tcp_limits(vs, &rule.route)))
 }
 
 fn listener_filter<M: prost::Message + prost::Name>(name: &str, config: &M) -> ListenerFilter {
@@ -284,11 +301,7 @@ fn virtual_inbound(ctx: &Context) -> Listener {
     let mut chains = vec![blackhole_chain("virtualInbound-blackhole", INBOUND_PORT)];
     for inbound in ctx.inbound_ports() {
         if inbound.bind.is_none() {
-            chains.extend(inbound_chains(
-                &inbound,
-                inbound_mode(ctx, &inbound),
-                &authz,
-            ));
+            chains.extend(inbound_chains(ctx, &inbound, &authz));
         }
     }
     chains.push(tcp_chain(
@@ -334,10 +347,11 @@ pub(super) fn inspectors() -> Vec<ListenerFilter> {
 /// finds no chain and is closed), and for DISABLE one chain taking
 /// whatever comes, as it comes.
 pub(super) fn inbound_chains(
+    ctx: &Context,
     inbound: &InboundPort,
-    mode: MtlsMode,
     authz: &Authorization,
 ) -> Vec<FilterChain> {
+    let mode = inbound_mode(ctx, inbound);
     let name = format!("0.0.0.0_{}", inbound.port);
     let alpn: &[&str] = match inbound.kind {
         PortKind::Http { .. } => &["istio-http/1.0", "istio-http/1.1", "istio-h2"],
@@ -362,7 +376,7 @@ pub(super) fn inbound_chains(
                 filter_chain_match: Some(matcher),
                 filters: vec![network_filter(
                     "envoy.filters.network.http_connection_manager",
-                    &inbound_manager(inbound, &name, authz),
+                    &inbound_manager(ctx, inbound, &name, authz),
                 )],
                 ..FilterChain::default()
             },
@@ -386,19 +400,20 @@ pub(super) fn inbound_chains(
 }
 
 /// The PeerAuthentication mode of one of the proxy's own ports.
-pub(super) fn inbound_mode(ctx: &Context, inbound: &InboundPort) -> MtlsMode {
+fn inbound_mode(ctx: &Context, inbound: &InboundPort) -> MtlsMode {
     let proxy = ctx.proxy;
     ctx.peer_authentications
         .mode(&proxy.namespace, &proxy.labels, inbound.port)
 }
 
 fn inbound_manager(
+    ctx: &Context,
     inbound: &InboundPort,
     name: &str,
     authz: &Authorization,
 ) -> HttpConnectionManager {
     use http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDetails};
-    let mut hcm = connection_manager(format!("inbound_{name}"), Direction::Inbound);
+    let mut hcm = connection_manager(ctx, format!("inbound_{name}"), Direction::Inbound);
     // After the peer metadata exchange, before everything else, as istiod.
     hcm.http_filters.splice(1..1, authz.http.iter().cloned());
     hcm.server_name = "istio-envoy".into();

@@ -32,6 +32,9 @@
 //!   HTTP port, a virtual host per service, VirtualService HTTP rules.
 //! - Listeners ([`listener`], [`filters`]): `virtualOutbound`,
 //!   `0.0.0.0_<port>` (HTTP, RDS), `<VIP>_<port>` (TCP), `virtualInbound`.
+//!   The proxy's `IDLE_TIMEOUT` metadata becomes every connection
+//!   manager's idle timeout, and that of `tcp_proxy` filters whose
+//!   DestinationRule sets none (`connectionPool.tcp.idleTimeout`).
 //! - The `Sidecar` that applies ([`sidecar_scope`]) narrows the services
 //!   (clusters, routes, listeners) to its egress hosts, sets the policy for
 //!   unknown hosts and the inbound ports. Listeners with capture mode NONE,
@@ -63,8 +66,7 @@
 //!   gateways get `jwt_authn` but no RBAC or external authorization. `retries.retryRemoteLocalities`,
 //!   `warmup`, `tunnel`, `proxyProtocol`,
 //!   `retryBudget` and `outlierDetection.consecutiveLocalOriginFailures`
-//!   are not translated, nor is the proxy's `IDLE_TIMEOUT` metadata (the
-//!   `sidecar.istio.io/idleTimeout` annotation) into listeners.
+//!   are not translated.
 //! - Sidecar: `inboundConnectionPool`, ingress `tls` and `connectionPool`,
 //!   `outboundTrafficPolicy.egressProxy` and egress listeners on `unix://`
 //!   sockets are not translated; in capture mode, egress listeners' ports

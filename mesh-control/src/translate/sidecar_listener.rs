@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
 use super::context::{Context, PortKind, port_kind};
-use super::listener::{http_outbound, inbound_chains, inbound_mode, inspectors, tcp_outbound};
+use super::listener::{http_outbound, inbound_chains, inspectors, tcp_outbound};
 use super::proto::socket;
 use super::route::http_ports;
 use super::sidecar_scope::{egress_ports, is_unix};
@@ -36,7 +36,7 @@ pub fn ingress(ctx: &Context) -> Vec<Listener> {
                 address: Some(socket(bind, inbound.port)),
                 traffic_direction: TrafficDirection::Inbound as i32,
                 listener_filters: inspectors(),
-                filter_chains: inbound_chains(inbound, inbound_mode(ctx, inbound), &authz),
+                filter_chains: inbound_chains(ctx, inbound, &authz),
                 ..Listener::default()
             })
         })
@@ -58,7 +58,7 @@ pub fn egress(ctx: &Context) -> Vec<Listener> {
             }
             let http = matches!(port_kind(port), Some(PortKind::Http { .. }));
             listeners.push(if http && routed.contains_key(&number) {
-                http_outbound(name, bind, number, true)
+                http_outbound(ctx, name, bind, number, true)
             } else {
                 tcp_outbound(ctx, service, port, name, bind, true)
             });

@@ -8,7 +8,6 @@
 
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
-use mesh_api::networking::destination_rule::TcpSettings;
 use mesh_api::networking::virtual_service::{Destination, RouteDestination};
 
 use super::proto::{any, duration};
@@ -18,8 +17,15 @@ use super::proto::{any, duration};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpTarget {
     clusters: Vec<(String, u32)>,
-    idle_timeout: Option<std::time::Duration>,
-    max_duration: Option<std::time::Duration>,
+    limits: TcpLimits,
+}
+
+/// When a TCP route's connections are closed; unset, the proxy's defaults
+/// apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpLimits {
+    pub idle_timeout: Option<std::time::Duration>,
+    pub max_duration: Option<std::time::Duration>,
 }
 
 impl TcpTarget {
@@ -30,18 +36,12 @@ impl TcpTarget {
     fn weighted(clusters: Vec<(String, u32)>) -> TcpTarget {
         TcpTarget {
             clusters,
-            idle_timeout: None,
-            max_duration: None,
+            limits: TcpLimits::default(),
         }
     }
 
-    /// With the connection limits of a DestinationRule's `connectionPool.tcp`.
-    pub fn limited_by(mut self, tcp: Option<&TcpSettings>) -> TcpTarget {
-        if let Some(tcp) = tcp {
-            self.idle_timeout = tcp.idle_timeout.map(|d| d.as_std());
-            self.max_duration = tcp.max_connection_duration.map(|d| d.as_std());
-        }
-        self
+    pub fn limited_by(self, limits: TcpLimits) -> TcpTarget {
+        TcpTarget { limits, ..self }
     }
 
     /// A rule's destinations, each as `cluster` names it; a lone
@@ -91,8 +91,8 @@ impl TcpTarget {
         let proxy = TcpProxy {
             stat_prefix: self.first().to_owned(),
             cluster_specifier: Some(cluster_specifier),
-            idle_timeout: self.idle_timeout.map(duration),
-            max_downstream_connection_duration: self.max_duration.map(duration),
+            idle_timeout: self.limits.idle_timeout.map(duration),
+            max_downstream_connection_duration: self.limits.max_duration.map(duration),
             ..TcpProxy::default()
         };
         Filter {

@@ -186,6 +186,7 @@ impl Chains<'_, '_> {
             servers,
         ));
         let mut manager = connection_manager(format!("outbound_{}", self.listener), route_name);
+        manager.common_http_protocol_options = super::super::listener::idle_options(self.ctx);
         // After the metadata exchange, as istiod puts authentication.
         let jwt = super::super::request_authentication::filter(self.ctx);
         manager.http_filters.splice(1..1, jwt);
@@ -211,7 +212,7 @@ impl Chains<'_, '_> {
                 let Some(target) = TcpTarget::of_route(&rule.route, |d| self.cluster(vs, d)) else {
                     continue;
                 };
-                let target = target.limited_by(self.ctx.route_tcp_settings(vs, &rule.route));
+                let target = target.limited_by(self.ctx.route_tcp_limits(vs, &rule.route));
                 for m in &rule.r#match {
                     let applies = self.l4_applies(
                         server,
@@ -256,7 +257,7 @@ impl Chains<'_, '_> {
                         })
                 })?;
                 let target = TcpTarget::of_route(&rule.route, |d| self.cluster(vs, d))?;
-                Some(target.limited_by(self.ctx.route_tcp_settings(vs, &rule.route)))
+                Some(target.limited_by(self.ctx.route_tcp_limits(vs, &rule.route)))
             })
     }
 

@@ -424,3 +424,44 @@ spec:
         "600s"
     );
 }
+
+#[test]
+fn the_proxys_idle_timeout_reaches_its_connection_managers_and_tcp_proxies() {
+    let mut client = proxy("client", "10.0.0.9", false);
+    client
+        .metadata
+        .insert("IDLE_TIMEOUT".to_owned(), "1m30s".into());
+    let resources = translate(&client, &snapshot(""));
+    let filter_json = |listener: &Listener, name: &str| {
+        let filter = listener
+            .filter_chains
+            .iter()
+            .flat_map(|chain| &chain.filters)
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {}", listener.name));
+        mesh_api::envoy::to_json(filter).unwrap()["typed_config"].clone()
+    };
+    let http = filter_json(
+        listener(&resources, "0.0.0.0_9080"),
+        "envoy.filters.network.http_connection_manager",
+    );
+    assert_eq!(http["common_http_protocol_options"]["idle_timeout"], "90s");
+    let db = resources
+        .listeners
+        .iter()
+        .find(|l| l.name.ends_with("_3306"))
+        .expect("a db listener");
+    let tcp = filter_json(db, "envoy.filters.network.tcp_proxy");
+    assert_eq!(tcp["idle_timeout"], "90s");
+
+    // A value that is not a duration is left out, as istiod does.
+    client
+        .metadata
+        .insert("IDLE_TIMEOUT".to_owned(), "soon".into());
+    let resources = translate(&client, &snapshot(""));
+    let http = filter_json(
+        listener(&resources, "0.0.0.0_9080"),
+        "envoy.filters.network.http_connection_manager",
+    );
+    assert!(http.get("common_http_protocol_options").is_none(), "{http}");
+}
