@@ -41,23 +41,18 @@ where
     A: Message + Default,
 {
     let pick = upstream.balancer.pick().ok_or(CallError::NoEndpoint)?;
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(pick.authority());
-    uri.path_and_query = Some(http::uri::PathAndQuery::from_static(path));
     let mut call = Request::new(
         Full::new(frame(request))
             .map_err(|never| match never {})
             .boxed(),
     );
     *call.method_mut() = http::Method::POST;
-    *call.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
+    *call.uri_mut() = Uri::from_static(path);
     *call.version_mut() = http::Version::HTTP_2;
     let headers = call.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));
-    let endpoint = pick.endpoint().address;
-    let response = upstream.grpc_pool().send(endpoint, call).await;
+    let response = upstream.grpc_pool().send(&pick, call).await;
     pick.report(response.as_ref().map_or(503, |r| r.status().as_u16()));
     let response = response?;
     if response.status() != StatusCode::OK {

@@ -48,8 +48,7 @@ async fn call(
         .balancer
         .pick()
         .ok_or_else(|| AskError::NoEndpoint(service.cluster.clone()))?;
-    let endpoint = pick.endpoint().address;
-    let uri: Uri = format!("http://{endpoint}{}{}", service.path_prefix, path(parts))
+    let uri: Uri = format!("{}{}", service.path_prefix, path(parts))
         .parse()
         .map_err(http::Error::from)?;
     let body = sent.map_or_else(Bytes::new, |s| s.bytes.clone());
@@ -65,7 +64,7 @@ async fn call(
     *headers = request_headers(filter, service, parts, sent);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let request = request.body(Full::new(body).map_err(|never| match never {}).boxed())?;
-    let response = upstream.pool.send(endpoint, request).await;
+    let response = upstream.pool.send(&pick, request).await;
     pick.report(response.as_ref().map_or(503, |r| r.status().as_u16()));
     let (answer, body) = response?.into_parts();
     let body = body.collect().await?.to_bytes();

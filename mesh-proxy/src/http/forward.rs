@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body as _;
@@ -236,14 +236,14 @@ impl Attempts<'_> {
             Some(_) => self.parts.clone(),
             None => std::mem::replace(&mut self.parts, Request::new(()).into_parts().0),
         };
-        parts.uri = self.uri(&pick)?;
+        parts.uri = Uri::from(self.path_and_query.clone());
         let Some(body) = self.body.next() else {
             return Some((Outcome::Reset, endpoint));
         };
         let sent = self
             .upstream
             .pool
-            .send(endpoint, Request::from_parts(parts, body));
+            .send(&pick, Request::from_parts(parts, body));
         let per_try = self.retry.and_then(|r| r.per_try_timeout);
         let result = match per_try {
             Some(limit) => tokio::time::timeout(limit, sent).await.ok(),
@@ -277,17 +277,6 @@ impl Attempts<'_> {
 
     /// The request target: the path for HTTP/1.1; for HTTP/2 also the
     /// scheme and the endpoint as authority, which become pseudo-headers.
-    fn uri(&self, pick: &Pick) -> Option<Uri> {
-        if !self.upstream.cluster.http2 {
-            return Some(Uri::from(self.path_and_query.clone()));
-        }
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(pick.authority());
-        uri.path_and_query = Some(self.path_and_query.clone());
-        Uri::from_parts(uri).ok()
-    }
-
     /// An endpoint, avoiding those already tried when the policy says so.
     fn pick(&self, tried: &[SocketAddr]) -> Option<Pick> {
         let balancer = &self.upstream.balancer;

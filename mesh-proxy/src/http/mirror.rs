@@ -26,8 +26,7 @@ pub fn send_copies(
         let Some(pick) = upstream.balancer.pick() else {
             continue;
         };
-        let endpoint = pick.endpoint().address;
-        let Ok(uri) = format!("http://{endpoint}{path_and_query}").parse::<Uri>() else {
+        let Ok(uri) = path_and_query.parse::<Uri>() else {
             continue;
         };
         let mut copy = parts.clone();
@@ -42,8 +41,7 @@ pub fn send_copies(
                 .boxed(),
         );
         tokio::spawn(async move {
-            let _in_flight = pick;
-            match upstream.pool.send(endpoint, request).await {
+            match upstream.pool.send(&pick, request).await {
                 Ok(response) => {
                     upstream.stats.response(response.status().as_u16());
                     // Read the answer to the end so the connection can be reused.

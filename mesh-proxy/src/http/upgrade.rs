@@ -58,7 +58,7 @@ pub async fn forward(
         .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     parts.headers.insert(header::UPGRADE, protocol);
     let request = Request::from_parts(parts, body);
-    let mut response = match upstream.pool.send(pick.endpoint().address, request).await {
+    let mut response = match upstream.pool.send(&pick, request).await {
         Ok(response) => response,
         Err(_) => {
             upstream.stats.response(503);

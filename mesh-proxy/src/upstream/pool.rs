@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
@@ -34,6 +35,7 @@ use tokio::sync::{Notify, watch};
 use crate::activity::{self, Activity};
 use crate::config::HttpConnections;
 use crate::http::Body;
+use crate::lb::Pick;
 use crate::stats::ConnectionStats;
 use crate::tls::{ConnectError, Connector};
 
@@ -145,18 +147,19 @@ impl Pool {
         }
     }
 
-    /// Sends `request` to `endpoint`. Its URI is sent as it is over HTTP/2
-    /// (scheme and authority become the pseudo-headers) and in origin form
-    /// over HTTP/1.1.
+    /// Sends `request`, whose URI is in origin form (`/path?query`), to
+    /// the endpoint `pick` chose. Over HTTP/2 the URI gains the scheme and
+    /// the endpoint as authority, which become the pseudo-headers.
     pub async fn send(
         &self,
-        endpoint: SocketAddr,
+        pick: &Pick,
         mut request: Request<Body>,
     ) -> Result<Response<PooledBody>, SendError> {
+        let endpoint = pick.endpoint().address;
         if self.shared.http2 {
+            absolute_form(request.uri_mut(), pick.authority());
             self.shared.send_http2(endpoint, request).await
         } else {
-            origin_form(request.uri_mut());
             self.shared.send_http1(endpoint, request).await
         }
     }
@@ -565,14 +568,18 @@ impl HttpBody for PooledBody {
     }
 }
 
-/// `http://host/path?q` becomes `/path?q`, the form HTTP/1.1 sends to a server.
-fn origin_form(uri: &mut Uri) {
-    if uri.authority().is_none() {
-        return;
+/// `/path?q` becomes `http://<authority>/path?q`, which HTTP/2 sends as
+/// `:scheme`, `:authority` and `:path`.
+fn absolute_form(uri: &mut Uri, authority: Authority) {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    if let Ok(absolute) = Uri::from_parts(parts) {
+        *uri = absolute;
     }
-    let path = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    *uri = Uri::from(path);
 }
