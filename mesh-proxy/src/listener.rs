@@ -503,15 +503,22 @@ fn handshake_info(
     tls: &ServerTls,
 ) -> (DownstreamTls, bool) {
     let peer = session.peer_certificates().unwrap_or_default();
-    let peer_uri_san = peer
+    // The client's leaf, read once for its SPIFFE id and the XFCC element.
+    let leaf = peer
         .first()
-        .and_then(|leaf| crate::tls::uri_sans(leaf).into_iter().next())
+        .and_then(|der| webpki::EndEntityCert::try_from(der).ok());
+    let peer_uri_san = leaf
+        .as_ref()
+        .and_then(|leaf| leaf.valid_uri_names().next())
         .map(Arc::from);
-    let client_cert_element = match &chain.handler {
-        Handler::Http(state) => {
-            http::client_cert::element(&state.load().manager.client_cert, &tls.local_uri_sans, peer)
-        }
-        Handler::Tcp { .. } => None,
+    let client_cert_element = match (&chain.handler, &leaf) {
+        (Handler::Http(state), Some(leaf)) => http::client_cert::element(
+            &state.load().manager.client_cert,
+            &tls.local_uri_sans,
+            peer,
+            leaf,
+        ),
+        _ => None,
     };
     let info = DownstreamTls {
         server_name: session.server_name().map(Arc::from),

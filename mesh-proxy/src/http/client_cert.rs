@@ -59,16 +59,17 @@ fn appended(headers: &http::HeaderMap, element: HeaderValue) -> HeaderValue {
 }
 
 /// This proxy's element for a connection whose client sent `chain` (leaf
-/// first), on a filter chain presenting a certificate with `local_uri_sans`:
-/// `By`, `Hash`, then the details asked for in Envoy's order. `None` when
-/// the connection manager writes no element, or the leaf cannot be read.
+/// first; `parsed` is the leaf, read once for the whole handshake), on a
+/// filter chain presenting a certificate with `local_uri_sans`: `By`,
+/// `Hash`, then the details asked for in Envoy's order. `None` when the
+/// connection manager writes no element.
 pub(crate) fn element(
     header: &ClientCertHeader,
     local_uri_sans: &[String],
     chain: &[CertificateDer<'_>],
+    parsed: &webpki::EndEntityCert<'_>,
 ) -> Option<HeaderValue> {
     let leaf = chain.first().filter(|_| header.writes_element())?;
-    let parsed = webpki::EndEntityCert::try_from(leaf).ok()?;
     let ClientCertDetails {
         subject,
         cert,

@@ -2,6 +2,16 @@ use std::sync::Arc;
 
 use super::*;
 
+/// The element for `chain`, its leaf read as the handshake reads it.
+fn element(
+    header: &ClientCertHeader,
+    local_uri_sans: &[String],
+    chain: &[CertificateDer<'_>],
+) -> Option<HeaderValue> {
+    let leaf = webpki::EndEntityCert::try_from(chain.first()?).ok()?;
+    super::element(header, local_uri_sans, chain, &leaf)
+}
+
 const SERVER: &str = "spiffe://cluster.local/ns/default/sa/server";
 const CLIENT: &str = "spiffe://cluster.local/ns/default/sa/client";
 
@@ -143,7 +153,7 @@ fn values_with_separators_are_quoted_and_modes_that_keep_write_nothing() {
         ForwardClientCert::ForwardOnly,
         ForwardClientCert::AlwaysForwardOnly,
     ] {
-        assert_eq!(super::element(&header(mode, SIDECAR), &[], &chain), None);
+        assert_eq!(self::element(&header(mode, SIDECAR), &[], &chain), None);
     }
 }
 
