@@ -6,13 +6,12 @@ use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use support::{Echo, Proxy, READY_WITHIN, bootstrap, cluster, get, http_listener};
+use support::{Echo, Proxy, bootstrap, cluster, eventually, get, http_listener};
 
 /// A proxy routing everything to one cluster of `upstream` over HTTP/1.1,
 /// with these `common_http_protocol_options`.
@@ -66,13 +65,13 @@ async fn stat(proxy: &Proxy, name: &str) -> u64 {
         .await
 }
 
-/// Waits, for at most [`READY_WITHIN`], until the upstream has no open connection.
+/// Waits until the upstream has no open connection.
 async fn all_closed(echo: &Echo, why: &str) {
-    let deadline = Instant::now() + READY_WITHIN;
-    while echo.connections.open() > 0 {
-        assert!(Instant::now() < deadline, "{why}: a connection stayed open");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(async || match echo.connections.open() {
+        0 => Ok(()),
+        open => Err(format!("{why}: {open} connections stayed open")),
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

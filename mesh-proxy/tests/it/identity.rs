@@ -132,15 +132,11 @@ async fn proxies_speak_mtls_with_their_spiffe_ids_from_the_ca() {
     // The access log is written once the response is done, which may be
     // after the client has read it.
     let wanted = format!("peer={CLIENT_ID}");
-    let deadline = Instant::now() + support::READY_WITHIN;
-    loop {
+    support::eventually(async || {
         let logged = std::fs::read_to_string(mesh.access_log.path()).unwrap();
-        if logged.contains(&wanted) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{logged}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        logged.contains(&wanted).then_some(()).ok_or(logged)
+    })
+    .await;
 
     for (proxy, id) in [(&mesh.client, CLIENT_ID), (&mesh.server, SERVER_ID)] {
         let certs = certs(proxy).await;
@@ -240,11 +236,11 @@ async fn requests_keep_flowing_through_rotations() {
 
 /// Waits until `count` says at least `n`.
 async fn wait_for(what: &str, n: u64, count: impl Fn() -> u64) {
-    let deadline = Instant::now() + WITHIN;
-    while count() < n {
-        assert!(Instant::now() < deadline, "{what}: {} of {n}", count());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::eventually(async || match count() {
+        seen if seen >= n => Ok(()),
+        seen => Err(format!("{what}: {seen} of {n}")),
+    })
+    .await
 }
 
 async fn assert_not_ready(proxy: &Proxy) {

@@ -5,7 +5,7 @@
 use crate::support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -558,16 +558,12 @@ async fn garbage_on_a_tls_listener_is_closed_and_the_proxy_lives() {
 
 /// The log file's text once it holds `needle`.
 async fn wait_for_log(log: &tempfile::NamedTempFile, needle: &str) -> String {
-    let deadline = Instant::now() + WITHIN;
-    loop {
+    support::eventually(async || {
         let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
+        match text.contains(needle) {
+            true => Ok(text),
+            false => Err(format!("{needle:?} never logged: {text:?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never logged: {text:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }

@@ -138,19 +138,16 @@ async fn one_trace_across_two_proxies_and_none_when_the_caller_says_no() {
     assert_eq!(echoed_header(&body, "x-b3-sampled"), "1");
 
     // The proxy counts a span once the collector has answered.
-    let deadline = std::time::Instant::now() + support::READY_WITHIN;
-    while chain
-        .outbound
-        .stat("envoy_tracing_opentelemetry_spans_sent")
-        .await
-        != 1
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "spans_sent stayed below 1"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    support::eventually(async || {
+        let sent = chain
+            .outbound
+            .stat("envoy_tracing_opentelemetry_spans_sent")
+            .await;
+        (sent == 1)
+            .then_some(())
+            .ok_or(format!("{sent} spans sent"))
+    })
+    .await;
     assert_eq!(
         chain
             .inbound

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -32,9 +31,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use support::{Echo, Proxy, get, server_of};
-
-const WITHIN: Duration = Duration::from_secs(20);
+use support::{Echo, Proxy, eventually, get, server_of};
 
 /// Resources by type URL: a version and the resources with their names.
 type Store = BTreeMap<String, (String, Vec<(String, Any)>)>;
@@ -212,39 +209,28 @@ impl Plane {
 }
 
 async fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "no {what} within {WITHIN:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(async || check().ok_or_else(|| format!("no {what}"))).await
 }
 
 /// Waits until `check` holds.
 async fn until<F: Future<Output = bool>>(check: impl Fn() -> F) {
-    let deadline = Instant::now() + WITHIN;
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within {WITHIN:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(async || match check().await {
+        true => Ok(()),
+        false => Err("the condition does not hold".to_owned()),
+    })
+    .await
 }
 
 /// Sends requests until one is answered by `server`.
 async fn until_served_by(address: SocketAddr, server: &str) {
-    let deadline = Instant::now() + WITHIN;
-    loop {
+    eventually(async || {
         let (status, body) = get(address, "/", &[]).await;
-        if status == StatusCode::OK && server_of(&body) == server {
-            return;
+        match status == StatusCode::OK && server_of(&body) == server {
+            true => Ok(()),
+            false => Err(format!("not served by {server}: {status} {body}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "not served by {server}: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 fn is_type<M: Name>(request: &DiscoveryRequest) -> bool {

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -16,8 +15,6 @@ use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
-
-use super::READY_WITHIN;
 
 /// A span with the `service.name` of its resource.
 #[derive(Debug, Clone)]
@@ -89,19 +86,17 @@ impl Collector {
 
     /// Waits until at least `count` spans have come.
     pub async fn wait_for(&self, count: usize) -> Vec<Received> {
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
+        super::eventually(async || {
             let spans = self.spans();
-            if spans.len() >= count {
-                return spans;
+            match spans.len() >= count {
+                true => Ok(spans),
+                false => Err(format!(
+                    "{} spans came, not {count}: {spans:#?}",
+                    spans.len()
+                )),
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} spans came, not {count}: {spans:#?}",
-                spans.len()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }
 

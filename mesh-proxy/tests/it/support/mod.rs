@@ -32,6 +32,23 @@ use tokio::net::TcpListener;
 /// How long anything may take to become ready before a test fails.
 pub const READY_WITHIN: Duration = Duration::from_secs(20);
 
+/// Polls `check` every 20 ms until it gives `Ok`; after [`READY_WITHIN`]
+/// the test fails with the last `Err`, what was seen instead.
+pub async fn eventually<T>(mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let seen = match check().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "not within {READY_WITHIN:?}: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An HTTP server that answers every request with JSON describing it.
 /// `/status/<code>` answers with that status; `/delay/<ms>` waits first.
 pub struct Echo {
@@ -221,21 +238,19 @@ impl Proxy {
 
     /// Waits until `/ready` says LIVE, then reads the listeners again.
     pub async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_WITHIN;
-        while get(self.admin, "/ready", &[]).await.0 != StatusCode::OK {
+        eventually(async || {
+            if get(self.admin, "/ready", &[]).await.0 == StatusCode::OK {
+                return Ok(());
+            }
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
                     "mesh-proxy exited before it was ready: {status}\n{}",
                     self.log()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "mesh-proxy was not ready in time\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            Err(format!("mesh-proxy is not ready\n{}", self.log()))
+        })
+        .await;
         self.read_listeners().await;
     }
 
@@ -249,15 +264,14 @@ impl Proxy {
 
     /// Waits until the log contains `text`.
     pub async fn wait_for_log(&self, text: &str) -> String {
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
+        eventually(async || {
             let log = self.log();
-            if log.contains(text) {
-                return log;
+            match log.contains(text) {
+                true => Ok(log),
+                false => Err(format!("no {text:?} in the log:\n{log}")),
             }
-            assert!(Instant::now() < deadline, "no {text:?} in the log:\n{log}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     pub fn listener(&self, name: &str) -> SocketAddr {
@@ -267,14 +281,11 @@ impl Proxy {
     /// Asks the proxy to quit and waits for it to exit.
     pub async fn quit(mut self) -> std::process::ExitStatus {
         let _ = post(self.admin, "/quitquitquit").await;
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the proxy did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(async || {
+            let exited = self.child.try_wait().unwrap();
+            exited.ok_or_else(|| "the proxy did not exit".to_owned())
+        })
+        .await
     }
 
     /// The value of one Prometheus sample from the admin server.
@@ -294,20 +305,16 @@ impl Drop for Proxy {
 }
 
 async fn wait_for_file(path: &PathBuf, child: &mut Child) -> SocketAddr {
-    let deadline = Instant::now() + READY_WITHIN;
-    loop {
+    eventually(async || {
         if let Ok(text) = std::fs::read_to_string(path) {
-            return text.trim().parse().unwrap();
+            return Ok(text.trim().parse().unwrap());
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!("mesh-proxy exited before it was ready: {status}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "mesh-proxy was not ready in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Err(format!("no {}", path.display()))
+    })
+    .await
 }
 
 pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
@@ -659,21 +666,19 @@ fn tls_socket(kind: &str, mut context: Value) -> Value {
 
 /// The lines of `path` once it holds at least `n` of them.
 pub async fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + READY_WITHIN;
-    loop {
+    eventually(async || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        if lines.len() >= n {
-            return lines;
+        match lines.len() >= n {
+            true => Ok(lines),
+            false => Err(format!(
+                "only {} of {n} log lines in {}",
+                lines.len(),
+                path.display()
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} log lines in {}",
-            lines.len(),
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// An echo reply's header, as the upstream received it.
