@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use mesh::{
     Ca, ControlPlane, Http, Identity, PORT, Running, V1Only, app, loopback_ips, mesh_config,
-    route_all_to, sidecar, wait_for, workspace, write_config,
+    route_all_to, serve, sidecar, wait_for, workspace, write_config,
 };
 use serde_json::Value;
 
@@ -290,7 +290,21 @@ async fn plain_text_answered(http: &Http, ip: Ipv4Addr) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_from_the_mesh_ca_carry_strict_mtls() {
     let (dir, config_dir) = workspace();
-    let mesh = V1Only::write(&config_dir, app("v1").await);
+    // v1, which tells `/reviews/caller` what its sidecar said of the caller.
+    let v1 = serve(|request| match request.uri().path() {
+        "/reviews/caller" => {
+            let xfcc = request.headers().get("x-forwarded-client-cert");
+            (
+                200,
+                xfcc.and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+        _ => (200, "v1".to_owned()),
+    })
+    .await;
+    let mesh = V1Only::write(&config_dir, v1);
     let v1_ip = mesh.v1_ip;
     let ca_dir = dir.path().join("ca");
     let tokens = dir.path().join("tokens");
@@ -344,6 +358,13 @@ spec: {mtls: {mode: STRICT}}
             "mesh traffic flows under STRICT"
         );
     }
+    // The CA's certificates name the workload by its SPIFFE id alone, with
+    // an empty subject, as Istio's do.
+    let (_, xfcc) = mesh.get(&http, "/reviews/caller", &[]).await.unwrap();
+    assert!(
+        xfcc.ends_with(";Subject=\"\";URI=spiffe://cluster.local/ns/default/sa/client"),
+        "{xfcc}"
+    );
 
     // Certificates rotate under load without a failed request.
     let load = Load::start(http.clone(), url.clone());
