@@ -3,7 +3,11 @@
 //! HTTP listener (requests in flight), and `tcp_proxy` connections (bytes
 //! passing) share this.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -84,5 +88,141 @@ pub async fn after(max: Option<Duration>) {
     match max {
         Some(max) => tokio::time::sleep(max).await,
         None => std::future::pending().await,
+    }
+}
+
+/// How [`until`] ended.
+#[derive(Debug)]
+pub enum Ended<T, U> {
+    /// The work finished.
+    Done(T),
+    /// `stop` resolved first; the work is left as it was.
+    Stopped(U),
+}
+
+/// Runs `work` until it finishes or `stop` resolves, polling `stop` only
+/// when its own waker has fired. A `select!` polls every branch whenever
+/// any of them wakes the task; a connection, woken several times for each
+/// request, would check its drain signal and idle timer every time.
+pub fn until<W, S>(work: W, stop: S) -> Until<W, S>
+where
+    W: Future + Unpin,
+    S: Future,
+{
+    Until {
+        work,
+        stop: Box::pin(stop),
+        stop_waker: Arc::new(StopWaker {
+            // Polled at once, so that it can register its waker.
+            woken: AtomicBool::new(true),
+            task: Mutex::new(None),
+        }),
+        task: None,
+    }
+}
+
+#[derive(Debug)]
+pub struct Until<W, S> {
+    work: W,
+    stop: Pin<Box<S>>,
+    stop_waker: Arc<StopWaker>,
+    /// The waker `stop_waker` passes wakeups on to, as last registered.
+    task: Option<Waker>,
+}
+
+/// Notes that `stop` asked to be polled, and wakes the task.
+#[derive(Debug)]
+struct StopWaker {
+    woken: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for StopWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if let Some(task) = self.task.lock().expect("waker lock").as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+impl<W, S> Future for Until<W, S>
+where
+    W: Future + Unpin,
+    S: Future,
+{
+    type Output = Ended<W::Output, S::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(done) = Pin::new(&mut this.work).poll(cx) {
+            return Poll::Ready(Ended::Done(done));
+        }
+        if !this.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            this.task = Some(cx.waker().clone());
+            *this.stop_waker.task.lock().expect("waker lock") = Some(cx.waker().clone());
+        }
+        if this.stop_waker.woken.swap(false, Ordering::Acquire) {
+            let waker = Waker::from(Arc::clone(&this.stop_waker));
+            if let Poll::Ready(stopped) = this.stop.as_mut().poll(&mut Context::from_waker(&waker))
+            {
+                return Poll::Ready(Ended::Stopped(stopped));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Pending until `open`; counts its polls.
+    fn gate(
+        open: Arc<tokio::sync::Notify>,
+        polls: Arc<AtomicUsize>,
+    ) -> impl Future<Output = &'static str> {
+        let mut notified = Box::pin(async move { open.notified().await });
+        std::future::poll_fn(move |cx| {
+            polls.fetch_add(1, Ordering::Relaxed);
+            notified.as_mut().poll(cx).map(|()| "stopped")
+        })
+    }
+
+    #[tokio::test]
+    async fn stop_is_polled_only_when_it_was_woken() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(tokio::sync::Notify::new());
+        // Wakes its task twenty times before it is done.
+        let work = Box::pin(async {
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            "done"
+        });
+        let ended = until(work, gate(Arc::clone(&open), Arc::clone(&polls))).await;
+        assert!(matches!(ended, Ended::Done("done")), "{ended:?}");
+        assert_eq!(polls.load(Ordering::Relaxed), 1, "only the first poll");
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_wait_when_it_resolves() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(tokio::sync::Notify::new());
+        let opener = Arc::clone(&open);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            opener.notify_one();
+        });
+        let never = std::future::pending::<()>();
+        let ended = until(Box::pin(never), gate(open, Arc::clone(&polls))).await;
+        assert!(matches!(ended, Ended::Stopped("stopped")), "{ended:?}");
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
     }
 }

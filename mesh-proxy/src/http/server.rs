@@ -12,7 +12,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::proxy::{self, HttpState};
-use crate::activity::{self, Activity};
+use crate::activity::{self, Activity, Ended};
 use crate::drain::Drain;
 use crate::lb::Downstream;
 use crate::tls::DownstreamTls;
@@ -72,13 +72,12 @@ pub async fn serve_connection<S>(
     }
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "connection ended with an error");
-            }
-        }
-        why = stop(drain, &activity, idle_timeout, max_duration) => {
+    let stopping = stop(drain, &activity, idle_timeout, max_duration);
+    let ended = activity::until(connection.as_mut(), stopping).await;
+    match ended {
+        Ended::Done(Ok(())) => {}
+        Ended::Done(Err(err)) => tracing::debug!(error = %err, "connection ended with an error"),
+        Ended::Stopped(why) => {
             tracing::debug!("{why}: draining a client connection");
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;

@@ -32,7 +32,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{Notify, watch};
 
-use crate::activity::{self, Activity};
+use crate::activity::{self, Activity, Ended};
 use crate::config::HttpConnections;
 use crate::http::Body;
 use crate::lb::Pick;
@@ -366,18 +366,16 @@ impl Shared {
         let open = self.stats.opened();
         let options = self.options;
         tokio::spawn(async move {
-            tokio::select! {
-                ended = connection => {
-                    if let Err(err) = ended {
-                        tracing::debug!(error = %err, "upstream connection ended");
-                    }
+            let stop = async {
+                tokio::select! {
+                    () = state.activity.idle_for(options.idle_timeout) => "idle timeout",
+                    () = state.aged(options.max_duration) => "max connection duration",
                 }
-                () = state.activity.idle_for(options.idle_timeout) => {
-                    tracing::debug!("closing an idle upstream connection");
-                }
-                () = state.aged(options.max_duration) => {
-                    tracing::debug!("closing an upstream connection at its maximum duration");
-                }
+            };
+            match activity::until(std::pin::pin!(connection), stop).await {
+                Ended::Done(Ok(())) => {}
+                Ended::Done(Err(err)) => tracing::debug!(error = %err, "upstream connection ended"),
+                Ended::Stopped(why) => tracing::debug!("{why}: closing an upstream connection"),
             }
             drop(open);
         });
