@@ -5,76 +5,84 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use tokio::time::Instant;
+/// One request started, in [`Activity::state`]'s upper half.
+const BEGUN: u64 = 1 << 32;
+/// How many parts of its idle timeout a connection sleeps between looks.
+const LOOKS: u32 = 4;
 
-/// The requests a connection has in flight, and when its last one ended.
+/// The requests a connection has in flight, and whether anything has
+/// happened on it lately. No clock is read per request: the idle timer
+/// looks at a counter a few times per timeout instead.
 #[derive(Debug)]
 pub struct Activity {
-    in_flight: AtomicU32,
-    /// When the last request ended, in milliseconds since `opened`.
-    idle_since: AtomicU64,
-    opened: Instant,
+    /// Events so far (requests begun, bytes passed) in the upper 32 bits,
+    /// both wrapping; requests in flight in the lower 32. One word, so
+    /// that a request costs one atomic operation at each end.
+    state: AtomicU64,
 }
 
 impl Activity {
     /// A connection opened now: idle from now until its first request.
     pub fn new() -> Activity {
         Activity {
-            in_flight: AtomicU32::new(0),
-            idle_since: AtomicU64::new(0),
-            opened: Instant::now(),
+            state: AtomicU64::new(0),
         }
     }
 
     pub fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.state.fetch_add(BEGUN + 1, Ordering::Relaxed);
     }
 
     /// A request ended; returns how many are still in flight. SeqCst, so
     /// that a waiter for the last one (see the pool's retired connections)
     /// never misses it.
     pub fn end(&self) -> u32 {
-        self.touch();
-        self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1
+        let before = self.state.fetch_sub(1, Ordering::SeqCst);
+        in_flight(before) - 1
     }
 
-    /// Something happened on the connection just now: it is idle from now.
+    /// Something happened on the connection: it is not idle.
     pub fn touch(&self) {
-        let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.idle_since.store(millis, Ordering::Relaxed);
+        self.state.fetch_add(BEGUN, Ordering::Relaxed);
     }
 
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::SeqCst)
+        in_flight(self.state.load(Ordering::SeqCst))
     }
 
-    /// Resolves once the connection has had no request for `timeout`;
-    /// never without one. It looks again only when the timeout could have
-    /// passed, so a busy connection costs one timer per `timeout`, not one
-    /// per request.
+    /// Resolves once the connection has had nothing in flight and nothing
+    /// new for `timeout`, at most a quarter of it later; never without a
+    /// timeout. It wakes a few times per timeout, whatever the traffic.
     pub async fn idle_for(&self, timeout: Option<Duration>) {
         let Some(timeout) = timeout else {
             return std::future::pending().await;
         };
+        let look = (timeout / LOOKS).max(Duration::from_millis(1));
+        let mut seen = self.state.load(Ordering::Relaxed);
+        let mut quiet = 0;
         loop {
-            let wait = if self.in_flight.load(Ordering::Relaxed) > 0 {
-                timeout
-            } else {
-                let since = Duration::from_millis(self.idle_since.load(Ordering::Relaxed));
-                let idle_for = self.opened.elapsed().saturating_sub(since);
-                match timeout.checked_sub(idle_for) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => return,
+            tokio::time::sleep(look).await;
+            let now = self.state.load(Ordering::Relaxed);
+            if now == seen && in_flight(now) == 0 {
+                quiet += 1;
+                if quiet == LOOKS {
+                    return;
                 }
-            };
-            tokio::time::sleep(wait).await;
+            } else {
+                (seen, quiet) = (now, 0);
+            }
         }
     }
+}
+
+/// The requests in flight, from an [`Activity::state`].
+fn in_flight(state: u64) -> u32 {
+    state as u32
 }
 
 impl Default for Activity {
@@ -193,6 +201,27 @@ mod tests {
             polls.fetch_add(1, Ordering::Relaxed);
             notified.as_mut().poll(cx).map(|()| "stopped")
         })
+    }
+
+    #[tokio::test]
+    async fn idle_means_nothing_in_flight_and_nothing_new_for_the_timeout() {
+        let timeout = Some(Duration::from_millis(80));
+        let activity = Activity::new();
+        activity.begin();
+        let started = std::time::Instant::now();
+        // A request in flight for three timeouts, then events for three more.
+        let busy = async {
+            tokio::time::sleep(Duration::from_millis(240)).await;
+            activity.end();
+            for _ in 0..24 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                activity.touch();
+            }
+            std::time::Instant::now()
+        };
+        let (last, ()) = tokio::join!(busy, activity.idle_for(timeout));
+        assert!(last.elapsed() < Duration::from_secs(5));
+        assert!(started.elapsed() >= Duration::from_millis(480 + 80));
     }
 
     #[tokio::test]
