@@ -91,11 +91,15 @@ impl Default for Activity {
     }
 }
 
-/// Resolves `max` after now, or never without a limit.
-pub async fn after(max: Option<Duration>) {
-    match max {
-        Some(max) => tokio::time::sleep(max).await,
-        None => std::future::pending().await,
+/// Resolves `max` after the call (not the first poll), or never without
+/// a limit.
+pub fn after(max: Option<Duration>) -> impl Future<Output = ()> {
+    let deadline = max.map(|max| tokio::time::Instant::now() + max);
+    async move {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -219,9 +223,13 @@ mod tests {
             }
             std::time::Instant::now()
         };
-        let (last, ()) = tokio::join!(busy, activity.idle_for(timeout));
-        assert!(last.elapsed() < Duration::from_secs(5));
-        assert!(started.elapsed() >= Duration::from_millis(480 + 80));
+        let idle = async {
+            activity.idle_for(timeout).await;
+            std::time::Instant::now()
+        };
+        let (last, idle) = tokio::join!(busy, idle);
+        assert!(idle >= last + Duration::from_millis(80), "idle too early");
+        assert!(started.elapsed() >= Duration::from_millis(480));
     }
 
     #[tokio::test]

@@ -5,11 +5,14 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A cluster's connections to its endpoints: opened so far, and open now.
+/// A cluster's connections to its endpoints: opened so far, open now, and
+/// attempts that failed (once per attempt, however many requests waited
+/// for it).
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
     pub total: AtomicU64,
     pub active: AtomicU64,
+    pub connect_fail: AtomicU64,
 }
 
 impl ConnectionStats {
@@ -38,7 +41,6 @@ pub struct ClusterStats {
     /// By status class: 1xx .. 5xx.
     pub rq_class: [AtomicU64; 5],
     pub rq_timeout: AtomicU64,
-    pub cx_connect_fail: AtomicU64,
     /// Connections to the endpoints, shared with the tasks that run them.
     pub connections: Arc<ConnectionStats>,
     /// Requests refused by the circuit breakers.
@@ -74,7 +76,7 @@ impl ClusterStats {
         let counters = [
             ("upstream_rq_total", &self.rq_total),
             ("upstream_rq_timeout", &self.rq_timeout),
-            ("upstream_cx_connect_fail", &self.cx_connect_fail),
+            ("upstream_cx_connect_fail", &self.connections.connect_fail),
             ("upstream_cx_total", &self.connections.total),
             ("upstream_cx_active", &self.connections.active),
             ("upstream_rq_pending_overflow", &self.rq_pending_overflow),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::activity::{self, Activity};
+use crate::activity::{self, Activity, Ended};
 use crate::telemetry::TcpTelemetry;
 use crate::telemetry::metrics::TcpSeries;
 use crate::upstream::Upstream;
@@ -34,6 +34,9 @@ pub async fn proxy_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // The connection's age counts from its acceptance, not from the end
+    // of the upstream connect.
+    let aged = activity::after(limits.max_duration);
     let Some(pick) = upstream.balancer.pick() else {
         tracing::debug!(cluster = %upstream.cluster.name, "no endpoint; closing the connection");
         return;
@@ -42,7 +45,8 @@ pub async fn proxy_connection<S>(
     let Ok(mut server) = upstream.connector.connect(address).await else {
         upstream
             .stats
-            .cx_connect_fail
+            .connections
+            .connect_fail
             .fetch_add(1, Ordering::Relaxed);
         // Outlier detection counts a connect failure as a 503, and a
         // connection as a success, as Envoy's tcp_proxy reports them.
@@ -58,18 +62,19 @@ pub async fn proxy_connection<S>(
         series: series.clone(),
         activity: limits.idle_timeout.is_some().then_some(&activity),
     };
-    tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut server) => {
-            if let Err(err) = copied {
-                tracing::debug!(%address, error = %err, "tcp proxy connection ended with an error");
-            }
+    let stop = async {
+        tokio::select! {
+            () = activity.idle_for(limits.idle_timeout) => "idle timeout",
+            () = aged => "max connection duration",
         }
-        () = activity.idle_for(limits.idle_timeout) => {
-            tracing::debug!(%address, "closing an idle tcp proxy connection");
+    };
+    let copy = std::pin::pin!(tokio::io::copy_bidirectional(&mut client, &mut server));
+    match activity::until(copy, stop).await {
+        Ended::Done(Ok(_)) => {}
+        Ended::Done(Err(err)) => {
+            tracing::debug!(%address, error = %err, "tcp proxy connection ended with an error");
         }
-        () = activity::after(limits.max_duration) => {
-            tracing::debug!(%address, "closing a tcp proxy connection at its maximum duration");
-        }
+        Ended::Stopped(why) => tracing::debug!(%address, "{why}: closing a tcp proxy connection"),
     }
     if let Some(series) = series {
         series.closed.fetch_add(1, Ordering::Relaxed);

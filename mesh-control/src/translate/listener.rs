@@ -34,7 +34,7 @@ use super::cluster::{BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH};
 use super::context::{Config, Context, InboundPort, PortKind, port_kind};
 use super::filters::{self, Direction};
 use super::proto::{ads, any, boolv, duration, seconds, socket, u32v};
-use super::tcp_route::TcpTarget;
+use super::tcp_route::{TcpLimits, TcpTarget};
 use super::{route as routes, tls};
 use crate::model::{OutboundTrafficPolicy, Service, ServicePort};
 
@@ -104,14 +104,21 @@ fn captured_outbound(ctx: &Context) -> Vec<Listener> {
     listeners
 }
 
-/// `istio.stats` then `tcp_proxy` to `cluster`.
+/// `istio.stats` then `tcp_proxy` to `cluster`, idle for as long as the
+/// proxy's `IDLE_TIMEOUT` says.
 fn tcp_chain(
+    ctx: &Context,
     name: &str,
     matcher: Option<FilterChainMatch>,
     cluster: &str,
     direction: Direction,
 ) -> FilterChain {
-    tcp_chain_to(name, matcher, &TcpTarget::cluster(cluster), direction)
+    let limits = TcpLimits {
+        idle_timeout: ctx.proxy.idle_timeout(),
+        max_duration: None,
+    };
+    let target = TcpTarget::cluster(cluster).limited_by(limits);
+    tcp_chain_to(name, matcher, &target, direction)
 }
 
 /// `istio.stats` then `tcp_proxy` to `target`.
@@ -155,6 +162,7 @@ fn virtual_outbound(ctx: &Context) -> Listener {
         filter_chains: vec![
             blackhole_chain("virtualOutbound-blackhole", OUTBOUND_PORT),
             tcp_chain(
+                ctx,
                 "virtualOutbound-catchall-tcp",
                 None,
                 catch_all,
@@ -305,6 +313,7 @@ fn virtual_inbound(ctx: &Context) -> Listener {
         }
     }
     chains.push(tcp_chain(
+        ctx,
         "virtualInbound",
         None,
         INBOUND_PASSTHROUGH,
@@ -381,7 +390,7 @@ pub(super) fn inbound_chains(
                 ..FilterChain::default()
             },
             PortKind::Tcp => {
-                let mut chain = tcp_chain(&name, Some(matcher), &cluster, Direction::Inbound);
+                let mut chain = tcp_chain(ctx, &name, Some(matcher), &cluster, Direction::Inbound);
                 chain.filters.splice(0..0, authz.tcp.iter().cloned());
                 chain
             }

@@ -167,8 +167,10 @@ pub fn apply_connection_pool(c: &mut Cluster, policy: &Policy, http2: bool) {
         });
     }
     let common = CommonHttpOptions {
+        // The TCP idle timeout stands in for an unset HTTP one, as istiod has it.
         idle_timeout: http
             .and_then(|h| h.idle_timeout)
+            .or_else(|| tcp.and_then(|t| t.idle_timeout))
             .map(|d| duration(d.as_std())),
         max_connection_duration: tcp
             .and_then(|t| t.max_connection_duration)

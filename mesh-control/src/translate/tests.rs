@@ -392,6 +392,30 @@ fn connection_pool_and_outlier_detection_without_port_settings() {
 }
 
 #[test]
+fn the_tcp_idle_timeout_stands_in_for_an_unset_http_one() {
+    let dr = DR
+        .replace(
+            "tcp: {maxConnections: 10, connectTimeout: 2s}",
+            "tcp: {maxConnections: 10, connectTimeout: 2s, idleTimeout: 45s}",
+        )
+        .replace(", idleTimeout: 30s}", "}")
+        .replace(
+            "    portLevelSettings:\n    - port: {number: 9080}\n      loadBalancer: {simple: RANDOM}\n",
+            "",
+        );
+    let resources = translate(&proxy("default", &[]), &reviews_snapshot(&dr));
+    let c = json_of(cluster(
+        &resources,
+        "outbound|9080|v1|reviews.default.svc.cluster.local",
+    ));
+    let options = &c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    assert_eq!(
+        options["common_http_protocol_options"]["idle_timeout"],
+        "45s"
+    );
+}
+
+#[test]
 fn fault_percentages_and_header_matches() {
     let vs = r#"
 apiVersion: networking.istio.io/v1

@@ -398,7 +398,7 @@ pub struct TcpProxy {
     /// (`idle_timeout`, 1 h by default, as in Envoy).
     pub idle_timeout: Option<Duration>,
     /// A connection is closed this long after it was accepted
-    /// (`max_downstream_connection_duration`).
+    /// (`max_downstream_connection_duration`), whatever it is doing.
     pub max_duration: Option<Duration>,
 }
 

@@ -260,10 +260,6 @@ impl Attempts<'_> {
             None => Outcome::TimedOut,
             Some(Ok(response)) => Outcome::Answered(response, pick),
             Some(Err(err)) if err.is_connect() => {
-                self.upstream
-                    .stats
-                    .cx_connect_fail
-                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(cluster = %self.upstream.cluster.name, error = %err, "upstream connect failed");
                 Outcome::ConnectFailed(transport_failure(&err))
             }
@@ -275,8 +271,6 @@ impl Attempts<'_> {
         Some((outcome, endpoint))
     }
 
-    /// The request target: the path for HTTP/1.1; for HTTP/2 also the
-    /// scheme and the endpoint as authority, which become pseudo-headers.
     /// An endpoint, avoiding those already tried when the policy says so.
     fn pick(&self, tried: &[SocketAddr]) -> Option<Pick> {
         let balancer = &self.upstream.balancer;

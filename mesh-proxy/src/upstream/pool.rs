@@ -306,6 +306,14 @@ impl Shared {
         connecting
     }
 
+    /// Removes an endpoint's slot if it still waits on `connecting`.
+    fn forget_connecting(&self, connecting: &Connecting) {
+        let mut multiplexed = self.multiplexed.lock().expect("pool lock");
+        multiplexed.retain(|_, slot| {
+            !matches!(slot, Http2Slot::Connecting(waiting) if waiting.same_channel(connecting))
+        });
+    }
+
     /// The connection being made, with this request counted on it; `None`
     /// when the requests that waited with this one took all it may serve.
     async fn fresh(
@@ -313,9 +321,14 @@ impl Shared {
         mut connecting: Connecting,
     ) -> Result<Option<Http2Connection>, ConnectFailure> {
         let outcome = match connecting.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().expect("waited for an outcome"),
-            // The connecting task is gone without a word: it panicked.
-            Err(_) => return Ok(None),
+            Ok(outcome) => Some(outcome.clone().expect("waited for an outcome")),
+            Err(_) => None,
+        };
+        let Some(outcome) = outcome else {
+            // The connecting task is gone without a word (it panicked):
+            // its slot goes, so that the next try makes a new connection.
+            self.forget_connecting(&connecting);
+            return Ok(None);
         };
         let connection = outcome?;
         match connection.state.reserve(self.options.max_requests) {
@@ -338,7 +351,7 @@ impl Shared {
         self: &Arc<Self>,
         endpoint: SocketAddr,
     ) -> Result<Http1Connection, ConnectFailure> {
-        let io = self.connector.connect(endpoint).await?;
+        let io = self.counted(self.connector.connect(endpoint).await)?;
         let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
         let state = Arc::new(ConnectionState::new(endpoint));
         self.drive(connection.with_upgrades(), Arc::clone(&state));
@@ -349,13 +362,21 @@ impl Shared {
         self: &Arc<Self>,
         endpoint: SocketAddr,
     ) -> Result<Http2Connection, ConnectFailure> {
-        let io = self.connector.connect(endpoint).await?;
+        let io = self.counted(self.connector.connect(endpoint).await)?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(io))
             .await?;
         let state = Arc::new(ConnectionState::new(endpoint));
         self.drive(connection, Arc::clone(&state));
         Ok(Http2Connection { sender, state })
+    }
+
+    /// Counts a failed connect, once however many requests wait for it.
+    fn counted<T>(&self, connected: Result<T, ConnectError>) -> Result<T, ConnectError> {
+        if connected.is_err() {
+            self.stats.connect_fail.fetch_add(1, Ordering::Relaxed);
+        }
+        connected
     }
 
     /// Runs a connection on its own task until it ends or stays idle too long.

@@ -453,6 +453,14 @@ fn the_proxys_idle_timeout_reaches_its_connection_managers_and_tcp_proxies() {
         .expect("a db listener");
     let tcp = filter_json(db, "envoy.filters.network.tcp_proxy");
     assert_eq!(tcp["idle_timeout"], "90s");
+    let outbound = listener(&resources, "virtualOutbound");
+    let catch_all = outbound
+        .filter_chains
+        .iter()
+        .find(|chain| chain.name == "virtualOutbound-catchall-tcp")
+        .expect("the catch-all chain");
+    let tcp = mesh_api::envoy::to_json(&catch_all.filters[1]).unwrap();
+    assert_eq!(tcp["typed_config"]["idle_timeout"], "90s");
 
     // A value that is not a duration is left out, as istiod does.
     client
