@@ -356,17 +356,23 @@ spec:
     );
 }
 
-#[test]
-fn connection_pool_and_outlier_detection_without_port_settings() {
+/// The reviews v1 cluster for [`DR`] without its port-level settings,
+/// changed by `edit`.
+fn reviews_v1_without_port_settings(edit: impl Fn(String) -> String) -> serde_json::Value {
     let dr = DR.replace(
         "    portLevelSettings:\n    - port: {number: 9080}\n      loadBalancer: {simple: RANDOM}\n",
         "",
     );
-    let resources = translate(&proxy("default", &[]), &reviews_snapshot(&dr));
-    let c = json_of(cluster(
+    let resources = translate(&proxy("default", &[]), &reviews_snapshot(&edit(dr)));
+    json_of(cluster(
         &resources,
         "outbound|9080|v1|reviews.default.svc.cluster.local",
-    ));
+    ))
+}
+
+#[test]
+fn connection_pool_and_outlier_detection_without_port_settings() {
+    let c = reviews_v1_without_port_settings(|dr| dr);
     assert!(c.get("lb_policy").is_none(), "ROUND_ROBIN, the enum's zero");
     assert_eq!(c["connect_timeout"], "2s");
     assert_eq!(
@@ -393,21 +399,13 @@ fn connection_pool_and_outlier_detection_without_port_settings() {
 
 #[test]
 fn the_tcp_idle_timeout_stands_in_for_an_unset_http_one() {
-    let dr = DR
-        .replace(
+    let c = reviews_v1_without_port_settings(|dr| {
+        dr.replace(
             "tcp: {maxConnections: 10, connectTimeout: 2s}",
             "tcp: {maxConnections: 10, connectTimeout: 2s, idleTimeout: 45s}",
         )
         .replace(", idleTimeout: 30s}", "}")
-        .replace(
-            "    portLevelSettings:\n    - port: {number: 9080}\n      loadBalancer: {simple: RANDOM}\n",
-            "",
-        );
-    let resources = translate(&proxy("default", &[]), &reviews_snapshot(&dr));
-    let c = json_of(cluster(
-        &resources,
-        "outbound|9080|v1|reviews.default.svc.cluster.local",
-    ));
+    });
     let options = &c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
     assert_eq!(
         options["common_http_protocol_options"]["idle_timeout"],
