@@ -1,16 +1,21 @@
 //! Serving HTTP/1.1 and HTTP/2 (prior knowledge, or chosen by ALPN) on a listener.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::Body;
 use super::proxy::{self, HttpState};
 use crate::activity::{self, Activity, Ended};
 use crate::drain::Drain;
@@ -56,7 +61,10 @@ pub async fn serve_connection<S>(
         let in_flight = InFlight::begin(&requests);
         async move {
             let response = proxy::handle(state, request).await;
-            drop(in_flight);
+            let response = response.map(|body| InFlightBody {
+                inner: body,
+                _in_flight: in_flight,
+            });
             Ok::<_, Infallible>(response)
         }
     });
@@ -100,9 +108,8 @@ async fn stop(
     }
 }
 
-/// A request the connection is serving, until its handler returns. A
-/// response body still streaming after that is not counted; draining lets
-/// it finish anyway.
+/// A request the connection is serving, until its response body has been
+/// sent (or dropped): a long stream keeps its connection busy, as in Envoy.
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
@@ -115,5 +122,32 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.end();
+    }
+}
+
+/// A response body that holds its request's [`InFlight`]; hyper drops it
+/// once the body is sent.
+struct InFlightBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for InFlightBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

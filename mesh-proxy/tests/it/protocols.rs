@@ -239,14 +239,14 @@ async fn malformed_traffic_is_refused_without_harm() {
     assert_eq!(status, 200);
 }
 
-/// A proxy in front of `echo` whose connection manager has these
+/// A proxy in front of `upstream` whose connection manager has these
 /// `common_http_protocol_options`.
-async fn proxy_with_common(echo: &Echo, common: Value) -> Proxy {
+async fn proxy_with_common(upstream: std::net::SocketAddr, common: Value) -> Proxy {
     let mut listener = http_listener("http", catch_all(json!({"cluster": "up"})));
     manager(&mut listener)["common_http_protocol_options"] = common;
     Proxy::start(&bootstrap(
         json!([listener]),
-        json!([cluster("up", &[echo.address])]),
+        json!([cluster("up", &[upstream])]),
     ))
     .await
 }
@@ -287,7 +287,7 @@ async fn send(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_connection_is_closed_after_the_idle_timeout() {
     let echo = Echo::start("up").await;
-    let proxy = proxy_with_common(&echo, json!({"idle_timeout": "0.6s"})).await;
+    let proxy = proxy_with_common(echo.address, json!({"idle_timeout": "0.6s"})).await;
     let (mut sender, closed) = client_connection(proxy.listener("http")).await;
     assert_eq!(send(&mut sender, "/").await, 200);
     let answered = Instant::now();
@@ -303,7 +303,7 @@ async fn an_idle_client_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_connection_busy_past_the_idle_timeout_is_kept() {
     let echo = Echo::start("up").await;
-    let proxy = proxy_with_common(&echo, json!({"idle_timeout": "1s"})).await;
+    let proxy = proxy_with_common(echo.address, json!({"idle_timeout": "1s"})).await;
     let (mut sender, _closed) = client_connection(proxy.listener("http")).await;
     // Three idle timeouts long; the next request follows at once.
     assert_eq!(send(&mut sender, "/delay/3000").await, 200);
@@ -313,7 +313,7 @@ async fn a_client_connection_busy_past_the_idle_timeout_is_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_connection_drains_at_its_max_duration() {
     let echo = Echo::start("up").await;
-    let proxy = proxy_with_common(&echo, json!({"max_connection_duration": "0.3s"})).await;
+    let proxy = proxy_with_common(echo.address, json!({"max_connection_duration": "0.3s"})).await;
     let (mut sender, closed) = client_connection(proxy.listener("http")).await;
     // In flight when the connection reaches its age: it completes.
     assert_eq!(send(&mut sender, "/delay/700").await, 200);
@@ -321,4 +321,52 @@ async fn a_client_connection_drains_at_its_max_duration() {
         .await
         .expect("the proxy closed the aged connection")
         .unwrap();
+}
+
+/// An HTTP/1.1 server whose every response sends its head at once and
+/// its body in eight chunks 150 ms apart.
+async fn slow_streaming_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let start = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if stream.write_all(start).await.is_err() {
+                        return;
+                    }
+                    for _ in 0..8 {
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        if stream.write_all(b"2\r\nok\r\n").await.is_err() {
+                            return;
+                        }
+                    }
+                    if stream.write_all(b"0\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_streaming_past_the_idle_timeout_keeps_its_connection() {
+    let upstream = slow_streaming_server().await;
+    let proxy = proxy_with_common(upstream, json!({"idle_timeout": "0.4s"})).await;
+    let (mut sender, _closed) = client_connection(proxy.listener("http")).await;
+    // The head comes at once and the body over 1.2 s, three idle timeouts:
+    // the request is in flight until its body has been sent.
+    assert_eq!(send(&mut sender, "/").await, 200);
+    assert_eq!(send(&mut sender, "/").await, 200);
 }
