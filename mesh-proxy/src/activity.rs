@@ -212,7 +212,6 @@ mod tests {
         let timeout = Some(Duration::from_millis(80));
         let activity = Activity::new();
         activity.begin();
-        let started = std::time::Instant::now();
         // A request in flight for three timeouts, then events for three more.
         let busy = async {
             tokio::time::sleep(Duration::from_millis(240)).await;
@@ -229,7 +228,6 @@ mod tests {
         };
         let (last, idle) = tokio::join!(busy, idle);
         assert!(idle >= last + Duration::from_millis(80), "idle too early");
-        assert!(started.elapsed() >= Duration::from_millis(480));
     }
 
     #[tokio::test]

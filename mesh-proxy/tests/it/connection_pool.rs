@@ -140,8 +140,10 @@ async fn concurrent_http2_requests_keep_to_max_requests_per_connection() {
         Some(json!({"max_requests_per_connection": 2})),
     )
     .await;
-    // All eight are in flight together: each connection takes two of them.
+    // Eight at once: no connection carries more than two of them, and
+    // none is opened while one still has room.
     at_once(proxy.listener("in"), 8, "/delay/200").await;
+    assert_eq!(echo.connections.most_requests.load(Ordering::SeqCst), 2);
     assert_eq!(echo.connections.accepted.load(Ordering::SeqCst), 4);
     all_closed(&echo, "the retired connections closing").await;
 }

@@ -61,6 +61,8 @@ pub struct Echo {
 pub struct ConnectionCount {
     pub accepted: AtomicU32,
     pub closed: AtomicU32,
+    /// The most requests one connection has carried.
+    pub most_requests: AtomicU32,
 }
 
 impl ConnectionCount {
@@ -86,7 +88,12 @@ impl Echo {
                 count.accepted.fetch_add(1, Ordering::SeqCst);
                 let count = Arc::clone(&count);
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| echo(name, request));
+                    let requests = AtomicU32::new(0);
+                    let service = service_fn(|request| {
+                        let carried = requests.fetch_add(1, Ordering::SeqCst) + 1;
+                        count.most_requests.fetch_max(carried, Ordering::SeqCst);
+                        echo(name, request)
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
