@@ -13,8 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{
-    ChainMatch, ConnectionAccess, DynamicMetadata, Facts, FilterChain, Listener, ListenerKind,
-    Transport,
+    ChainMatch, ClientConnections, ConnectionAccess, DynamicMetadata, Facts, FilterChain, Listener,
+    ListenerKind, Transport,
 };
 use crate::drain::Drain;
 use crate::http::access_log::AccessLogger;
@@ -90,7 +90,7 @@ enum Handler {
         /// closed.
         targets: Vec<(Arc<Upstream>, u32)>,
         telemetry: Option<Arc<TcpTelemetry>>,
-        limits: tcp::Limits,
+        limits: ClientConnections,
     },
 }
 
@@ -212,10 +212,7 @@ impl Runtime {
                     telemetry: tcp.stats.as_ref().map(|stats| {
                         Arc::new(TcpTelemetry::new(telemetry, stats, listener.direction))
                     }),
-                    limits: tcp::Limits {
-                        idle_timeout: tcp.idle_timeout,
-                        max_duration: tcp.max_duration,
-                    },
+                    limits: tcp.connections,
                 },
             };
             Ok(Chain {

@@ -6,30 +6,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::activity::{self, Activity, Ended};
+use crate::config::ClientConnections;
 use crate::telemetry::TcpTelemetry;
 use crate::telemetry::metrics::TcpSeries;
 use crate::upstream::Upstream;
-
-/// When a proxied connection is closed whatever its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// No bytes either way for this long.
-    pub idle_timeout: Option<Duration>,
-    /// This long after it was accepted.
-    pub max_duration: Option<Duration>,
-}
 
 /// Proxies one accepted connection; half-closes are passed on. Both sides
 /// are closed when it stays idle or lives too long, as `limits` say.
 pub async fn proxy_connection<S>(
     upstream: Arc<Upstream>,
     telemetry: Option<Arc<TcpTelemetry>>,
-    limits: Limits,
+    limits: ClientConnections,
     client: S,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -15,15 +15,15 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy as EnvoyTcpProxy, tcp_proxy,
 };
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::protobuf::{Any, Duration as ProtoDuration};
 use prost::Message;
 
 use super::resources::Sources;
 use super::{
-    Action, At, ChainMatch, CidrRange, ClientCertDetails, ClientCertHeader, Cluster, ConfigError,
-    ConnectionAccess, FilterChain, ForwardClientCert, HttpAccess, HttpManager, Listener,
-    ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors, ext_authz, fault, istio,
-    jwt, rbac, route, tls,
+    Action, At, ChainMatch, CidrRange, ClientCertDetails, ClientCertHeader, ClientConnections,
+    Cluster, ConfigError, ConnectionAccess, FilterChain, ForwardClientCert, HttpAccess,
+    HttpManager, Listener, ListenerKind, RouteTable, TcpProxy, TrafficDirection, Transport, cors,
+    ext_authz, fault, istio, jwt, rbac, route, tls,
 };
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
@@ -380,15 +380,15 @@ fn http_manager(
     )?;
     let common = hcm.common_http_protocol_options.as_ref();
     let at_common = at.field("common_http_protocol_options");
-    let idle_timeout = super::timeout(
-        common.and_then(|c| c.idle_timeout.as_ref()),
-        Some(std::time::Duration::from_secs(3600)),
-        &at_common.field("idle_timeout"),
-    )?;
-    let max_connection_duration = super::timeout(
-        common.and_then(|c| c.max_connection_duration.as_ref()),
-        None,
-        &at_common.field("max_connection_duration"),
+    let connections = client_connections(
+        (
+            common.and_then(|c| c.idle_timeout.as_ref()),
+            &at_common.field("idle_timeout"),
+        ),
+        (
+            common.and_then(|c| c.max_connection_duration.as_ref()),
+            &at_common.field("max_connection_duration"),
+        ),
     )?;
     let tracing = match &hcm.tracing {
         Some(tracing) => super::tracing::compile(
@@ -414,8 +414,7 @@ fn http_manager(
             .map(|(i, log)| super::access_log::compile(log, &at.field("access_log").index(i)))
             .collect::<Result<_, _>>()?,
         request_headers_timeout,
-        idle_timeout,
-        max_connection_duration,
+        connections,
         max_request_headers: hcm
             .max_request_headers_kb
             .as_ref()
@@ -513,16 +512,25 @@ fn tcp_proxy(proxy: &EnvoyTcpProxy, at: &At) -> Result<TcpProxy, ConfigError> {
         stat_prefix: proxy.stat_prefix.clone(),
         clusters,
         stats: None,
-        idle_timeout: super::timeout(
-            proxy.idle_timeout.as_ref(),
-            Some(std::time::Duration::from_secs(3600)),
-            &at.field("idle_timeout"),
+        connections: client_connections(
+            (proxy.idle_timeout.as_ref(), &at.field("idle_timeout")),
+            (
+                proxy.max_downstream_connection_duration.as_ref(),
+                &at.field("max_downstream_connection_duration"),
+            ),
         )?,
-        max_duration: super::timeout(
-            proxy.max_downstream_connection_duration.as_ref(),
-            None,
-            &at.field("max_downstream_connection_duration"),
-        )?,
+    })
+}
+
+/// A client connection's idle timeout (an hour when unset, as in Envoy)
+/// and maximum duration, each with where it was read.
+fn client_connections(
+    idle: (Option<&ProtoDuration>, &At),
+    max: (Option<&ProtoDuration>, &At),
+) -> Result<ClientConnections, ConfigError> {
+    Ok(ClientConnections {
+        idle_timeout: super::timeout(idle.0, Some(std::time::Duration::from_secs(3600)), idle.1)?,
+        max_duration: super::timeout(max.0, None, max.1)?,
     })
 }
 

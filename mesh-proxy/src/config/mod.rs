@@ -394,12 +394,10 @@ pub struct TcpProxy {
     pub clusters: Vec<(String, u32)>,
     /// Istio's standard TCP metrics (`istio.stats` before `tcp_proxy`).
     pub stats: Option<StatsConfig>,
-    /// A connection with no bytes either way for this long is closed
-    /// (`idle_timeout`, 1 h by default, as in Envoy).
-    pub idle_timeout: Option<Duration>,
-    /// A connection is closed this long after it was accepted
-    /// (`max_downstream_connection_duration`), whatever it is doing.
-    pub max_duration: Option<Duration>,
+    /// Closed after `idle_timeout` (1 h by default, as in Envoy) with no
+    /// bytes either way, and `max_downstream_connection_duration` after it
+    /// was accepted, whatever it is doing.
+    pub connections: ClientConnections,
 }
 
 /// What `envoy.filters.network.http_connection_manager` does.
@@ -425,13 +423,10 @@ pub struct HttpManager {
     pub request_headers_timeout: Option<Duration>,
     /// The most request header bytes accepted (`max_request_headers_kb`).
     pub max_request_headers: usize,
-    /// How long a client connection may go without a request before it
-    /// is closed (`common_http_protocol_options.idle_timeout`; 1 h by
-    /// default, as in Envoy).
-    pub idle_timeout: Option<Duration>,
-    /// How long a client connection may live before it is drained
-    /// (`common_http_protocol_options.max_connection_duration`).
-    pub max_connection_duration: Option<Duration>,
+    /// Drained after `common_http_protocol_options.idle_timeout` (1 h by
+    /// default, as in Envoy) without a request, and after its
+    /// `max_connection_duration`.
+    pub connections: ClientConnections,
     /// `jwt_authn`, RBAC and `ext_authz` filters, in their order.
     pub access: Vec<HttpAccess>,
     /// What happens to `x-forwarded-client-cert`.
@@ -753,6 +748,15 @@ impl Default for HttpConnections {
             max_duration: None,
         }
     }
+}
+
+/// How long a client's connection to a listener may stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConnections {
+    /// Closed after this long with nothing in flight and nothing new.
+    pub idle_timeout: Option<Duration>,
+    /// Closed (HTTP: drained) this long after it was accepted.
+    pub max_duration: Option<Duration>,
 }
 
 /// Circuit breakers: beyond these, requests are refused with 503 at once.

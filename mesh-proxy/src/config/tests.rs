@@ -144,7 +144,10 @@ fn client_connections_close_after_an_hour_idle_unless_configured() {
         let ListenerKind::Http(manager) = &config.listeners[0].chains[0].kind else {
             panic!()
         };
-        (manager.idle_timeout, manager.max_connection_duration)
+        (
+            manager.connections.idle_timeout,
+            manager.connections.max_duration,
+        )
     };
     let hour = std::time::Duration::from_secs(3600);
     assert_eq!(manager(with_common(json!(null))), (Some(hour), None));

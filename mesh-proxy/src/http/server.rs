@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -18,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Body;
 use super::proxy::{self, HttpState};
 use crate::activity::{self, Activity, Ended};
+use crate::config::ClientConnections;
 use crate::drain::Drain;
 use crate::lb::Downstream;
 use crate::tls::DownstreamTls;
@@ -47,7 +47,7 @@ pub async fn serve_connection<S>(
     let manager = &state.manager;
     let (headers_timeout, max_headers) =
         (manager.request_headers_timeout, manager.max_request_headers);
-    let (idle_timeout, max_duration) = (manager.idle_timeout, manager.max_connection_duration);
+    let limits = manager.connections;
     let activity = Arc::new(Activity::new());
     let requests = Arc::clone(&activity);
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -80,7 +80,7 @@ pub async fn serve_connection<S>(
     }
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
-    let stopping = stop(drain, &activity, idle_timeout, max_duration);
+    let stopping = stop(drain, &activity, limits);
     let ended = activity::until(connection.as_mut(), stopping).await;
     match ended {
         Ended::Done(Ok(())) => {}
@@ -95,16 +95,11 @@ pub async fn serve_connection<S>(
 
 /// Why a connection should drain: its requests in flight finish, and an
 /// HTTP/1.1 connection closes after, an HTTP/2 one gets a GOAWAY.
-async fn stop(
-    drain: Drain,
-    activity: &Activity,
-    idle_timeout: Option<Duration>,
-    max_duration: Option<Duration>,
-) -> &'static str {
+async fn stop(drain: Drain, activity: &Activity, limits: ClientConnections) -> &'static str {
     tokio::select! {
         () = drain.started() => "the listener drains",
-        () = activity.idle_for(idle_timeout) => "idle timeout",
-        () = activity::after(max_duration) => "max connection duration",
+        () = activity.idle_for(limits.idle_timeout) => "idle timeout",
+        () = activity::after(limits.max_duration) => "max connection duration",
     }
 }
 
