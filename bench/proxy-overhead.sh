@@ -33,8 +33,9 @@
 # Knobs (environment): RATE (1000), CONNS (16), RATE_SECS (15), MAX_SECS (10),
 # H2_SECS (10), H2_STREAMS (10), ROUNDS (3), INSTRUCTIONS (1: the table of
 # instructions per request; 0 skips it), INSTR_REQUESTS (2000), MESH_CONCURRENCY (1: one worker thread per
-# mesh-proxy, as each nginx runs one worker process), KEEP=1 keeps the temp
-# dir with configs/logs.
+# mesh-proxy, as each nginx runs one worker process), ONLY (row ids separated
+# by commas, e.g. nginx-mtls,mesh-mtls: measure only those rows, for more
+# rounds of a close comparison), KEEP=1 keeps the temp dir with configs/logs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,6 +49,7 @@ ROUNDS=${ROUNDS:-3}
 INSTRUCTIONS=${INSTRUCTIONS:-1}
 INSTR_REQUESTS=${INSTR_REQUESTS:-2000}
 MESH_CONCURRENCY=${MESH_CONCURRENCY:-1}
+ONLY=${ONLY:-}
 WARMUP_SECS=1
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -346,6 +348,14 @@ ROWS=(
     "direct-h2|direct h2c|h2|http://$ECHO/echo|"
     "mesh-h2|mesh-proxy pair h2c|h2|http://$(listener "$T/mesh-client" outbound_h2)/echo|client=$MESH_CLIENT_PIDS server=$MESH_SERVER_PIDS"
 )
+if [[ -n $ONLY ]]; then
+    selected=()
+    for row in "${ROWS[@]}"; do
+        [[ ",$ONLY," == *",${row%%|*},"* ]] && selected+=("$row")
+    done
+    ((${#selected[@]})) || die "ONLY=$ONLY names no row"
+    ROWS=("${selected[@]}")
+fi
 : >"$R/rows.txt"
 for row in "${ROWS[@]}"; do
     IFS='|' read -r id label proto url roles <<<"$row"

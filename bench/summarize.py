@@ -249,11 +249,12 @@ def main():
     # nginx cannot speak h2c to its upstream: a row that says so, after the HTTP/1.1 rows.
     h1_rows = sum(1 for _, _, proto, _ in rows if proto == "h1")
     lines = [fmt(row) for row in table]
-    lines.insert(
-        h1_rows,
-        "nginx pair h2c".ljust(widths[0]) + "  " + "n/a".rjust(widths[1])
-        + "  (nginx cannot proxy_pass to an h2c upstream)",
-    )
+    if h1_rows < len(rows):
+        lines.insert(
+            h1_rows,
+            "nginx pair h2c".ljust(widths[0]) + "  " + "n/a".rjust(widths[1])
+            + "  (nginx cannot proxy_pass to an h2c upstream)",
+        )
 
     context = out / "context.txt"
     if context.exists():

@@ -111,10 +111,11 @@ fn apply(allowance: Allowance, parts: &mut Parts) -> HeaderMap {
 
 /// The authorizer's refusal, as the client gets it.
 fn denial(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response<Body> {
-    let mut response = crate::http::proxy::reply(status, body);
+    let mut response = crate::http::proxy::reply(status, body.clone());
     *response.headers_mut() = headers;
     response.extensions_mut().insert(ResponseInfo {
         flags: ResponseFlags::UAEX,
+        local_reply: Some(body),
         ..ResponseInfo::default()
     });
     response

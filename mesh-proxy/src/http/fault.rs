@@ -4,16 +4,13 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::Body;
-use super::info::ResponseFlags;
+use super::info::{ResponseFlags, ResponseInfo};
 use crate::config::{AbortStatus, Fault, FaultAbort, HttpManager, Route};
 use crate::stats::ListenerStats;
-
-static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// The fault that applies to a request: the route's override, else the
 /// filter-level one; none when the HCM has no fault filter.
@@ -67,36 +64,19 @@ pub fn abort_reply(abort: &FaultAbort) -> Response<Body> {
             response
                 .headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            // A gRPC client gets it as a gRPC status, as any reply made here.
+            response.extensions_mut().insert(ResponseInfo {
+                local_reply: Some(abort.body.clone()),
+                ..ResponseInfo::default()
+            });
             response
         }
         AbortStatus::Grpc(code) => {
             let mut response = super::proxy::reply(StatusCode::OK, Bytes::new());
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/grpc"),
-            );
-            headers.insert(GRPC_STATUS.clone(), HeaderValue::from(code));
-            if let Ok(message) = HeaderValue::from_str(&grpc_message(&abort.body)) {
-                headers.insert(GRPC_MESSAGE.clone(), message);
-            }
+            super::grpc::trailers_only(response.headers_mut(), code, &abort.body);
             response
         }
     }
-}
-
-/// `grpc-message` is percent-encoded: every byte outside printable ASCII,
-/// and `%` itself.
-fn grpc_message(text: &[u8]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &byte in text {
-        if (0x20..0x7f).contains(&byte) && byte != b'%' {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

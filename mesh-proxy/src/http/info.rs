@@ -92,6 +92,9 @@ pub struct ResponseInfo {
     /// What the filters left in the request's dynamic metadata, when an
     /// access log may print it.
     pub metadata: Option<Arc<crate::config::DynamicMetadata>>,
+    /// The text of a reply the proxy made itself (a refusal, an error);
+    /// a gRPC client gets it in `grpc-message` instead, see [`super::grpc`].
+    pub local_reply: Option<bytes::Bytes>,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod client_cert;
 pub mod cors;
 pub mod fault;
 pub mod forward;
+pub mod grpc;
 pub mod info;
 pub mod jwt;
 pub mod mirror;

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::info::{ResponseFlags, ResponseInfo};
-use super::{Body, access, access_log, cors, fault, forward, route};
+use super::{Body, access, access_log, cors, fault, forward, grpc, route};
 use crate::config::{Action, DynamicMetadata, HttpManager, Redirect, Route, VirtualHost};
 use crate::stats::ListenerStats;
 use crate::telemetry::HttpTelemetry;
@@ -53,7 +53,11 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
         .as_ref()
         .map(|telemetry| (telemetry, telemetry.request(&mut parts)));
     let record = (!state.access_logs.is_empty()).then(|| access_log::Record::start(&parts));
+    let grpc = grpc::is_request(&parts.headers);
     let mut response = respond(&state, parts, body).await;
+    if grpc {
+        response = grpc::local_reply(response);
+    }
     if let Some((telemetry, start)) = telemetry {
         response = telemetry.response(start, response);
     }
@@ -222,15 +226,21 @@ pub fn local_reply(status: StatusCode, text: &'static str, flags: ResponseFlags)
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response.extensions_mut().insert(ResponseInfo {
         flags,
+        local_reply: Some(Bytes::from_static(text.as_bytes())),
         ..ResponseInfo::default()
     });
     response
 }
 
 pub(crate) fn reply(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(full_body(body));
     *response.status_mut() = status;
     response
+}
+
+/// A body of these bytes, all at once.
+pub(crate) fn full_body(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 /// A random version-4 UUID, as Envoy generates for `x-request-id`,

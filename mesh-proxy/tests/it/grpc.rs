@@ -1,4 +1,5 @@
-//! HTTP/2 to upstreams: a gRPC-style exchange keeps its trailers end to end.
+//! HTTP/2 to upstreams: a gRPC-style exchange keeps its trailers end to
+//! end; replies the proxy makes itself reach gRPC clients as gRPC statuses.
 
 use crate::support;
 
@@ -84,4 +85,61 @@ async fn trailers_and_status_pass_through_an_http2_cluster() {
     assert_eq!(trailers["grpc-message"], "permission denied");
     let body = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
     assert_eq!(body, "echo 10 bytes, te=Some(\"trailers\")");
+}
+
+/// An h2c gRPC call (or, with `grpc` false, the same POST as plain HTTP)
+/// through `address`: the status, `grpc-status` and `grpc-message`, and the
+/// body.
+async fn call(address: std::net::SocketAddr, path: &str, grpc: bool) -> (u16, HeaderMap, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let content_type = if grpc { "application/grpc" } else { "application/octet-stream" };
+    let request = Request::post(format!("http://{address}{path}"))
+        .header("content-type", content_type)
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\x05hello")))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (parts.status.as_u16(), parts.headers, body.collect().await.unwrap().to_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_errors_reach_grpc_clients_as_grpc_statuses() {
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/helloworld."}, "route": {"cluster": "empty"}},
+        {"match": {"prefix": "/secret."}, "route": {"cluster": "empty"}}
+    ]}]);
+    let mut listener = http_listener("http", vhosts);
+    support::before_router(&mut listener, json!([{"name": "envoy.filters.http.rbac", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+        "rules": {"action": "DENY", "policies": {"no-secrets": {
+            "permissions": [{"url_path": {"path": {"prefix": "/secret."}}}],
+            "principals": [{"any": true}]
+        }}}
+    }}]));
+    let proxy = Proxy::start(&bootstrap(json!([listener]), json!([cluster("empty", &[])]))).await;
+    let address = proxy.listener("http");
+
+    // (path, gRPC status, message): RBAC's 403, no route's 404, no endpoint's 503.
+    let cases = [
+        ("/secret.Vault/Open", "7", "RBAC: access denied"),
+        ("/other.Service/Call", "12", "route not found"),
+        ("/helloworld.Greeter/SayHello", "14", "no healthy upstream"),
+    ];
+    for (path, status, message) in cases {
+        let (http, headers, body) = call(address, path, true).await;
+        assert_eq!(http, 200, "{path}: trailers-only responses are HTTP 200");
+        assert_eq!(headers["content-type"], "application/grpc", "{path}");
+        assert_eq!(headers["grpc-status"], status, "{path}");
+        assert_eq!(headers["grpc-message"], message, "{path}");
+        assert!(body.is_empty(), "{path}: {body:?}");
+    }
+
+    // The same request as plain HTTP keeps the HTTP status and text.
+    let (http, headers, body) = call(address, "/secret.Vault/Open", false).await;
+    assert_eq!(http, 403);
+    assert!(!headers.contains_key("grpc-status"));
+    assert_eq!(body, "RBAC: access denied");
 }

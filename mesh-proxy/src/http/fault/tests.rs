@@ -5,7 +5,7 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::{abort_reply, chance, for_request, grpc_message, inject};
+use super::{abort_reply, chance, for_request, inject};
 use crate::config::{AbortStatus, Fault, FaultAbort, FaultDelay, ListenerKind, Route};
 use crate::stats::ListenerStats;
 use crate::testing::{compile, http_bootstrap};
@@ -40,12 +40,6 @@ async fn grpc_abort_is_trailers_only() {
     assert_eq!(headers["grpc-status"], "14");
     assert_eq!(headers["grpc-message"], "fault filter abort");
     assert_eq!(body_of(response).await, "");
-}
-
-#[test]
-fn grpc_messages_are_percent_encoded() {
-    assert_eq!(grpc_message(b"plain text"), "plain text");
-    assert_eq!(grpc_message("50% \u{e9}\n".as_bytes()), "50%25 %C3%A9%0A");
 }
 
 #[test]
