@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::config::{self, Config};
+use crate::dns::{DnsTable, Resolver};
 use crate::drain::{self, Drain, Trigger};
 use crate::identity::{CaOptions, CertificateProvider, Provided};
 use crate::live::Live;
@@ -84,37 +85,33 @@ pub async fn start_with(bootstrap: Bootstrap, options: Options) -> anyhow::Resul
         None => None,
     };
     let mut announce = Announce(options.admin_address_path.zip(admin));
-    let config = statics(&bootstrap, provider.as_deref(), &drain, &mut announce).await?;
+    let resolver = Resolver::new();
+    let mut inputs = StaticInputs::new(&bootstrap, provider.as_deref(), &resolver);
+    let config = statics(&mut inputs, &drain, &mut announce).await?;
     let target = xds::target(&bootstrap, &config, options.xds_address.as_deref())?;
     live.apply(&config).await?;
     announce.now()?;
     if target.is_none() {
         live.mark_ready();
     }
-    let watch = provider.as_ref().map(|p| p.watch());
-    match (target, watch) {
-        (Some(target), watch) => {
+    match target {
+        Some(target) => {
             let provided = provider.as_ref().map_or(Provided::Off, |p| p.provided());
             let protocol = xds::protocol::Protocol::new(bootstrap.clone(), xds::node(&bootstrap))
-                .with_provided(provided);
+                .with_provided(provided)
+                .with_resolver(resolver);
             tokio::spawn(xds::run(
                 target,
                 protocol,
                 Arc::clone(&live),
                 status,
                 drain.clone(),
-                watch,
+                provider.as_ref().map(|p| p.watch()),
             ));
         }
-        (None, Some(watch)) => {
-            tokio::spawn(follow_provider(
-                bootstrap,
-                watch,
-                Arc::clone(&live),
-                drain.clone(),
-            ));
+        None => {
+            tokio::spawn(follow_statics(inputs, Arc::clone(&live), drain.clone()));
         }
-        (None, None) => {}
     }
     let listeners = live.view().listeners.clone();
     Ok(Running {
@@ -157,61 +154,100 @@ impl Announce {
     }
 }
 
+/// What the static resources are compiled with besides themselves: the
+/// certificate provider's secrets, and the addresses of DNS clusters' hosts.
+struct StaticInputs {
+    bootstrap: Bootstrap,
+    provided: Option<watch::Receiver<Provided>>,
+    resolver: Arc<Resolver>,
+    dns: watch::Receiver<Arc<DnsTable>>,
+}
+
+impl StaticInputs {
+    fn new(
+        bootstrap: &Bootstrap,
+        provider: Option<&CertificateProvider>,
+        resolver: &Arc<Resolver>,
+    ) -> StaticInputs {
+        StaticInputs {
+            bootstrap: bootstrap.clone(),
+            provided: provider.map(CertificateProvider::watch),
+            resolver: Arc::clone(resolver),
+            dns: resolver.subscribe(),
+        }
+    }
+
+    /// Compiles with the inputs of now, and looks up the hosts it names.
+    fn compile(&mut self) -> config::Compiled {
+        let provided = match &mut self.provided {
+            Some(watch) => watch.borrow_and_update().clone(),
+            None => Provided::Off,
+        };
+        let dns = Arc::clone(&self.dns.borrow_and_update());
+        let compiled = Config::from_bootstrap_with(&self.bootstrap, &provided, &dns);
+        self.resolver.want(&compiled.references.hosts);
+        compiled
+    }
+
+    /// Returns when an input changes; an error once the provider is gone.
+    async fn changed(&mut self) -> anyhow::Result<()> {
+        let provided = async {
+            match &mut self.provided {
+                Some(watch) => watch.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = provided => Ok(changed?),
+            changed = self.dns.changed() => Ok(changed?),
+        }
+    }
+}
+
 /// The static resources compiled; when they need the workload certificate,
-/// once it has come.
+/// once it has come, and when they name DNS hosts, once these were looked up.
 async fn statics(
-    bootstrap: &Bootstrap,
-    provider: Option<&CertificateProvider>,
+    inputs: &mut StaticInputs,
     drain: &Drain,
     announce: &mut Announce,
 ) -> anyhow::Result<Config> {
-    let Some(provider) = provider else {
-        return Ok(Config::from_bootstrap(bootstrap)?);
-    };
-    let mut watch = provider.watch();
     loop {
-        let provided = watch.borrow_and_update().clone();
-        let compiled = Config::from_bootstrap_with(bootstrap, &provided);
+        let compiled = inputs.compile();
         match compiled.config {
             Err(err) if compiled.awaits_secret => {
                 tracing::info!(reason = %err, "the static config waits for the workload certificate");
                 announce.now()?;
             }
+            Ok(_) if !compiled.references.missing.is_empty() => {
+                tracing::info!(missing = ?compiled.references.missing, "the static config waits for DNS lookups");
+            }
             config => return Ok(config?),
         }
         tokio::select! {
-            changed = watch.changed() => changed?,
+            changed = inputs.changed() => changed?,
             () = drain.clone().started() => {
-                anyhow::bail!("stopped before the workload certificate came")
+                anyhow::bail!("stopped before the static config could be compiled")
             }
         }
     }
 }
 
-/// Compiles the static resources again when the certificate provider's
-/// secrets change (a new root), until the drain starts.
-async fn follow_provider(
-    bootstrap: Bootstrap,
-    mut watch: watch::Receiver<Provided>,
-    live: Arc<Live>,
-    drain: Drain,
-) {
+/// Compiles the static resources again when an input changes (a new mesh
+/// root, a DNS host's new addresses), until the drain starts.
+async fn follow_statics(mut inputs: StaticInputs, live: Arc<Live>, drain: Drain) {
     let mut drained = std::pin::pin!(drain.started());
     loop {
         tokio::select! {
-            changed = watch.changed() => if changed.is_err() { return },
+            changed = inputs.changed() => if changed.is_err() { return },
             () = drained.as_mut() => return,
         }
-        let provided = watch.borrow_and_update().clone();
-        let applied = match Config::from_bootstrap_with(&bootstrap, &provided).config {
+        let applied = match inputs.compile().config {
             Ok(config) => live.apply(&config).await,
             Err(err) => Err(err.into()),
         };
         match applied {
-            Ok(()) => tracing::info!("static config applied with the new mesh root"),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot apply the static config with the new mesh root")
-            }
+            Ok(()) => tracing::info!("static config applied again"),
+            Err(err) => tracing::error!(error = %err, "cannot apply the static config again"),
         }
     }
 }

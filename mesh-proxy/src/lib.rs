@@ -10,6 +10,7 @@ pub mod activity;
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod dns;
 pub mod drain;
 pub mod ext_authz;
 pub mod grpc_call;

@@ -8,7 +8,7 @@ use crate::common;
 
 use std::collections::BTreeMap;
 
-use common::{Source, ingress_gateway, productpage, read, snapshot, testdata};
+use common::{Source, ingress_gateway, productpage, read, registry, snapshot, testdata};
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
@@ -16,6 +16,8 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use mesh_api::envoy::{Descriptors, from_json};
 use mesh_control::translate::{Resources, translate};
 use mesh_proxy::config::{Config, HttpAccess};
+use mesh_proxy::dns::DnsTable;
+use mesh_proxy::identity::Provided;
 use serde_json::{Value, json};
 
 /// Clusters mesh-proxy cannot build yet (ORIGINAL_DST), by name. They are
@@ -66,7 +68,17 @@ fn accepts(resources: &Resources, secrets: &Value, scenario: &str) {
         "node": {"id": "sidecar~127.0.0.10~productpage-v1-6b9f.default~default.svc.cluster.local"},
     }))
     .unwrap();
-    let compiled = Config::from_resources(&bootstrap, &received);
+    // DNS clusters' hosts answer with a documentation address, as a
+    // resolver would once it has looked them up.
+    let wanted = Config::from_resources(&bootstrap, &received)
+        .references
+        .hosts;
+    let dns = DnsTable::with(
+        wanted
+            .into_keys()
+            .map(|host| (host, vec!["192.0.2.1".parse().unwrap()])),
+    );
+    let compiled = Config::from_resources_with(&bootstrap, &received, &Provided::Off, &dns);
     assert!(
         compiled.references.missing.is_empty(),
         "{scenario}: {:?}",
@@ -112,6 +124,56 @@ fn mesh_proxy_runs_the_bookinfo_sidecar_config() {
         }
         accepts(&translate(&proxy, &snapshot(config)), &secrets, &file);
     }
+}
+
+/// External services as Istio's egress tasks declare them: looked up by
+/// DNS (STRICT_DNS), and one address per connection (LOGICAL_DNS).
+const DNS_ENTRIES: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: httpbin-ext, namespace: default}
+spec:
+  hosts: [httpbin.org]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+  location: MESH_EXTERNAL
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db-ext, namespace: default}
+spec:
+  hosts: [db.example.com]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: DNS_ROUND_ROBIN
+  location: MESH_EXTERNAL
+"#;
+
+#[test]
+fn mesh_proxy_runs_dns_service_entries() {
+    let _descriptors = Descriptors::get();
+    let mut snapshot = snapshot(Vec::new());
+    let (services, endpoints) = registry(&read(Source::Text(DNS_ENTRIES)));
+    snapshot.services.extend(services);
+    snapshot.endpoints.extend(endpoints);
+    let resources = translate(&productpage(), &snapshot);
+    let kinds: Vec<_> = resources
+        .clusters
+        .iter()
+        .filter_map(|c| match c.cluster_discovery_type {
+            Some(ClusterDiscoveryType::Type(t))
+                if t == DiscoveryType::StrictDns as i32
+                    || t == DiscoveryType::LogicalDns as i32 =>
+            {
+                Some(c.name.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["outbound|5432||db.example.com", "outbound|80||httpbin.org"]
+    );
+    accepts(&resources, &secrets(), "DNS service entries");
 }
 
 fn by_name<T: Clone>(items: &[T], name: impl Fn(&T) -> &str) -> BTreeMap<String, T> {

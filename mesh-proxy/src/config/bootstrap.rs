@@ -1,5 +1,6 @@
 //! Envoy bootstrap files (`static_resources`, `admin`), YAML or JSON.
 
+use crate::dns::DnsTable;
 use std::path::Path;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
@@ -30,20 +31,24 @@ pub fn read_bootstrap(path: &Path) -> anyhow::Result<Bootstrap> {
 impl Config {
     /// Compiles the static resources of a bootstrap.
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Config, ConfigError> {
-        Config::from_bootstrap_with(bootstrap, &Provided::Off).config
+        Config::from_bootstrap_with(bootstrap, &Provided::Off, &DnsTable::default()).config
     }
 
     /// Like [`Config::from_bootstrap`], with `default` and `ROOTCA` from the
     /// certificate provider for the names the static secrets do not define;
     /// while it has no certificate yet, a compile that needs one says it
-    /// awaits a secret.
-    pub fn from_bootstrap_with(bootstrap: &Bootstrap, provided: &Provided) -> Compiled {
+    /// awaits a secret. DNS clusters get the addresses in `dns`.
+    pub fn from_bootstrap_with(
+        bootstrap: &Bootstrap,
+        provided: &Provided,
+        dns: &DnsTable,
+    ) -> Compiled {
         let resources = bootstrap.static_resources.clone().unwrap_or_default();
         let secrets = match Secrets::compile(&resources.secrets) {
             Ok(secrets) => secrets.with_provided(provided.clone()),
             Err(err) => return Compiled::failed(err),
         };
-        let sources = Sources::bootstrap(secrets);
+        let sources = Sources::bootstrap(secrets, dns);
         let clusters: Vec<_> = resources.clusters.iter().collect();
         let listeners: Vec<_> = resources.listeners.iter().collect();
         let config = resources::compile(bootstrap, &clusters, &listeners, &sources);

@@ -3,12 +3,14 @@
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster as EnvoyCluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as CommonHttpProtocolOptions;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier as Specifier;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
 use prost::Message;
 
+use super::dns::DnsCluster;
 use super::load_assignment;
 use super::resources::Sources;
 use super::tls;
@@ -33,6 +35,10 @@ pub(super) fn compile(c: &EnvoyCluster, sources: &Sources<'_>) -> Result<Cluster
             // Not received yet: no endpoints until it comes.
             let received = sources.assignment(name, &at.field("type"))?;
             load_assignment::compile(received, &At::resource("cluster_load_assignment", name))?
+        }
+        Discovery::Dns(dns) => {
+            let resolved = dns.assignment(c, sources, &at)?;
+            load_assignment::compile(Some(&resolved), &at.field("load_assignment"))?
         }
     };
     let lb = lb_policy::compile(c, &at)?;
@@ -77,6 +83,8 @@ enum Discovery {
     Static,
     /// A `ClusterLoadAssignment` over ADS.
     Eds,
+    /// Its `load_assignment`'s host names, looked up.
+    Dns(DnsCluster),
 }
 
 fn discovery(c: &EnvoyCluster, at: &At) -> Result<Discovery, ConfigError> {
@@ -103,9 +111,25 @@ fn discovery(c: &EnvoyCluster, at: &At) -> Result<Discovery, ConfigError> {
             }
             Ok(Discovery::Eds)
         }
+        Some(DiscoveryType::StrictDns) => Ok(Discovery::Dns(DnsCluster::compile(c, false, at)?)),
+        Some(DiscoveryType::LogicalDns) => Ok(Discovery::Dns(DnsCluster::compile(c, true, at)?)),
         _ => Err(at
             .field("type")
-            .unsupported("discovery types other than STATIC and EDS")),
+            .unsupported("discovery types other than STATIC, EDS, STRICT_DNS and LOGICAL_DNS")),
+    }
+}
+
+/// The assignment a cluster's endpoints were compiled from when it is not
+/// in its definition: the EDS resource, or the host names' addresses.
+pub(super) fn received_assignment(
+    c: &EnvoyCluster,
+    sources: &Sources<'_>,
+) -> Option<ClusterLoadAssignment> {
+    let at = At::resource("cluster", &c.name);
+    match discovery(c, &at).ok()? {
+        Discovery::Static => None,
+        Discovery::Eds => sources.received(eds_name(c).unwrap_or(&c.name)).cloned(),
+        Discovery::Dns(dns) => dns.assignment(c, sources, &at).ok(),
     }
 }
 

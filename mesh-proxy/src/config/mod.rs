@@ -144,7 +144,8 @@
 //!   Active health checks still connect in plain text.
 //! - Clusters: STATIC endpoints from `load_assignment`, or (over xDS) EDS
 //!   with `eds_cluster_config` (`eds_config: ads`; endpoints published
-//!   under `service_name`, else the cluster's name), with weights;
+//!   under `service_name`, else the cluster's name), or STRICT_DNS and
+//!   LOGICAL_DNS (host names looked up, see [`crate::dns`]), with weights;
 //!   `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `RING_HASH`
 //!   (`ring_hash_lb_config` sizes; `XX_HASH` only) and `MAGLEV`
 //!   (`maglev_lb_config.table_size`, a prime); `connect_timeout`.
@@ -211,6 +212,7 @@ mod access_log;
 mod bootstrap;
 mod cluster;
 mod cors;
+mod dns;
 mod ext_authz;
 mod fault;
 mod grpc_service;

@@ -11,8 +11,9 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster as EnvoyCluster;
@@ -23,6 +24,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
 use super::tls::Secrets;
 use super::{At, Config, ConfigError, cluster, listener};
+use crate::dns::DnsTable;
 use crate::identity::Provided;
 
 /// The latest accepted resources of each xDS type, by name.
@@ -44,6 +46,8 @@ pub struct References {
     pub endpoints: BTreeSet<String>,
     /// SDS secret names.
     pub secrets: BTreeSet<String>,
+    /// The host names of DNS clusters, with how often to look them up.
+    pub hosts: BTreeMap<String, Duration>,
     /// The looked-up resources not received yet, as `kind "name"`.
     pub missing: BTreeSet<String>,
 }
@@ -101,16 +105,18 @@ pub(super) struct Sources<'a> {
     /// `None` for a static bootstrap, which cannot use RDS or EDS.
     routes: Option<&'a BTreeMap<String, RouteConfiguration>>,
     endpoints: Option<&'a BTreeMap<String, ClusterLoadAssignment>>,
+    dns: &'a DnsTable,
     references: RefCell<References>,
 }
 
 impl<'a> Sources<'a> {
     /// A static bootstrap's: its own secrets and nothing else.
-    pub(super) fn bootstrap(secrets: Secrets) -> Sources<'a> {
+    pub(super) fn bootstrap(secrets: Secrets, dns: &'a DnsTable) -> Sources<'a> {
         Sources {
             secrets,
             routes: None,
             endpoints: None,
+            dns,
             references: RefCell::default(),
         }
     }
@@ -160,6 +166,27 @@ impl<'a> Sources<'a> {
         Ok(found)
     }
 
+    /// The EDS assignment `name` as received, without taking note of it.
+    pub(super) fn received(&self, name: &str) -> Option<&'a ClusterLoadAssignment> {
+        self.endpoints?.get(name)
+    }
+
+    /// The addresses of `host`, to be looked up every `refresh` (or more
+    /// often, when another cluster asks); `None` before the first lookup.
+    pub(super) fn resolved(&self, host: &str, refresh: Duration) -> Option<&'a [IpAddr]> {
+        let mut references = self.references.borrow_mut();
+        references
+            .hosts
+            .entry(host.to_owned())
+            .and_modify(|rate| *rate = (*rate).min(refresh))
+            .or_insert(refresh);
+        let found = self.dns.get(host);
+        if found.is_none() {
+            references.missing.insert(format!("dns name {host:?}"));
+        }
+        found
+    }
+
     fn into_references(self) -> References {
         let mut references = self.references.into_inner();
         references.secrets = self.secrets.requested();
@@ -176,15 +203,17 @@ impl Config {
     /// Compiles the bootstrap's static resources together with dynamic ones.
     /// A dynamic resource may not take the name of a static one.
     pub fn from_resources(bootstrap: &Bootstrap, resources: &Resources) -> Compiled {
-        Config::from_resources_with(bootstrap, resources, &Provided::Off)
+        Config::from_resources_with(bootstrap, resources, &Provided::Off, &DnsTable::default())
     }
 
     /// Like [`Config::from_resources`], with `default` and `ROOTCA` from the
-    /// certificate provider for the names neither source defines.
+    /// certificate provider for the names neither source defines, and the
+    /// addresses in `dns` for DNS clusters.
     pub fn from_resources_with(
         bootstrap: &Bootstrap,
         resources: &Resources,
         provided: &Provided,
+        dns: &DnsTable,
     ) -> Compiled {
         let statics = bootstrap.static_resources.clone().unwrap_or_default();
         let secrets = match Secrets::with_dynamic(&statics.secrets, resources.secrets.values()) {
@@ -195,6 +224,7 @@ impl Config {
             secrets,
             routes: Some(&resources.routes),
             endpoints: Some(&resources.endpoints),
+            dns,
             references: RefCell::default(),
         };
         let clusters: Vec<_> = statics
@@ -302,14 +332,13 @@ pub fn node_info(bootstrap: &Bootstrap) -> super::NodeInfo {
     super::istio::node(bootstrap.node.as_ref())
 }
 
-/// A cluster changes with its definition, its EDS assignment, and, when it
-/// speaks TLS, the secrets.
+/// A cluster changes with its definition, its EDS assignment or its host
+/// names' addresses, and, when it speaks TLS, the secrets.
 fn cluster_fingerprint(cluster: &EnvoyCluster, sources: &Sources<'_>) -> Arc<Fingerprint> {
-    let name = cluster::eds_name(cluster).unwrap_or(&cluster.name);
     let tls = cluster.transport_socket.is_some() || !cluster.transport_socket_matches.is_empty();
     Arc::new(Fingerprint::Cluster {
         definition: Box::new(cluster.clone()),
-        assignment: sources.endpoints.and_then(|e| e.get(name)).cloned(),
+        assignment: cluster::received_assignment(cluster, sources),
         secrets: tls.then(|| secrets_hash(sources)),
     })
 }

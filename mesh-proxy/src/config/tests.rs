@@ -61,10 +61,10 @@ fn errors_name_the_resource_and_field() {
         catch_all(json!({"match": {"prefix": "/"}, "route": {"cluster": "a"}})),
         &["a"],
     );
-    bootstrap["static_resources"]["clusters"][0]["type"] = json!("STRICT_DNS");
+    bootstrap["static_resources"]["clusters"][0]["type"] = json!("ORIGINAL_DST");
     assert_eq!(
         error(bootstrap),
-        "cluster \"a\": type: discovery types other than STATIC and EDS is not supported by this proxy"
+        "cluster \"a\": type: discovery types other than STATIC, EDS, STRICT_DNS and LOGICAL_DNS is not supported by this proxy"
     );
 
     let mut bootstrap = http_bootstrap(

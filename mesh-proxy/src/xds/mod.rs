@@ -31,6 +31,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Endpoint;
 
 use crate::config::{At, Config, ConfigError};
+use crate::dns::DnsTable;
 use crate::drain::Drain;
 use crate::identity::Provided;
 use crate::live::Live;
@@ -124,8 +125,9 @@ fn ads_target(ads: &ApiConfigSource, statics: &Config, at: &At) -> Result<Target
 }
 
 /// Runs the client until the drain starts. `provided` tells when the
-/// certificate provider's secrets change, so that the config is compiled
-/// again with them.
+/// certificate provider's secrets change, and the protocol's resolver when
+/// a DNS cluster's host resolves differently, so that the config is
+/// compiled again with them.
 pub async fn run(
     target: Target,
     mut protocol: Protocol,
@@ -136,6 +138,7 @@ pub async fn run(
 ) {
     let mut backoff = Backoff::default();
     let mut drained = std::pin::pin!(drain.started());
+    let mut dns = protocol.resolver().subscribe();
     let mut client = Client {
         protocol: &mut protocol,
         live: &live,
@@ -143,7 +146,7 @@ pub async fn run(
     };
     loop {
         tokio::select! {
-            result = client.session(&target, &mut backoff, &mut provided) => {
+            result = client.session(&target, &mut backoff, &mut provided, &mut dns) => {
                 match result {
                     Ok(()) => tracing::warn!(target = %target.0, "the control plane closed the xDS stream"),
                     Err(err) => tracing::warn!(target = %target.0, error = %err, "xDS stream failed"),
@@ -163,6 +166,10 @@ pub async fn run(
                 // Subscriptions changed meanwhile go out with the next stream's first requests.
                 next = changed(&mut provided) => {
                     let outcome = client.provide(next);
+                    client.serve(outcome).await;
+                }
+                () = resolved(&mut dns) => {
+                    let outcome = client.protocol.resolved();
                     client.serve(outcome).await;
                 }
                 () = drained.as_mut() => return,
@@ -185,6 +192,7 @@ impl Client<'_> {
         target: &Target,
         backoff: &mut Backoff,
         provided: &mut Option<watch::Receiver<Provided>>,
+        dns: &mut watch::Receiver<Arc<DnsTable>>,
     ) -> anyhow::Result<()> {
         let channel = Endpoint::from_shared(target.0.clone())?
             .connect_timeout(CONNECT_TIMEOUT)
@@ -219,6 +227,7 @@ impl Client<'_> {
                     outcome
                 }
                 next = changed(provided) => self.provide(next),
+                () = resolved(dns) => self.protocol.resolved(),
             };
             for request in self.serve(outcome).await {
                 requests.send(request)?;
@@ -260,6 +269,13 @@ async fn changed(provided: &mut Option<watch::Receiver<Provided>>) -> Provided {
         return receiver.borrow_and_update().clone();
     }
     std::future::pending().await
+}
+
+/// Returns when the resolver's answers next change.
+async fn resolved(dns: &mut watch::Receiver<Arc<DnsTable>>) {
+    if dns.changed().await.is_err() {
+        std::future::pending().await
+    }
 }
 
 /// The node the bootstrap describes, which the first request carries.

@@ -10,6 +10,7 @@
 //! ones; the config is served once nothing it names is missing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
@@ -24,7 +25,8 @@ use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status;
 use prost::Message;
 
-use crate::config::{Config, References, Resources};
+use crate::config::{Compiled, Config, References, Resources};
+use crate::dns::Resolver;
 use crate::identity::Provided;
 
 /// The xDS types, in the order Envoy subscribes to them.
@@ -88,6 +90,8 @@ pub struct Protocol {
     accepted: Resources,
     /// `default` and `ROOTCA` from the certificate provider.
     provided: Provided,
+    /// Looks up the host names of DNS clusters.
+    resolver: Arc<Resolver>,
     types: BTreeMap<Kind, TypeState>,
 }
 
@@ -115,8 +119,16 @@ impl Protocol {
             node,
             accepted: Resources::default(),
             provided: Provided::Off,
+            resolver: Resolver::new(),
             types,
         }
+    }
+
+    /// Looks up DNS clusters' hosts with `resolver` (shared with the static
+    /// config's compile) instead of its own.
+    pub fn with_resolver(mut self, resolver: Arc<Resolver>) -> Protocol {
+        self.resolver = resolver;
+        self
     }
 
     /// Compiles with what the certificate provider offers now.
@@ -132,7 +144,22 @@ impl Protocol {
     /// not be checked before) is reported for the logs.
     pub fn provide(&mut self, provided: Provided) -> Outcome {
         self.provided = provided;
-        let compiled = Config::from_resources_with(&self.bootstrap, &self.accepted, &self.provided);
+        self.recompile()
+    }
+
+    /// The resolver's answers changed: the accepted resources are compiled
+    /// again with them, as with [`Protocol::provide`].
+    pub fn resolved(&mut self) -> Outcome {
+        self.recompile()
+    }
+
+    /// Tells when the host names of DNS clusters resolve differently.
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
+    }
+
+    fn recompile(&mut self) -> Outcome {
+        let compiled = self.compile(&self.accepted);
         let references = compiled.references.clone();
         let complete = compiled.is_complete();
         let (config, whole) = match compiled.config {
@@ -147,6 +174,7 @@ impl Protocol {
             }
             Ok(config) => (complete.then_some(config), true),
         };
+        self.resolver.want(&references.hosts);
         Outcome {
             requests: self.resubscribe(&references, whole),
             config,
@@ -200,7 +228,7 @@ impl Protocol {
         if let Err(reason) = merge(&mut candidate, kind, &response.resources) {
             return self.refuse(Some(kind), &response, reason);
         }
-        let compiled = Config::from_resources_with(&self.bootstrap, &candidate, &self.provided);
+        let compiled = self.compile(&candidate);
         let references = compiled.references.clone();
         let complete = compiled.is_complete();
         // A compile stopped by a missing secret has not seen every name yet:
@@ -212,6 +240,7 @@ impl Protocol {
             Ok(config) => (complete.then_some(config), true),
         };
         self.accepted = candidate;
+        self.resolver.want(&references.hosts);
         let state = self.types.get_mut(&kind).expect("every kind");
         state.version.clone_from(&response.version_info);
         state.last_updated = Some(SystemTime::now());
@@ -223,6 +252,11 @@ impl Protocol {
             rejected: None,
             missing: references.missing,
         }
+    }
+
+    fn compile(&self, resources: &Resources) -> Compiled {
+        let dns = self.resolver.table();
+        Config::from_resources_with(&self.bootstrap, resources, &self.provided, &dns)
     }
 
     /// A NACK: the previous version, this response's nonce, and why.

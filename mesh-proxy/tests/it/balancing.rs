@@ -1,4 +1,5 @@
-//! Consistent hashing, outlier detection and priority failover, end to end.
+//! Consistent hashing, outlier detection and priority failover, end to
+//! end; endpoints from DNS host names.
 
 use crate::support;
 
@@ -399,4 +400,37 @@ async fn an_ejected_endpoint_moves_traffic_to_the_next_priority_until_it_returns
         "back before base_ejection_time"
     );
     assert!(proxy.quit().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_strict_dns_cluster_sends_to_every_address_of_its_hosts() {
+    let (one, two) = (Echo::start("one").await, Echo::start("two").await);
+    // Two host names, each an address literal (which resolves to itself),
+    // and `localhost` for the second echo.
+    let endpoint = |host: &str, port: u16| {
+        json!({"endpoint": {"address":
+        {"socket_address": {"address": host, "port_value": port}}}})
+    };
+    let dns = json!({"name": "dns", "type": "STRICT_DNS", "connect_timeout": "1s",
+    "dns_lookup_family": "V4_ONLY",
+    "load_assignment": {"cluster_name": "dns", "endpoints": [{"lb_endpoints": [
+        endpoint("127.0.0.1", one.address.port()),
+        endpoint("localhost", two.address.port()),
+    ]}]}});
+    let proxy = Proxy::start(&bootstrap(
+        json!([http_listener("http", one_route("dns", json!([])))]),
+        json!([dns]),
+    ))
+    .await;
+    let address = proxy.listener("http");
+    let mut servers = BTreeSet::new();
+    for _ in 0..20 {
+        let (status, body) = get(address, "/", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        servers.insert(server_of(&body));
+    }
+    assert_eq!(
+        servers,
+        BTreeSet::from(["one".to_owned(), "two".to_owned()])
+    );
 }

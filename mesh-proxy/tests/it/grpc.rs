@@ -94,7 +94,11 @@ async fn call(address: std::net::SocketAddr, path: &str, grpc: bool) -> (u16, He
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
-    let content_type = if grpc { "application/grpc" } else { "application/octet-stream" };
+    let content_type = if grpc {
+        "application/grpc"
+    } else {
+        "application/octet-stream"
+    };
     let request = Request::post(format!("http://{address}{path}"))
         .header("content-type", content_type)
         .header("te", "trailers")
@@ -102,7 +106,11 @@ async fn call(address: std::net::SocketAddr, path: &str, grpc: bool) -> (u16, He
         .unwrap();
     let response = client.request(request).await.unwrap();
     let (parts, body) = response.into_parts();
-    (parts.status.as_u16(), parts.headers, body.collect().await.unwrap().to_bytes())
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,14 +120,21 @@ async fn refusals_and_errors_reach_grpc_clients_as_grpc_statuses() {
         {"match": {"prefix": "/secret."}, "route": {"cluster": "empty"}}
     ]}]);
     let mut listener = http_listener("http", vhosts);
-    support::before_router(&mut listener, json!([{"name": "envoy.filters.http.rbac", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
-        "rules": {"action": "DENY", "policies": {"no-secrets": {
-            "permissions": [{"url_path": {"path": {"prefix": "/secret."}}}],
-            "principals": [{"any": true}]
-        }}}
-    }}]));
-    let proxy = Proxy::start(&bootstrap(json!([listener]), json!([cluster("empty", &[])]))).await;
+    support::before_router(
+        &mut listener,
+        json!([{"name": "envoy.filters.http.rbac", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "DENY", "policies": {"no-secrets": {
+                "permissions": [{"url_path": {"path": {"prefix": "/secret."}}}],
+                "principals": [{"any": true}]
+            }}}
+        }}]),
+    );
+    let proxy = Proxy::start(&bootstrap(
+        json!([listener]),
+        json!([cluster("empty", &[])]),
+    ))
+    .await;
     let address = proxy.listener("http");
 
     // (path, gRPC status, message): RBAC's 403, no route's 404, no endpoint's 503.

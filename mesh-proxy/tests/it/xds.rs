@@ -447,3 +447,47 @@ async fn configured_over_ads_and_updated_live() {
     server.abort();
     proxy.quit().await;
 }
+
+/// A STRICT_DNS cluster naming `host` at `port`, looked up every second.
+fn dns_cluster(name: &str, host: &str, port: u16) -> Value {
+    json!({"name": name, "type": "STRICT_DNS", "connect_timeout": "1s",
+        "dns_lookup_family": "V4_ONLY", "dns_refresh_rate": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
+            {"socket_address": {"address": host, "port_value": port}}}}]}]}})
+}
+
+#[tokio::test]
+async fn dns_clusters_over_ads_send_to_their_hosts_addresses() {
+    let external = Echo::start("external").await;
+    let plane = Plane::default();
+    // As istiod writes a ServiceEntry with `resolution: DNS`.
+    plane.set::<Cluster>(
+        "1",
+        &[dns_cluster(
+            "outbound|80||external.example",
+            "localhost",
+            external.address.port(),
+        )],
+    );
+    plane.set::<Listener>("1", &[listener()]);
+    plane.set::<RouteConfiguration>("1", &[routes("outbound|80||external.example")]);
+    let (plane_address, _server) = plane.serve("127.0.0.1:0".parse().unwrap()).await;
+    let proxy = Proxy::start(&xds_bootstrap(plane_address)).await;
+
+    until(|| async { ready(&proxy).await == StatusCode::OK }).await;
+    let address = listener_address(&proxy).await;
+    until_served_by(address, "external").await;
+    let acks = plane.requests();
+    assert!(
+        acks.iter()
+            .filter(|r| is_type::<Cluster>(r))
+            .all(|r| r.error_detail.is_none()),
+        "the DNS cluster is accepted"
+    );
+    let (_, clusters) = get(proxy.admin, "/clusters", &[]).await;
+    let host = format!(
+        "outbound|80||external.example::127.0.0.1:{}::",
+        external.address.port()
+    );
+    assert!(clusters.contains(&host), "{clusters}");
+}

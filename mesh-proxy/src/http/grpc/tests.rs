@@ -53,7 +53,11 @@ fn http_statuses_map_as_grpc_documents() {
         (418, code::UNKNOWN),
     ];
     for (http, grpc) in cases {
-        assert_eq!(status_for(StatusCode::from_u16(http).unwrap()), grpc, "{http}");
+        assert_eq!(
+            status_for(StatusCode::from_u16(http).unwrap()),
+            grpc,
+            "{http}"
+        );
     }
 }
 
@@ -70,16 +74,20 @@ async fn a_local_reply_becomes_trailers_only() {
         "Jwt is expired",
         ResponseFlags::NONE,
     );
-    reply
-        .headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"x\""));
+    reply.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"x\""),
+    );
     let response = local_reply(reply);
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers();
     assert_eq!(headers[CONTENT_TYPE], "application/grpc");
     assert_eq!(headers["grpc-status"], "16");
     assert_eq!(headers["grpc-message"], "Jwt is expired");
-    assert_eq!(headers[WWW_AUTHENTICATE], "Bearer realm=\"x\"", "the challenge stays");
+    assert_eq!(
+        headers[WWW_AUTHENTICATE], "Bearer realm=\"x\"",
+        "the challenge stays"
+    );
     assert_eq!(body_of(response).await, "");
 }
 
