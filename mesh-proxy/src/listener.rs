@@ -486,7 +486,8 @@ async fn handle<S>(
             limits,
         } => {
             let upstream = crate::lb::by_weight(targets);
-            tcp::proxy_connection(Arc::clone(upstream), telemetry.clone(), *limits, stream).await
+            let upstream = Arc::clone(upstream);
+            tcp::proxy_connection(upstream, telemetry.clone(), *limits, stream, downstream).await
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::activity::{self, Activity, Ended};
 use crate::config::ClientConnections;
+use crate::lb::Downstream;
 use crate::telemetry::TcpTelemetry;
 use crate::telemetry::metrics::TcpSeries;
 use crate::upstream::Upstream;
@@ -22,13 +23,14 @@ pub async fn proxy_connection<S>(
     telemetry: Option<Arc<TcpTelemetry>>,
     limits: ClientConnections,
     client: S,
+    downstream: Option<Downstream>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // The connection's age counts from its acceptance, not from the end
     // of the upstream connect.
     let aged = activity::after(limits.max_duration);
-    let Some(pick) = upstream.balancer.pick() else {
+    let Some(pick) = upstream.pick(downstream, None, None, 0) else {
         tracing::debug!(cluster = %upstream.cluster.name, "no endpoint; closing the connection");
         return;
     };

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::config::{Cluster, Config, ServiceRef};
-use crate::lb::Balancer;
+use crate::lb::{Balancer, Downstream, Pick};
 use crate::stats::{ClusterStats, ConnectionStats};
 use crate::tls::{Connector, TlsStats};
 
@@ -67,7 +67,8 @@ impl Upstream {
         );
         let tls_stats = Arc::new(TlsStats::default());
         let tls_used = !tls.is_empty();
-        let connector = Connector::new(tls, cluster.connect_timeout, Arc::clone(&tls_stats));
+        let connector = Connector::new(tls, cluster.connect_timeout, Arc::clone(&tls_stats))
+            .bound_to(cluster.bind);
         let connections = Arc::new(ConnectionStats::default());
         let pool = Pool::new(
             connector.clone(),
@@ -94,6 +95,23 @@ impl Upstream {
             grpc: OnceLock::new(),
             active_requests: AtomicU32::new(0),
             active_retries: AtomicU32::new(0),
+        }
+    }
+
+    /// The endpoint for a request (its headers) or a connection from
+    /// `downstream`: where the client meant to connect for an ORIGINAL_DST
+    /// cluster, else the balancer's pick for the hash `key` (see
+    /// [`Balancer::pick_hashed`]).
+    pub fn pick(
+        &self,
+        downstream: Option<Downstream>,
+        headers: Option<&http::HeaderMap>,
+        key: Option<u64>,
+        attempt: u32,
+    ) -> Option<Pick> {
+        match &self.cluster.original_dst {
+            Some(original) => original.target(downstream, headers).map(Pick::direct),
+            None => self.balancer.pick_hashed(key, attempt),
         }
     }
 

@@ -2,7 +2,7 @@
 //! productpage sidecar, for the Bookinfo registry and each walkthrough
 //! config, and of the ingress gateway compile with `Config::from_resources`
 //! as mesh-proxy's xDS client receives them, with the certificates SDS
-//! would deliver.
+//! would deliver (and DNS clusters with their hosts looked up).
 
 use crate::common;
 
@@ -20,9 +20,7 @@ use mesh_proxy::dns::DnsTable;
 use mesh_proxy::identity::Provided;
 use serde_json::{Value, json};
 
-/// Clusters mesh-proxy cannot build yet (ORIGINAL_DST), by name. They are
-/// given as STATIC clusters without endpoints so that the listeners naming
-/// them still compile; every other resource goes in as translate wrote it.
+/// The catch-all clusters of a capturing sidecar, ORIGINAL_DST both.
 const ORIGINAL_DST_CLUSTERS: [&str; 2] = ["PassthroughCluster", "InboundPassthroughCluster"];
 
 /// The workload certificate and trust bundle SDS would deliver.
@@ -49,21 +47,7 @@ fn secrets() -> Value {
 }
 
 fn accepts(resources: &Resources, secrets: &Value, scenario: &str) {
-    let mut received = received(resources, secrets);
-    for name in ORIGINAL_DST_CLUSTERS {
-        let cluster = received.clusters.get_mut(name).unwrap();
-        assert_eq!(
-            cluster.cluster_discovery_type,
-            Some(ClusterDiscoveryType::Type(
-                DiscoveryType::OriginalDst as i32
-            )),
-            "{scenario}: {name}"
-        );
-        *cluster = Cluster {
-            name: name.to_owned(),
-            ..Cluster::default()
-        };
-    }
+    let received = received(resources, secrets);
     let bootstrap: Bootstrap = from_json(&json!({
         "node": {"id": "sidecar~127.0.0.10~productpage-v1-6b9f.default~default.svc.cluster.local"},
     }))
@@ -95,6 +79,18 @@ fn accepts(resources: &Resources, secrets: &Value, scenario: &str) {
     assert_eq!(
         config.clusters.len(),
         resources.clusters.len(),
+        "{scenario}"
+    );
+    for name in ORIGINAL_DST_CLUSTERS {
+        assert!(
+            config.clusters[name].original_dst.is_some(),
+            "{scenario}: {name}"
+        );
+    }
+    let inbound = &config.clusters["InboundPassthroughCluster"];
+    assert_eq!(
+        inbound.bind,
+        Some("127.0.0.6:0".parse().unwrap()),
         "{scenario}"
     );
 }

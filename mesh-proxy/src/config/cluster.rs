@@ -15,7 +15,8 @@ use super::load_assignment;
 use super::resources::Sources;
 use super::tls;
 use super::{
-    At, Cluster, ConfigError, HttpConnections, Limits, duration, health, lb_policy, outlier,
+    At, Cluster, ConfigError, HttpConnections, Limits, OriginalDst, duration, health, lb_policy,
+    outlier,
 };
 
 /// Envoy's default connect timeout.
@@ -26,7 +27,12 @@ pub(super) fn compile(c: &EnvoyCluster, sources: &Sources<'_>) -> Result<Cluster
     if c.name.is_empty() {
         return Err(at.field("name").error("a cluster needs a name"));
     }
-    let assignment = match discovery(c, &at)? {
+    let discovery = discovery(c, &at)?;
+    let original_dst = match discovery {
+        Discovery::OriginalDst => Some(original_dst(c, &at)?),
+        _ => None,
+    };
+    let assignment = match discovery {
         Discovery::Static => {
             load_assignment::compile(c.load_assignment.as_ref(), &at.field("load_assignment"))?
         }
@@ -40,8 +46,24 @@ pub(super) fn compile(c: &EnvoyCluster, sources: &Sources<'_>) -> Result<Cluster
             let resolved = dns.assignment(c, sources, &at)?;
             load_assignment::compile(Some(&resolved), &at.field("load_assignment"))?
         }
+        Discovery::OriginalDst => load_assignment::compile(None, &at)?,
     };
-    let lb = lb_policy::compile(c, &at)?;
+    let cluster_provided = c.lb_policy == cluster::LbPolicy::ClusterProvided as i32;
+    let lb = match (original_dst.is_some(), cluster_provided) {
+        // Picked per request; the policy is not used.
+        (true, true) => super::LbPolicy::RoundRobin,
+        (true, false) => {
+            return Err(at
+                .field("lb_policy")
+                .error("an ORIGINAL_DST cluster needs CLUSTER_PROVIDED"));
+        }
+        (false, true) => {
+            return Err(at
+                .field("lb_policy")
+                .error("CLUSTER_PROVIDED is for ORIGINAL_DST clusters only"));
+        }
+        (false, false) => lb_policy::compile(c, &at)?,
+    };
     let outlier = match &c.outlier_detection {
         Some(o) => Some(outlier::compile(o, &at.field("outlier_detection"))?),
         None => None,
@@ -74,7 +96,71 @@ pub(super) fn compile(c: &EnvoyCluster, sources: &Sources<'_>) -> Result<Cluster
         services: super::istio::services(c.metadata.as_ref()),
         tls: tls::cluster_transport(c, secrets, &at)?,
         transport_socket_matches: tls::socket_matches(c, secrets, &at)?,
+        original_dst,
+        bind: bind_address(c, &at)?,
     })
+}
+
+/// `original_dst_lb_config`: the header to read the destination from, and
+/// a port to use instead of the destination's.
+fn original_dst(c: &EnvoyCluster, at: &At) -> Result<OriginalDst, ConfigError> {
+    let Some(cluster::LbConfig::OriginalDstLbConfig(config)) = &c.lb_config else {
+        return Ok(OriginalDst::default());
+    };
+    let at = at.field("original_dst_lb_config");
+    if config.metadata_key.is_some() {
+        return Err(at.field("metadata_key").unsupported("metadata_key"));
+    }
+    let header = match (config.use_http_header, config.http_header_name.as_str()) {
+        (false, _) => None,
+        (true, "") => Some(http::HeaderName::from_static("x-envoy-original-dst-host")),
+        (true, name) => Some(
+            http::HeaderName::try_from(name)
+                .map_err(|_| at.field("http_header_name").error("not a header name"))?,
+        ),
+    };
+    let port = match config.upstream_port_override {
+        None => None,
+        Some(port) => Some(
+            u16::try_from(port.value)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    at.field("upstream_port_override")
+                        .error("not a port number")
+                })?,
+        ),
+    };
+    Ok(OriginalDst { header, port })
+}
+
+/// `upstream_bind_config.source_address`, the only field of it supported.
+fn bind_address(c: &EnvoyCluster, at: &At) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let Some(bind) = &c.upstream_bind_config else {
+        return Ok(None);
+    };
+    let at = at.field("upstream_bind_config");
+    let rest = envoy_types::pb::envoy::config::core::v3::BindConfig {
+        source_address: None,
+        ..bind.clone()
+    };
+    if rest != Default::default() {
+        return Err(at.unsupported("fields other than source_address"));
+    }
+    let Some(source) = &bind.source_address else {
+        return Ok(None);
+    };
+    let address = envoy_types::pb::envoy::config::core::v3::Address {
+        address: Some(
+            envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(
+                source.clone(),
+            ),
+        ),
+    };
+    Ok(Some(super::listener::socket_address(
+        &address,
+        &at.field("source_address"),
+    )?))
 }
 
 /// Where a cluster's endpoints come from.
@@ -85,6 +171,8 @@ enum Discovery {
     Eds,
     /// Its `load_assignment`'s host names, looked up.
     Dns(DnsCluster),
+    /// None: each request's own destination.
+    OriginalDst,
 }
 
 fn discovery(c: &EnvoyCluster, at: &At) -> Result<Discovery, ConfigError> {
@@ -113,9 +201,8 @@ fn discovery(c: &EnvoyCluster, at: &At) -> Result<Discovery, ConfigError> {
         }
         Some(DiscoveryType::StrictDns) => Ok(Discovery::Dns(DnsCluster::compile(c, false, at)?)),
         Some(DiscoveryType::LogicalDns) => Ok(Discovery::Dns(DnsCluster::compile(c, true, at)?)),
-        _ => Err(at
-            .field("type")
-            .unsupported("discovery types other than STATIC, EDS, STRICT_DNS and LOGICAL_DNS")),
+        Some(DiscoveryType::OriginalDst) => Ok(Discovery::OriginalDst),
+        None => Err(at.field("cluster_type").unsupported("custom cluster types")),
     }
 }
 
@@ -127,7 +214,7 @@ pub(super) fn received_assignment(
 ) -> Option<ClusterLoadAssignment> {
     let at = At::resource("cluster", &c.name);
     match discovery(c, &at).ok()? {
-        Discovery::Static => None,
+        Discovery::Static | Discovery::OriginalDst => None,
         Discovery::Eds => sources.received(eds_name(c).unwrap_or(&c.name)).cloned(),
         Discovery::Dns(dns) => dns.assignment(c, sources, &at).ok(),
     }

@@ -726,6 +726,44 @@ pub struct Cluster {
     /// TLS to the endpoints (`transport_socket`), unless a match says otherwise.
     pub tls: Option<Arc<crate::tls::ClientTls>>,
     pub transport_socket_matches: Vec<TransportSocketMatch>,
+    /// An ORIGINAL_DST cluster: no endpoints of its own.
+    pub original_dst: Option<OriginalDst>,
+    /// The local address connections to the endpoints come from
+    /// (`upstream_bind_config.source_address`).
+    pub bind: Option<SocketAddr>,
+}
+
+/// An ORIGINAL_DST cluster (Istio's `PassthroughCluster`): a request or
+/// connection goes where its client meant to connect, the destination an
+/// `use_original_dst` listener restored (`original_dst_lb_config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginalDst {
+    /// `use_http_header`: the header that names the destination instead
+    /// (`x-envoy-original-dst-host` unless `http_header_name` says).
+    pub header: Option<http::HeaderName>,
+    /// `upstream_port_override`: this port instead of the destination's.
+    pub port: Option<u16>,
+}
+
+impl OriginalDst {
+    /// Where a request or connection goes: the header's `ip:port` when it
+    /// names one, else the destination its client connected to.
+    pub fn target(
+        &self,
+        downstream: Option<crate::lb::Downstream>,
+        headers: Option<&http::HeaderMap>,
+    ) -> Option<SocketAddr> {
+        let from_header = self
+            .header
+            .as_ref()
+            .zip(headers)
+            .and_then(|(name, headers)| headers.get(name)?.to_str().ok()?.parse().ok());
+        let mut target: SocketAddr = from_header.or(downstream.map(|d| d.local))?;
+        if let Some(port) = self.port {
+            target.set_port(port);
+        }
+        Some(target)
+    }
 }
 
 /// How long an HTTP connection to an endpoint is kept

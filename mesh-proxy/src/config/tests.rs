@@ -61,10 +61,11 @@ fn errors_name_the_resource_and_field() {
         catch_all(json!({"match": {"prefix": "/"}, "route": {"cluster": "a"}})),
         &["a"],
     );
-    bootstrap["static_resources"]["clusters"][0]["type"] = json!("ORIGINAL_DST");
+    bootstrap["static_resources"]["clusters"][0]["cluster_type"] =
+        json!({"name": "envoy.clusters.aggregate"});
     assert_eq!(
         error(bootstrap),
-        "cluster \"a\": type: discovery types other than STATIC, EDS, STRICT_DNS and LOGICAL_DNS is not supported by this proxy"
+        "cluster \"a\": cluster_type: custom cluster types is not supported by this proxy"
     );
 
     let mut bootstrap = http_bootstrap(
@@ -161,5 +162,90 @@ fn client_connections_close_after_an_hour_idle_unless_configured() {
     assert_eq!(
         error(with_common(json!({"idle_timeout": "-1s"}))),
         "listener \"http\": filter_chains[0].filters[0].typed_config.common_http_protocol_options.idle_timeout: durations must not be negative"
+    );
+}
+
+#[test]
+fn original_dst_clusters_read_their_header_port_and_bind_address() {
+    use crate::testing::compile_with_cluster;
+    let original = |fields: serde_json::Value| {
+        let mut all = json!({"type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED"});
+        for (key, value) in fields.as_object().unwrap() {
+            all[key] = value.clone();
+        }
+        compile_with_cluster(all)
+    };
+    let config = original(json!({})).unwrap();
+    let cluster = &config.clusters["a"];
+    assert_eq!(cluster.original_dst, Some(super::OriginalDst::default()));
+    assert!(cluster.endpoints.is_empty());
+
+    let config = original(json!({
+        "original_dst_lb_config": {"use_http_header": true, "upstream_port_override": 8080},
+        "upstream_bind_config": {"source_address": {"address": "127.0.0.6", "port_value": 0}}
+    }))
+    .unwrap();
+    let cluster = &config.clusters["a"];
+    let dst = cluster.original_dst.as_ref().unwrap();
+    assert_eq!(dst.header.as_ref().unwrap(), "x-envoy-original-dst-host");
+    assert_eq!(dst.port, Some(8080));
+    assert_eq!(cluster.bind, Some("127.0.0.6:0".parse().unwrap()));
+
+    let err = |result: Result<super::Config, super::ConfigError>| result.unwrap_err().to_string();
+    assert_eq!(
+        err(compile_with_cluster(json!({"type": "ORIGINAL_DST"}))),
+        "cluster \"a\": lb_policy: an ORIGINAL_DST cluster needs CLUSTER_PROVIDED"
+    );
+    assert_eq!(
+        err(compile_with_cluster(
+            json!({"lb_policy": "CLUSTER_PROVIDED"})
+        )),
+        "cluster \"a\": lb_policy: CLUSTER_PROVIDED is for ORIGINAL_DST clusters only"
+    );
+    assert_eq!(
+        err(original(
+            json!({"upstream_bind_config": {"freebind": true}})
+        )),
+        "cluster \"a\": upstream_bind_config: fields other than source_address is not supported by this proxy"
+    );
+}
+
+#[test]
+fn original_destinations_come_from_the_header_or_the_connection() {
+    let downstream = crate::lb::Downstream {
+        remote: "10.0.0.9:41000".parse().unwrap(),
+        local: "10.0.0.5:9080".parse().unwrap(),
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-envoy-original-dst-host", "10.0.0.7:80".parse().unwrap());
+    let plain = super::OriginalDst::default();
+    assert_eq!(
+        plain.target(Some(downstream), Some(&headers)),
+        Some(downstream.local)
+    );
+    assert_eq!(plain.target(None, None), None);
+    let by_header = super::OriginalDst {
+        header: Some(http::HeaderName::from_static("x-envoy-original-dst-host")),
+        port: None,
+    };
+    assert_eq!(
+        by_header.target(Some(downstream), Some(&headers)),
+        Some("10.0.0.7:80".parse().unwrap())
+    );
+    headers.insert(
+        "x-envoy-original-dst-host",
+        "not-an-address".parse().unwrap(),
+    );
+    assert_eq!(
+        by_header.target(Some(downstream), Some(&headers)),
+        Some(downstream.local)
+    );
+    let overridden = super::OriginalDst {
+        header: None,
+        port: Some(15000),
+    };
+    assert_eq!(
+        overridden.target(Some(downstream), None),
+        Some("10.0.0.5:15000".parse().unwrap())
     );
 }

@@ -15,6 +15,7 @@ mod priority;
 mod request;
 mod view;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -59,34 +60,71 @@ pub struct Balancer {
 
 /// An endpoint in use; dropping it ends the request for least-request.
 #[derive(Debug)]
-pub struct Pick {
-    balancer: Arc<Balancer>,
-    index: usize,
+pub struct Pick(Picked);
+
+#[derive(Debug)]
+enum Picked {
+    /// One of a cluster's endpoints.
+    Balanced {
+        balancer: Arc<Balancer>,
+        index: usize,
+    },
+    /// An address the request brought (an ORIGINAL_DST cluster's), which
+    /// no balancer knows.
+    Direct(Box<(Endpoint, Authority)>),
 }
 
 impl Pick {
+    /// `address` as an endpoint of its own, for ORIGINAL_DST clusters.
+    pub fn direct(address: SocketAddr) -> Pick {
+        let endpoint = Endpoint {
+            address,
+            weight: 1,
+            health_status: crate::config::HealthStatus::Unknown,
+            locality: Arc::default(),
+            priority: 0,
+            locality_weight: None,
+            health_check: Default::default(),
+            transport_socket_match: Default::default(),
+        };
+        let authority = Authority::try_from(address.to_string())
+            .expect("a socket address is a valid authority");
+        Pick(Picked::Direct(Box::new((endpoint, authority))))
+    }
+
     pub fn endpoint(&self) -> &Endpoint {
-        &self.balancer.endpoints[self.index]
+        match &self.0 {
+            Picked::Balanced { balancer, index } => &balancer.endpoints[*index],
+            Picked::Direct(direct) => &direct.0,
+        }
     }
 
     /// The endpoint's `ip:port` as a URI authority, made once per endpoint.
     pub fn authority(&self) -> Authority {
-        self.balancer.authorities[self.index].clone()
+        match &self.0 {
+            Picked::Balanced { balancer, index } => balancer.authorities[*index].clone(),
+            Picked::Direct(direct) => direct.1.clone(),
+        }
     }
 
     /// Tells outlier detection how the request went: the response status, or
     /// 503 for a connect failure or a reset and 504 for a timeout.
     pub fn report(&self, status: u16) {
-        self.balancer.requests[self.index].report(status);
-        if let Some(detector) = &self.balancer.outlier {
-            detector.report(self.index, status, Instant::now());
+        let Picked::Balanced { balancer, index } = &self.0 else {
+            return;
+        };
+        balancer.requests[*index].report(status);
+        if let Some(detector) = &balancer.outlier {
+            detector.report(*index, status, Instant::now());
         }
     }
 }
 
 impl Drop for Pick {
     fn drop(&mut self) {
-        self.balancer.active[self.index].fetch_sub(1, Ordering::Relaxed);
+        if let Picked::Balanced { balancer, index } = &self.0 {
+            balancer.active[*index].fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -162,10 +200,10 @@ impl Balancer {
         };
         self.active[index].fetch_add(1, Ordering::Relaxed);
         self.requests[index].picked();
-        Some(Pick {
+        Some(Pick(Picked::Balanced {
             balancer: Arc::clone(self),
             index,
-        })
+        }))
     }
 
     /// The outlier detection counters, when the cluster has outlier detection.

@@ -47,10 +47,10 @@ fn eject(balancer: &Arc<Balancer>, port: u16) {
         .iter()
         .position(|e| e.address.port() == port)
         .unwrap();
-    let pick = Pick {
+    let pick = Pick(Picked::Balanced {
         balancer: Arc::clone(balancer),
         index,
-    };
+    });
     balancer.active[index].fetch_add(1, Ordering::Relaxed);
     for _ in 0..3 {
         pick.report(500);
@@ -195,6 +195,8 @@ fn cluster_of(policy: LbPolicy, endpoints: Vec<Endpoint>) -> Cluster {
         services: Vec::new(),
         tls: None,
         transport_socket_matches: Vec::new(),
+        original_dst: None,
+        bind: None,
     }
 }
 

@@ -125,6 +125,8 @@ pub struct Connector {
     tls: Arc<HashMap<SocketAddr, Arc<ClientTls>>>,
     timeout: Duration,
     stats: Arc<TlsStats>,
+    /// The local address connections come from, when not the kernel's choice.
+    bind: Option<SocketAddr>,
 }
 
 impl Connector {
@@ -137,7 +139,15 @@ impl Connector {
             tls,
             timeout,
             stats,
+            bind: None,
         }
+    }
+
+    /// Connections come from `bind` (Istio binds inbound passthrough
+    /// connections to 127.0.0.6, which its iptables rules let through).
+    pub fn bound_to(mut self, bind: Option<SocketAddr>) -> Connector {
+        self.bind = bind;
+        self
     }
 
     /// How long each step of a connection may take.
@@ -146,7 +156,7 @@ impl Connector {
     }
 
     pub async fn connect(&self, endpoint: SocketAddr) -> Result<UpstreamIo, ConnectError> {
-        let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(endpoint)).await {
+        let tcp = match tokio::time::timeout(self.timeout, self.tcp(endpoint)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(source)) => return Err(ConnectError::Tcp { endpoint, source }),
             Err(_) => return Err(ConnectError::TimedOut(endpoint)),
@@ -157,6 +167,20 @@ impl Connector {
             Some(tls) => Ok(connect(tls, endpoint, tcp, self.timeout, &self.stats).await?),
             None => Ok(UpstreamIo::Plain(tcp)),
         }
+    }
+}
+
+impl Connector {
+    async fn tcp(&self, endpoint: SocketAddr) -> io::Result<TcpStream> {
+        let Some(bind) = self.bind else {
+            return TcpStream::connect(endpoint).await;
+        };
+        let socket = match endpoint {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(bind)?;
+        socket.connect(endpoint).await
     }
 }
 

@@ -379,13 +379,15 @@ impl Shared {
         connected
     }
 
-    /// Runs a connection on its own task until it ends or stays idle too long.
-    fn drive<C>(&self, connection: C, state: Arc<ConnectionState>)
+    /// Runs a connection on its own task until it ends or stays idle too
+    /// long; then the pool forgets it.
+    fn drive<C>(self: &Arc<Self>, connection: C, state: Arc<ConnectionState>)
     where
         C: Future<Output = hyper::Result<()>> + Send + 'static,
     {
         let open = self.stats.opened();
         let options = self.options;
+        let pool = Arc::downgrade(self);
         tokio::spawn(async move {
             let stop = async {
                 tokio::select! {
@@ -399,7 +401,29 @@ impl Shared {
                 Ended::Stopped(why) => tracing::debug!("{why}: closing an upstream connection"),
             }
             drop(open);
+            if let Some(pool) = pool.upgrade() {
+                pool.forget(&state);
+            }
         });
+    }
+
+    /// Drops a connection that ended, and its endpoint's entry when it was
+    /// the last: an ORIGINAL_DST cluster meets endpoints without end.
+    fn forget(&self, state: &Arc<ConnectionState>) {
+        let endpoint = state.endpoint;
+        let mut idle = self.idle.lock().expect("pool lock");
+        if let Some(stack) = idle.get_mut(&endpoint) {
+            stack.retain(|c| !Arc::ptr_eq(&c.state, state));
+            if stack.is_empty() {
+                idle.remove(&endpoint);
+            }
+        }
+        drop(idle);
+        let mut multiplexed = self.multiplexed.lock().expect("pool lock");
+        if matches!(multiplexed.get(&endpoint), Some(Http2Slot::Open(c)) if Arc::ptr_eq(&c.state, state))
+        {
+            multiplexed.remove(&endpoint);
+        }
     }
 
     fn give_back(&self, connection: Http1Connection) {

@@ -1,5 +1,5 @@
 //! Consistent hashing, outlier detection and priority failover, end to
-//! end; endpoints from DNS host names.
+//! end; endpoints from DNS host names, and ORIGINAL_DST clusters.
 
 use crate::support;
 
@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use support::{
     Echo, Proxy, bootstrap, closed_port, cluster, flagged, get, http_listener, server_of,
+    tcp_listener,
 };
 
 /// How long a condition may take before a test fails. Only ever a bound on
@@ -433,4 +434,63 @@ async fn a_static_strict_dns_cluster_sends_to_every_address_of_its_hosts() {
         servers,
         BTreeSet::from(["one".to_owned(), "two".to_owned()])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_original_dst_cluster_sends_each_request_where_its_header_says() {
+    let (one, two) = (Echo::start("one").await, Echo::start("two").await);
+    let passthrough = json!({"name": "PassthroughCluster", "type": "ORIGINAL_DST",
+        "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "1s",
+        "original_dst_lb_config": {"use_http_header": true}});
+    let proxy = Proxy::start(&bootstrap(
+        json!([http_listener(
+            "http",
+            one_route("PassthroughCluster", json!([]))
+        )]),
+        json!([passthrough]),
+    ))
+    .await;
+    let address = proxy.listener("http");
+    for (echo, name) in [(&one, "one"), (&two, "two"), (&one, "one")] {
+        let target = echo.address.to_string();
+        let (status, body) = get(
+            address,
+            "/",
+            &[("x-envoy-original-dst-host", target.as_str())],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(server_of(&body), name);
+    }
+}
+
+/// Istio's `InboundPassthroughCluster`: connections go to the destination
+/// the client connected to (here the listener's own address, with the
+/// backend's port in its place) from 127.0.0.6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn original_dst_tcp_connections_come_from_the_bind_address() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let passthrough = json!({"name": "InboundPassthroughCluster", "type": "ORIGINAL_DST",
+        "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "1s",
+        "original_dst_lb_config": {"upstream_port_override": port},
+        "upstream_bind_config": {"source_address": {"address": "127.0.0.6", "port_value": 0}}});
+    let proxy = Proxy::start(&bootstrap(
+        json!([tcp_listener("tcp", "InboundPassthroughCluster")]),
+        json!([passthrough]),
+    ))
+    .await;
+    let mut client = tokio::net::TcpStream::connect(proxy.listener("tcp"))
+        .await
+        .unwrap();
+    let (mut accepted, peer) = tokio::time::timeout(Duration::from_secs(10), backend.accept())
+        .await
+        .expect("the proxy connects")
+        .unwrap();
+    assert_eq!(peer.ip().to_string(), "127.0.0.6");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    client.write_all(b"ping").await.unwrap();
+    let mut got = [0u8; 4];
+    accepted.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"ping");
 }
