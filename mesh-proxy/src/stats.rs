@@ -175,6 +175,8 @@ pub struct ListenerStats {
     /// Requests the fault filter delayed, and those it aborted.
     pub fault_delays_injected: AtomicU64,
     pub fault_aborts_injected: AtomicU64,
+    /// Requests past their route's `max_stream_duration`.
+    pub rq_max_duration_reached: AtomicU64,
 }
 
 impl ListenerStats {
@@ -210,6 +212,11 @@ impl ListenerStats {
             out,
             "envoy_http_fault_aborts_injected{{{label}}} {}",
             get(&self.fault_aborts_injected)
+        );
+        let _ = writeln!(
+            out,
+            "envoy_http_downstream_rq_max_duration_reached{{{label}}} {}",
+            get(&self.rq_max_duration_reached)
         );
     }
 }

@@ -185,7 +185,8 @@ fn default_route(ctx: &Context, service: &Service, port: u16) -> Route {
     }
 }
 
-/// A sidecar's route trimmed to what gRPC acts on: a per-route config for a
+/// A sidecar's route trimmed to what gRPC acts on (its timeout as
+/// `max_stream_duration`): a per-route config for a
 /// filter gRPC does not run (CORS) would make it refuse the whole route
 /// configuration; mirrors, hash policies (without ring hash) and host
 /// predicates it ignores.
@@ -194,6 +195,16 @@ fn for_grpc(mut route: Route) -> Route {
         .typed_per_filter_config
         .retain(|filter, _| filter == FAULT);
     if let Some(route::Action::Route(action)) = &mut route.action {
+        // gRPC reads the deadline from max_stream_duration, not from the
+        // deprecated max_grpc_timeout that sidecars get.
+        #[allow(deprecated)]
+        if let Some(timeout) = action.max_grpc_timeout.take() {
+            action.max_stream_duration = Some(route_action::MaxStreamDuration {
+                max_stream_duration: Some(timeout),
+                grpc_timeout_header_max: Some(timeout),
+                ..Default::default()
+            });
+        }
         action.request_mirror_policies.clear();
         action.hash_policy.clear();
         if let Some(retry) = &mut action.retry_policy {

@@ -294,11 +294,12 @@ impl Rule<'_> {
             .map(|t| duration(t.as_std()))
             .unwrap_or_else(|| seconds(0));
         action.timeout = Some(timeout);
-        action.max_stream_duration = Some(route_action::MaxStreamDuration {
-            max_stream_duration: Some(timeout),
-            grpc_timeout_header_max: Some(timeout),
-            ..Default::default()
-        });
+        // As istiod: a gRPC request's own deadline, capped by the timeout
+        // (the deprecated field, which istiod keeps for sidecars).
+        #[allow(deprecated)]
+        {
+            action.max_grpc_timeout = Some(timeout);
+        }
         let policies: Vec<Policy> = destinations
             .iter()
             .map(|d| self.destination_policy(&d.destination))

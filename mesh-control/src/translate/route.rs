@@ -108,14 +108,11 @@ fn default_route(ctx: &Context, service: &Service, port: u16) -> Route {
             operation: format!("{}:{port}/*", service.hostname),
             ..Decorator::default()
         }),
+        #[allow(deprecated)]
         action: Some(route::Action::Route(RouteAction {
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
             timeout: Some(timeout),
-            max_stream_duration: Some(route_action::MaxStreamDuration {
-                max_stream_duration: Some(timeout),
-                grpc_timeout_header_max: Some(timeout),
-                ..Default::default()
-            }),
+            max_grpc_timeout: Some(timeout),
             retry_policy: http_route::retry(None, policy::retry_other_hosts(&policy)),
             hash_policy: agreed_hash_policy(std::slice::from_ref(&policy)),
             ..RouteAction::default()
@@ -137,16 +134,13 @@ fn catch_all(ctx: &Context) -> VirtualHost {
     let (name, action) = match ctx.outbound_traffic_policy() {
         OutboundTrafficPolicy::AllowAny => (
             "allow_any",
+            #[allow(deprecated)]
             route::Action::Route(RouteAction {
                 cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
                     PASSTHROUGH.into(),
                 )),
                 timeout: Some(seconds(0)),
-                max_stream_duration: Some(route_action::MaxStreamDuration {
-                    max_stream_duration: Some(seconds(0)),
-                    grpc_timeout_header_max: Some(seconds(0)),
-                    ..Default::default()
-                }),
+                max_grpc_timeout: Some(seconds(0)),
                 ..RouteAction::default()
             }),
         ),

@@ -651,7 +651,7 @@ pub enum ValueMatch {
 
 #[derive(Debug)]
 pub enum Action {
-    Forward(Forward),
+    Forward(Box<Forward>),
     DirectResponse { status: StatusCode, body: Bytes },
     Redirect(Redirect),
 }
@@ -661,7 +661,8 @@ pub enum Action {
 pub struct Forward {
     /// Clusters with their weights; one entry for a plain `cluster`.
     pub clusters: Vec<(String, u32)>,
-    pub timeout: Option<Duration>,
+    /// How long a request may wait for its response.
+    pub timeout: RequestTimeout,
     pub prefix_rewrite: Option<String>,
     /// `regex_rewrite`: the path's matches of the regex are replaced.
     pub regex_rewrite: Option<RegexRewrite>,
@@ -670,6 +671,64 @@ pub struct Forward {
     pub mirrors: Vec<Mirror>,
     /// What to hash for `RING_HASH` and `MAGLEV` clusters.
     pub hash_policy: Vec<HashPolicy>,
+}
+
+/// How long a forwarded request may wait for its response headers, in
+/// either of Envoy's two models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestTimeout {
+    /// The router's `timeout` (15 s by default; `None`: no limit). With
+    /// `max_grpc_timeout` (istiod's choice for sidecars), a gRPC request's
+    /// `grpc-timeout` header sets it instead. Expiry is a 504 "upstream
+    /// request timeout" (`UT`).
+    Router {
+        timeout: Option<Duration>,
+        grpc: Option<GrpcTimeout>,
+    },
+    /// `max_stream_duration` on the route (Envoy's newer model, where the
+    /// route's `timeout` is not used): its `max_stream_duration`, or with
+    /// `grpc_timeout_header_max` a gRPC request's `grpc-timeout`. Expiry is
+    /// a 504 "downstream duration timeout", DEADLINE_EXCEEDED for gRPC.
+    Stream {
+        max: Option<Duration>,
+        grpc: Option<GrpcTimeout>,
+    },
+}
+
+/// How a gRPC request's `grpc-timeout` header becomes its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcTimeout {
+    /// The largest timeout the header may set; `None`: any.
+    pub max: Option<Duration>,
+    /// Taken off the header's value, to leave the proxy time to answer.
+    pub offset: Duration,
+}
+
+impl RequestTimeout {
+    /// The limit for a request with these headers, and whether it is a
+    /// stream duration (else the router's timeout).
+    pub fn for_request(&self, headers: &http::HeaderMap) -> (Option<Duration>, bool) {
+        let (configured, grpc, stream) = match *self {
+            RequestTimeout::Router { timeout, grpc } => (timeout, grpc, false),
+            RequestTimeout::Stream { max, grpc } => (max, grpc, true),
+        };
+        let limit = match grpc.filter(|_| crate::http::grpc::is_request(headers)) {
+            None => configured,
+            Some(grpc) => {
+                let asked =
+                    crate::http::grpc::timeout(headers).map(|t| t.saturating_sub(grpc.offset));
+                match (asked, grpc.max) {
+                    (Some(asked), Some(max)) => Some(asked.min(max)),
+                    (Some(asked), None) => Some(asked),
+                    // No deadline asked: the stream's own limit; the
+                    // router caps "no limit" with the gRPC maximum.
+                    (None, _) if stream => configured,
+                    (None, max) => max,
+                }
+            }
+        };
+        (limit, stream)
+    }
 }
 
 /// A path rewrite by regex; the substitution is in the `regex` crate's

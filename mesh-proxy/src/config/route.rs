@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     query_parameter_matcher, redirect_action, route, route_action, route_match,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
+use envoy_types::pb::google::protobuf::Duration;
 use http::{HeaderName, StatusCode};
 use regex::Regex;
 
@@ -17,8 +18,8 @@ use super::Mirror;
 use super::fault;
 use super::retry;
 use super::{
-    Action, At, ConfigError, Domain, Forward, HeaderMatch, PathMatch, Redirect, Route, RouteMatch,
-    RouteTable, ValueMatch, VirtualHost,
+    Action, At, ConfigError, Domain, Forward, GrpcTimeout, HeaderMatch, PathMatch, Redirect,
+    RequestTimeout, Route, RouteMatch, RouteTable, ValueMatch, VirtualHost,
 };
 use super::{HeaderKey, QueryMatch, RegexRewrite, cors, headers};
 
@@ -106,7 +107,9 @@ fn compile_route(r: &EnvoyRoute, at: &At) -> Result<Route, ConfigError> {
         .ok_or_else(|| at.field("match").error("match is required"))?;
     let matcher = route_matcher(matcher, &at.field("match"))?;
     let action = match &r.action {
-        Some(route::Action::Route(action)) => Action::Forward(forward(action, &at.field("route"))?),
+        Some(route::Action::Route(action)) => {
+            Action::Forward(Box::new(forward(action, &at.field("route"))?))
+        }
         Some(route::Action::Redirect(redirect)) => {
             Action::Redirect(compile_redirect(redirect, &at.field("redirect"))?)
         }
@@ -326,11 +329,7 @@ fn forward(action: &RouteAction, at: &At) -> Result<Forward, ConfigError> {
                 .error("cluster or weighted_clusters is required"));
         }
     };
-    let timeout = super::timeout(
-        action.timeout.as_ref(),
-        Some(std::time::Duration::from_secs(15)),
-        &at.field("timeout"),
-    )?;
+    let timeout = request_timeout(action, at)?;
     let host_rewrite = match &action.host_rewrite_specifier {
         Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(host)) => Some(host.clone()),
         Some(_) => return Err(at.unsupported("this host rewrite")),
@@ -359,6 +358,53 @@ fn forward(action: &RouteAction, at: &At) -> Result<Forward, ConfigError> {
         mirrors,
         hash_policy: super::hash_policy::compile(&action.hash_policy, &at.field("hash_policy"))?,
     })
+}
+
+/// The route's timeout model: `max_stream_duration` when it is set,
+/// else `timeout` with `max_grpc_timeout`.
+fn request_timeout(action: &RouteAction, at: &At) -> Result<RequestTimeout, ConfigError> {
+    let offset = |d: Option<&Duration>, at: &At| -> Result<std::time::Duration, ConfigError> {
+        Ok(match d {
+            Some(d) => super::duration(d, at)?,
+            None => std::time::Duration::ZERO,
+        })
+    };
+    if let Some(stream) = &action.max_stream_duration {
+        let at = at.field("max_stream_duration");
+        let grpc = match &stream.grpc_timeout_header_max {
+            Some(max) => Some(GrpcTimeout {
+                max: super::timeout(Some(max), None, &at.field("grpc_timeout_header_max"))?,
+                offset: offset(
+                    stream.grpc_timeout_header_offset.as_ref(),
+                    &at.field("grpc_timeout_header_offset"),
+                )?,
+            }),
+            None => None,
+        };
+        let max = super::timeout(
+            stream.max_stream_duration.as_ref(),
+            None,
+            &at.field("max_stream_duration"),
+        )?;
+        return Ok(RequestTimeout::Stream { max, grpc });
+    }
+    let timeout = super::timeout(
+        action.timeout.as_ref(),
+        Some(std::time::Duration::from_secs(15)),
+        &at.field("timeout"),
+    )?;
+    #[allow(deprecated)]
+    let grpc = match &action.max_grpc_timeout {
+        Some(max) => Some(GrpcTimeout {
+            max: super::timeout(Some(max), None, &at.field("max_grpc_timeout"))?,
+            offset: offset(
+                action.grpc_timeout_offset.as_ref(),
+                &at.field("grpc_timeout_offset"),
+            )?,
+        }),
+        None => None,
+    };
+    Ok(RequestTimeout::Router { timeout, grpc })
 }
 
 fn regex_rewrite(

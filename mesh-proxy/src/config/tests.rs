@@ -33,7 +33,10 @@ fn compiles_routes_clusters_and_weights() {
     );
     assert_eq!(
         forward.timeout,
-        Some(std::time::Duration::from_millis(2500))
+        crate::config::RequestTimeout::Router {
+            timeout: Some(std::time::Duration::from_millis(2500)),
+            grpc: None
+        }
     );
     assert_eq!(forward.prefix_rewrite.as_deref(), Some("/v2/"));
     assert_eq!(config.clusters["v1"].lb, LbPolicy::RoundRobin);
@@ -248,4 +251,83 @@ fn original_destinations_come_from_the_header_or_the_connection() {
         overridden.target(Some(downstream), None),
         Some("10.0.0.5:15000".parse().unwrap())
     );
+}
+
+#[test]
+fn request_timeouts_follow_the_route_and_grpc_deadlines() {
+    use crate::config::RequestTimeout;
+    use std::time::Duration;
+    let timeout_of = |action: serde_json::Value| {
+        let mut route = json!({"match": {"prefix": "/"}, "route": {"cluster": "a"}});
+        for (key, value) in action.as_object().unwrap() {
+            route["route"][key] = value.clone();
+        }
+        let config = compile(&http_bootstrap(catch_all(route), &["a"])).unwrap();
+        let ListenerKind::Http(manager) = &config.listeners[0].chains[0].kind else {
+            panic!()
+        };
+        let Action::Forward(forward) = &manager.routes.virtual_hosts[0].routes[0].action else {
+            panic!()
+        };
+        forward.timeout
+    };
+    let headers = |pairs: &[(&'static str, &'static str)]| {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, http::HeaderValue::from_static(value));
+        }
+        map
+    };
+    let grpc = headers(&[
+        ("content-type", "application/grpc"),
+        ("grpc-timeout", "250m"),
+    ]);
+    let grpc_no_deadline = headers(&[("content-type", "application/grpc")]);
+    let plain = headers(&[("grpc-timeout", "250m")]);
+    let secs = Duration::from_secs;
+
+    // Envoy's default, and `0s` for none.
+    assert_eq!(
+        timeout_of(json!({})).for_request(&plain),
+        (Some(secs(15)), false)
+    );
+    assert_eq!(
+        timeout_of(json!({"timeout": "0s"})).for_request(&plain),
+        (None, false)
+    );
+
+    // istiod's sidecar routes: `timeout` with `max_grpc_timeout`.
+    let istio = timeout_of(json!({"timeout": "5s", "max_grpc_timeout": "5s"}));
+    assert_eq!(
+        istio.for_request(&grpc),
+        (Some(Duration::from_millis(250)), false)
+    );
+    assert_eq!(istio.for_request(&grpc_no_deadline), (Some(secs(5)), false));
+    assert_eq!(
+        istio.for_request(&plain),
+        (Some(secs(5)), false),
+        "not gRPC"
+    );
+    let uncapped = timeout_of(json!({"timeout": "0s", "max_grpc_timeout": "0s"}));
+    assert_eq!(
+        uncapped.for_request(&grpc),
+        (Some(Duration::from_millis(250)), false)
+    );
+    assert_eq!(uncapped.for_request(&grpc_no_deadline), (None, false));
+    let offset = timeout_of(json!({"max_grpc_timeout": "0s", "grpc_timeout_offset": "0.05s"}));
+    assert_eq!(
+        offset.for_request(&grpc),
+        (Some(Duration::from_millis(200)), false)
+    );
+
+    // `max_stream_duration`: the route's `timeout` is not used.
+    let stream = timeout_of(json!({"timeout": "1s", "max_stream_duration": {
+        "max_stream_duration": "3s", "grpc_timeout_header_max": "0.1s"}}));
+    assert!(matches!(stream, RequestTimeout::Stream { .. }));
+    assert_eq!(
+        stream.for_request(&grpc),
+        (Some(Duration::from_millis(100)), true)
+    );
+    assert_eq!(stream.for_request(&plain), (Some(secs(3)), true));
+    assert_eq!(stream.for_request(&grpc_no_deadline), (Some(secs(3)), true));
 }

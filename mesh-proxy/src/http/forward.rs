@@ -125,9 +125,11 @@ async fn forward_to(
         hash,
         telemetry: state.telemetry.as_ref(),
     };
-    match to.timeout {
+    let (limit, stream) = to.timeout.for_request(&attempts.parts.headers);
+    match limit {
         Some(limit) => match tokio::time::timeout(limit, attempts.run()).await {
             Ok(response) => response,
+            Err(_) if stream => stream_timed_out(state),
             Err(_) => timed_out(upstream),
         },
         None => attempts.run().await,
@@ -375,6 +377,24 @@ fn timed_out(upstream: &Upstream) -> Response<Body> {
         "upstream request timeout",
         ResponseFlags::UT,
     )
+}
+
+/// A request past the route's `max_stream_duration` (or its gRPC deadline
+/// under it), answered as Envoy's connection manager answers it.
+fn stream_timed_out(state: &HttpState) -> Response<Body> {
+    state
+        .stats
+        .rq_max_duration_reached
+        .fetch_add(1, Ordering::Relaxed);
+    let mut reply = local_reply(
+        StatusCode::GATEWAY_TIMEOUT,
+        "downstream duration timeout",
+        ResponseFlags::NONE,
+    );
+    if let Some(info) = reply.extensions_mut().get_mut::<ResponseInfo>() {
+        info.local_grpc_status = Some(super::grpc::code::DEADLINE_EXCEEDED);
+    }
+    reply
 }
 
 /// The Host header to send upstream when it differs from the request's:

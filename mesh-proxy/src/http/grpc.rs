@@ -7,6 +7,8 @@
 //! `content-type: application/grpc`, the status mapped from the HTTP one and
 //! the text in `grpc-message`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
@@ -16,10 +18,12 @@ use super::info::ResponseInfo;
 
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// gRPC's status codes the proxy answers with.
 pub mod code {
     pub const UNKNOWN: u32 = 2;
+    pub const DEADLINE_EXCEEDED: u32 = 4;
     pub const PERMISSION_DENIED: u32 = 7;
     pub const UNIMPLEMENTED: u32 = 12;
     pub const INTERNAL: u32 = 13;
@@ -39,6 +43,27 @@ pub fn is_request(headers: &HeaderMap) -> bool {
     matches!(rest.first(), None | Some(b'+' | b';'))
 }
 
+/// The deadline a gRPC client sent in `grpc-timeout`: at most 8 digits
+/// and a unit (`H`, `M`, `S`, `m`, `u`, `n`); `None` when absent or
+/// malformed, as Envoy ignores a malformed one.
+pub fn timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(&GRPC_TIMEOUT)?.as_bytes();
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 /// The gRPC status for an HTTP status, as gRPC's HTTP mapping has it.
 pub fn status_for(status: StatusCode) -> u32 {
     match status.as_u16() {
@@ -56,14 +81,15 @@ pub fn status_for(status: StatusCode) -> u32 {
 /// headers the proxy set on the reply (a `www-authenticate` challenge, say)
 /// stay.
 pub fn local_reply(response: Response<Body>) -> Response<Body> {
-    let text = match response.extensions().get::<ResponseInfo>() {
+    let (text, status) = match response.extensions().get::<ResponseInfo>() {
         Some(ResponseInfo {
             local_reply: Some(text),
+            local_grpc_status,
             ..
-        }) => text.clone(),
+        }) => (text.clone(), *local_grpc_status),
         _ => return response,
     };
-    let status = status_for(response.status());
+    let status = status.unwrap_or_else(|| status_for(response.status()));
     let (mut parts, _) = response.into_parts();
     parts.status = StatusCode::OK;
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -95,6 +95,8 @@ pub struct ResponseInfo {
     /// The text of a reply the proxy made itself (a refusal, an error);
     /// a gRPC client gets it in `grpc-message` instead, see [`super::grpc`].
     pub local_reply: Option<bytes::Bytes>,
+    /// The gRPC status of that reply, when not the one its HTTP status maps to.
+    pub local_grpc_status: Option<u32>,
 }
 
 #[cfg(test)]

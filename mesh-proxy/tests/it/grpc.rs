@@ -1,5 +1,6 @@
 //! HTTP/2 to upstreams: a gRPC-style exchange keeps its trailers end to
-//! end; replies the proxy makes itself reach gRPC clients as gRPC statuses.
+//! end; replies the proxy makes itself reach gRPC clients as gRPC statuses;
+//! a gRPC client's deadline (`grpc-timeout`) bounds its request.
 
 use crate::support;
 
@@ -91,6 +92,16 @@ async fn trailers_and_status_pass_through_an_http2_cluster() {
 /// through `address`: the status, `grpc-status` and `grpc-message`, and the
 /// body.
 async fn call(address: std::net::SocketAddr, path: &str, grpc: bool) -> (u16, HeaderMap, Bytes) {
+    call_with(address, path, grpc, None).await
+}
+
+/// Like [`call`], with a `grpc-timeout` header when given.
+async fn call_with(
+    address: std::net::SocketAddr,
+    path: &str,
+    grpc: bool,
+    deadline: Option<&'static str>,
+) -> (u16, HeaderMap, Bytes) {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
@@ -99,9 +110,13 @@ async fn call(address: std::net::SocketAddr, path: &str, grpc: bool) -> (u16, He
     } else {
         "application/octet-stream"
     };
-    let request = Request::post(format!("http://{address}{path}"))
+    let mut request = Request::post(format!("http://{address}{path}"))
         .header("content-type", content_type)
-        .header("te", "trailers")
+        .header("te", "trailers");
+    if let Some(deadline) = deadline {
+        request = request.header("grpc-timeout", deadline);
+    }
+    let request = request
         .body(Full::new(Bytes::from_static(b"\0\0\0\0\x05hello")))
         .unwrap();
     let response = client.request(request).await.unwrap();
@@ -157,4 +172,57 @@ async fn refusals_and_errors_reach_grpc_clients_as_grpc_statuses() {
     assert_eq!(http, 403);
     assert!(!headers.contains_key("grpc-status"));
     assert_eq!(body, "RBAC: access denied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_deadline_bounds_the_request_as_the_route_says() {
+    let echo = support::Echo::start("slow").await;
+    // istiod's sidecar route (`max_grpc_timeout`) and the newer model
+    // (`max_stream_duration`), each with no timeout of its own.
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/router/"}, "route": {"cluster": "app", "timeout": "0s",
+            "max_grpc_timeout": "0s", "prefix_rewrite": "/"}},
+        {"match": {"prefix": "/stream/"}, "route": {"cluster": "app", "timeout": "0s",
+            "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"},
+            "prefix_rewrite": "/"}}
+    ]}]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([http_listener("http", vhosts)]),
+        json!([cluster("app", &[echo.address])]),
+    ))
+    .await;
+    let address = proxy.listener("http");
+
+    let started = std::time::Instant::now();
+    let (http, headers, _) = call_with(address, "/router/delay/5000", true, Some("300m")).await;
+    assert_eq!(http, 200);
+    assert_eq!(
+        headers["grpc-status"], "14",
+        "a router timeout is UNAVAILABLE, as in Envoy"
+    );
+    assert_eq!(headers["grpc-message"], "upstream request timeout");
+    let (http, headers, _) = call_with(address, "/stream/delay/5000", true, Some("300m")).await;
+    assert_eq!(http, 200);
+    assert_eq!(
+        headers["grpc-status"], "4",
+        "a stream past its duration is DEADLINE_EXCEEDED"
+    );
+    assert_eq!(headers["grpc-message"], "downstream duration timeout");
+    // Both answered at their deadline, long before the upstream would have.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        proxy
+            .stat("envoy_http_downstream_rq_max_duration_reached{envoy_http_conn_manager_prefix=\"http\"}")
+            .await,
+        1
+    );
+
+    // Within its deadline, a call goes through.
+    let (http, headers, body) = call_with(address, "/router/delay/10", true, Some("5S")).await;
+    assert_eq!(http, 200, "{body:?}");
+    assert!(!headers.contains_key("grpc-status"), "{headers:?}");
 }

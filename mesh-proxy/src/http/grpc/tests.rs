@@ -3,7 +3,7 @@ use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
-use super::{code, is_request, local_reply, percent_encode, status_for};
+use super::{code, is_request, local_reply, percent_encode, status_for, timeout};
 use crate::http::Body;
 use crate::http::info::ResponseFlags;
 use crate::http::proxy;
@@ -110,4 +110,43 @@ async fn an_upstream_response_passes_unchanged() {
     assert_eq!(response.headers()[CONTENT_TYPE], "text/plain");
     assert!(!response.headers().contains_key("grpc-status"));
     assert_eq!(body_of(response).await, "busy");
+}
+
+#[test]
+fn grpc_timeouts_are_read_with_their_units() {
+    use std::time::Duration;
+    let deadline = |value: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-timeout", HeaderValue::from_static(value));
+        timeout(&headers)
+    };
+    assert_eq!(deadline("1H"), Some(Duration::from_secs(3600)));
+    assert_eq!(deadline("2M"), Some(Duration::from_secs(120)));
+    assert_eq!(deadline("3S"), Some(Duration::from_secs(3)));
+    assert_eq!(deadline("250m"), Some(Duration::from_millis(250)));
+    assert_eq!(deadline("7u"), Some(Duration::from_micros(7)));
+    assert_eq!(
+        deadline("99999999n"),
+        Some(Duration::from_nanos(99_999_999))
+    );
+    for malformed in ["", "S", "100", "123456789S", "1.5S", "10s", "-1S"] {
+        assert_eq!(deadline(malformed), None, "{malformed:?}");
+    }
+    assert_eq!(timeout(&HeaderMap::new()), None);
+}
+
+#[tokio::test]
+async fn a_reply_can_carry_its_own_grpc_status() {
+    let mut reply = proxy::local_reply(
+        StatusCode::GATEWAY_TIMEOUT,
+        "downstream duration timeout",
+        ResponseFlags::NONE,
+    );
+    reply
+        .extensions_mut()
+        .get_mut::<crate::http::info::ResponseInfo>()
+        .unwrap()
+        .local_grpc_status = Some(code::DEADLINE_EXCEEDED);
+    let response = local_reply(reply);
+    assert_eq!(response.headers()["grpc-status"], "4");
 }
