@@ -185,7 +185,9 @@ impl StaticInputs {
         };
         let dns = Arc::clone(&self.dns.borrow_and_update());
         let compiled = Config::from_bootstrap_with(&self.bootstrap, &provided, &dns);
-        self.resolver.want(&compiled.references.hosts);
+        // A compile stopped by a missing secret has not seen every host.
+        let whole = !compiled.awaits_secret;
+        self.resolver.follow(&compiled.references.hosts, whole);
         compiled
     }
 

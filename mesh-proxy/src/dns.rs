@@ -67,38 +67,47 @@ impl Resolver {
         self.table.subscribe()
     }
 
-    /// Looks up exactly these hosts from now on, each every `rate`; the
-    /// others stop and their answers are forgotten. Needs a Tokio runtime
-    /// when there is a host to look up.
-    pub fn want(self: &Arc<Self>, hosts: &BTreeMap<String, Duration>) {
+    /// Looks up these hosts from now on, each every `rate`. With `whole`
+    /// (a compile that saw every host), the others stop and their answers
+    /// are forgotten; else (a compile that stopped early) hosts are only
+    /// added. Needs a Tokio runtime when there is a host to look up.
+    pub fn follow(self: &Arc<Self>, hosts: &BTreeMap<String, Duration>, whole: bool) {
         let mut lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
-        lookups.retain(|host, (rate, lookup)| {
-            let keep = hosts.get(host) == Some(rate);
-            if !keep {
-                lookup.abort();
-            }
-            keep
-        });
+        if whole {
+            lookups.retain(|host, (rate, lookup)| {
+                let keep = hosts.get(host) == Some(rate);
+                if !keep {
+                    lookup.abort();
+                }
+                keep
+            });
+            // Nobody reads a forgotten answer: no need to wake anyone.
+            self.table.send_if_modified(|table| {
+                if table.answers.keys().any(|host| !hosts.contains_key(host)) {
+                    Arc::make_mut(table)
+                        .answers
+                        .retain(|host, _| hosts.contains_key(host));
+                }
+                false
+            });
+        }
         for (host, &rate) in hosts {
             if !lookups.contains_key(host) {
                 let task = tokio::spawn(follow(Arc::downgrade(self), host.clone(), rate));
                 lookups.insert(host.clone(), (rate, task.abort_handle()));
             }
         }
-        // Nobody reads a forgotten answer: no need to wake anyone.
-        self.table.send_if_modified(|table| {
-            if table.answers.keys().any(|host| !hosts.contains_key(host)) {
-                Arc::make_mut(table)
-                    .answers
-                    .retain(|host, _| hosts.contains_key(host));
-            }
-            false
-        });
     }
 
     /// Records `host`'s answer, waking the watchers when it changed. A
     /// failed lookup (`None`) keeps the last addresses, or records none.
+    /// A host no longer followed is not recorded (its lookup was stopped
+    /// while it ran).
     fn record(&self, host: &str, found: Option<Vec<IpAddr>>) {
+        let lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
+        if !lookups.contains_key(host) {
+            return;
+        }
         self.table.send_if_modified(|table| {
             let known = table.answers.get(host);
             let addresses = match (found, known) {

@@ -51,6 +51,7 @@ pub struct Runtime {
     /// is removed or replaced, or the proxy shuts down.
     pub drain: Drain,
     use_original_dst: bool,
+    restores_original_dst: bool,
     chains: Vec<Chain>,
     default_chain: Option<Chain>,
     /// Some chain matches on the transport, server name or application
@@ -247,6 +248,7 @@ impl Runtime {
             bind_to_port: listener.bind_to_port,
             drain: context.drain.clone(),
             use_original_dst: listener.use_original_dst,
+            restores_original_dst: listener.restores_original_dst,
             chains,
             default_chain,
             sniffs,
@@ -363,11 +365,11 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) 
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let destination = if listener.use_original_dst {
-        original_destination(&stream).unwrap_or(local)
-    } else {
-        local
-    };
+    let restored = listener
+        .restores_original_dst
+        .then(|| original_destination(&stream))
+        .flatten();
+    let destination = restored.unwrap_or(local);
     let target = match listener.use_original_dst {
         true => handoffs.find(destination).unwrap_or(listener),
         false => listener,
@@ -394,6 +396,7 @@ async fn serve(stream: TcpStream, listener: &Arc<Runtime>, handoffs: &Handoffs) 
     let downstream = stream.peer_addr().ok().map(|remote| Downstream {
         remote,
         local: destination,
+        restored: restored.is_some(),
     });
     let Some(tls) = &chain.tls else {
         if !connection_allowed(chain, downstream, None, &sniffed).await {

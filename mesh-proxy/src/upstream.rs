@@ -2,10 +2,11 @@
 //! pool, and counters.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::config::{Cluster, Config, ServiceRef};
+use crate::config::{Cluster, Config, Endpoint, ServiceRef};
 use crate::lb::{Balancer, Downstream, Pick};
 use crate::stats::{ClusterStats, ConnectionStats};
 use crate::tls::{Connector, TlsStats};
@@ -66,9 +67,17 @@ impl Upstream {
                 .collect(),
         );
         let tls_stats = Arc::new(TlsStats::default());
-        let tls_used = !tls.is_empty();
+        // An ORIGINAL_DST cluster's endpoints come with requests: they get
+        // the TLS an endpoint without metadata would.
+        let others = cluster
+            .original_dst
+            .as_ref()
+            .and_then(|_| cluster.tls_for(&Endpoint::at(SocketAddr::from(([0, 0, 0, 0], 0)))))
+            .cloned();
+        let tls_used = !tls.is_empty() || others.is_some();
         let connector = Connector::new(tls, cluster.connect_timeout, Arc::clone(&tls_stats))
-            .bound_to(cluster.bind);
+            .bound_to(cluster.bind)
+            .others_with(others);
         let connections = Arc::new(ConnectionStats::default());
         let pool = Pool::new(
             connector.clone(),
@@ -113,6 +122,13 @@ impl Upstream {
             Some(original) => original.target(downstream, headers).map(Pick::direct),
             None => self.balancer.pick_hashed(key, attempt),
         }
+    }
+
+    /// The endpoint for a request that does not hash (an upgrade, a
+    /// mirrored copy): see [`Upstream::pick`].
+    pub fn pick_for(&self, request: &http::request::Parts) -> Option<Pick> {
+        let downstream = request.extensions.get::<Downstream>().copied();
+        self.pick(downstream, Some(&request.headers), None, 0)
     }
 
     /// Connections speaking HTTP/2 to the endpoints, as gRPC needs, for

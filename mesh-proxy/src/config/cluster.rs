@@ -202,7 +202,14 @@ fn discovery(c: &EnvoyCluster, at: &At) -> Result<Discovery, ConfigError> {
         Some(DiscoveryType::StrictDns) => Ok(Discovery::Dns(DnsCluster::compile(c, false, at)?)),
         Some(DiscoveryType::LogicalDns) => Ok(Discovery::Dns(DnsCluster::compile(c, true, at)?)),
         Some(DiscoveryType::OriginalDst) => Ok(Discovery::OriginalDst),
-        None => Err(at.field("cluster_type").unsupported("custom cluster types")),
+        None if matches!(
+            c.cluster_discovery_type,
+            Some(cluster::ClusterDiscoveryType::ClusterType(_))
+        ) =>
+        {
+            Err(at.field("cluster_type").unsupported("custom cluster types"))
+        }
+        None => Err(at.field("type").error("unknown discovery type")),
     }
 }
 

@@ -1,5 +1,7 @@
 //! DNS clusters: `STRICT_DNS` (every address of every host name is an
-//! endpoint) and `LOGICAL_DNS` (one host name, its first address). The
+//! endpoint) and `LOGICAL_DNS` (one host name, one of its addresses: Envoy
+//! takes the resolver's first, which the system resolver rotates; here
+//! each proxy keeps one it drew, since the answers are sorted). The
 //! cluster's `load_assignment` names hosts instead of addresses; compiling
 //! it with the resolver's answers gives an assignment of addresses, which
 //! compiles like any other (see [`crate::dns`]).
@@ -20,6 +22,10 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 
 use super::resources::Sources;
 use super::{At, ConfigError, duration};
+
+/// Which of a LOGICAL_DNS name's addresses this proxy connects to: one
+/// drawn at start, so that it stays put while the answer does.
+static PROXY_CHOICE: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| fastrand::usize(..));
 
 /// Envoy's default `dns_refresh_rate`.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(5);
@@ -87,10 +93,14 @@ impl DnsCluster {
                     continue;
                 };
                 let picked = self.pick(found);
-                let addresses = if self.logical {
-                    &picked[..picked.len().min(1)]
-                } else {
-                    &picked[..]
+                let addresses = match (self.logical, picked.len()) {
+                    (_, 0) | (false, _) => &picked[..],
+                    // Answers are sorted; each proxy takes its own one of
+                    // them, so that a name's addresses share the load.
+                    (true, count) => {
+                        let at = *PROXY_CHOICE % count;
+                        &picked[at..=at]
+                    }
                 };
                 for &ip in addresses {
                     group.lb_endpoints.push(with_address(&lb, ip, port));

@@ -33,11 +33,13 @@ const HCM: &str =
 const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 
-/// Listener filters that need no config here: original destinations are
-/// always recovered when `use_original_dst` is set, and the transport is
-/// sniffed whenever a chain matches on it.
+const ORIGINAL_DST_FILTER: &str = "envoy.filters.listener.original_dst";
+
+/// Listener filters that need no config here: `original_dst` restores the
+/// original destination (as `use_original_dst` does too), and the transport
+/// is sniffed whenever a chain matches on it.
 const LISTENER_FILTERS: &[&str] = &[
-    "envoy.filters.listener.original_dst",
+    ORIGINAL_DST_FILTER,
     "envoy.filters.listener.tls_inspector",
     "envoy.filters.listener.http_inspector",
 ];
@@ -79,11 +81,17 @@ pub(super) fn compile(
             .field("filter_chains")
             .error("at least one filter chain is required"));
     }
+    let use_original_dst = listener.use_original_dst.as_ref().is_some_and(|b| b.value);
     Ok(Listener {
         name: listener.name.clone(),
         address,
         bind_to_port: listener.bind_to_port.as_ref().is_none_or(|b| b.value),
-        use_original_dst: listener.use_original_dst.as_ref().is_some_and(|b| b.value),
+        use_original_dst,
+        restores_original_dst: use_original_dst
+            || listener
+                .listener_filters
+                .iter()
+                .any(|f| f.name == ORIGINAL_DST_FILTER),
         direction: match listener.traffic_direction {
             1 => TrafficDirection::Inbound,
             2 => TrafficDirection::Outbound,

@@ -146,6 +146,10 @@
 //!   with `eds_cluster_config` (`eds_config: ads`; endpoints published
 //!   under `service_name`, else the cluster's name), or STRICT_DNS and
 //!   LOGICAL_DNS (host names looked up, see [`crate::dns`]), with weights;
+//!   or ORIGINAL_DST with CLUSTER_PROVIDED (each request to its restored
+//!   original destination; `original_dst_lb_config.use_http_header`,
+//!   `http_header_name`, `upstream_port_override`);
+//!   `upstream_bind_config.source_address`;
 //!   `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `RING_HASH`
 //!   (`ring_hash_lb_config` sizes; `XX_HASH` only) and `MAGLEV`
 //!   (`maglev_lb_config.table_size`, a prime); `connect_timeout`.
@@ -294,6 +298,10 @@ pub struct Listener {
     /// Hand each connection to the listener of its original destination
     /// (before an iptables redirect), if there is one.
     pub use_original_dst: bool,
+    /// Restore each connection's original destination as its local
+    /// address: `use_original_dst`, or the `original_dst` listener filter
+    /// (Istio's `virtualInbound`).
+    pub restores_original_dst: bool,
     /// Istio marks sidecar listeners inbound or outbound; metrics follow it.
     pub direction: TrafficDirection,
     pub chains: Vec<FilterChain>,
@@ -806,18 +814,24 @@ pub struct OriginalDst {
 
 impl OriginalDst {
     /// Where a request or connection goes: the header's `ip:port` when it
-    /// names one, else the destination its client connected to.
+    /// is there, else the original destination the listener restored.
+    /// `None` (no host, as in Envoy) for a header that is not an address,
+    /// or a connection that was not redirected: its local address is the
+    /// proxy's own, and connecting there would loop.
     pub fn target(
         &self,
         downstream: Option<crate::lb::Downstream>,
         headers: Option<&http::HeaderMap>,
     ) -> Option<SocketAddr> {
-        let from_header = self
+        let named = self
             .header
             .as_ref()
             .zip(headers)
-            .and_then(|(name, headers)| headers.get(name)?.to_str().ok()?.parse().ok());
-        let mut target: SocketAddr = from_header.or(downstream.map(|d| d.local))?;
+            .and_then(|(name, headers)| headers.get(name));
+        let mut target: SocketAddr = match named {
+            Some(value) => value.to_str().ok()?.parse().ok()?,
+            None => downstream.filter(|d| d.restored)?.local,
+        };
         if let Some(port) = self.port {
             target.set_port(port);
         }
@@ -904,6 +918,23 @@ pub struct Endpoint {
     pub health_check: EndpointHealthCheck,
     /// The `envoy.transport_socket_match` metadata, for `transport_socket_matches`.
     pub transport_socket_match: BTreeMap<String, serde_json::Value>,
+}
+
+impl Endpoint {
+    /// An endpoint the config does not list (an ORIGINAL_DST cluster's):
+    /// weight 1, no locality, no metadata.
+    pub fn at(address: SocketAddr) -> Endpoint {
+        Endpoint {
+            address,
+            weight: 1,
+            health_status: HealthStatus::Unknown,
+            locality: Arc::default(),
+            priority: 0,
+            locality_weight: None,
+            health_check: EndpointHealthCheck::default(),
+            transport_socket_match: BTreeMap::new(),
+        }
+    }
 }
 
 /// Config the proxy refuses: which resource, which field, and why.

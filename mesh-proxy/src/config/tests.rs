@@ -214,45 +214,57 @@ fn original_dst_clusters_read_their_header_port_and_bind_address() {
 }
 
 #[test]
-fn original_destinations_come_from_the_header_or_the_connection() {
-    let downstream = crate::lb::Downstream {
+fn original_destinations_come_from_the_header_or_the_restored_address() {
+    let redirected = crate::lb::Downstream {
         remote: "10.0.0.9:41000".parse().unwrap(),
         local: "10.0.0.5:9080".parse().unwrap(),
+        restored: true,
     };
+    let direct = crate::lb::Downstream {
+        restored: false,
+        ..redirected
+    };
+    let header = "x-envoy-original-dst-host";
     let mut headers = http::HeaderMap::new();
-    headers.insert("x-envoy-original-dst-host", "10.0.0.7:80".parse().unwrap());
+    headers.insert(header, "10.0.0.7:80".parse().unwrap());
     let plain = super::OriginalDst::default();
     assert_eq!(
-        plain.target(Some(downstream), Some(&headers)),
-        Some(downstream.local)
+        plain.target(Some(redirected), Some(&headers)),
+        Some(redirected.local)
+    );
+    assert_eq!(
+        plain.target(Some(direct), None),
+        None,
+        "not redirected: it would loop"
     );
     assert_eq!(plain.target(None, None), None);
     let by_header = super::OriginalDst {
-        header: Some(http::HeaderName::from_static("x-envoy-original-dst-host")),
+        header: Some(http::HeaderName::from_static(header)),
         port: None,
     };
     assert_eq!(
-        by_header.target(Some(downstream), Some(&headers)),
+        by_header.target(Some(direct), Some(&headers)),
         Some("10.0.0.7:80".parse().unwrap())
     );
-    headers.insert(
-        "x-envoy-original-dst-host",
-        "not-an-address".parse().unwrap(),
-    );
     assert_eq!(
-        by_header.target(Some(downstream), Some(&headers)),
-        Some(downstream.local)
+        by_header.target(Some(redirected), Some(&http::HeaderMap::new())),
+        Some(redirected.local)
+    );
+    headers.insert(header, "not-an-address".parse().unwrap());
+    assert_eq!(
+        by_header.target(Some(redirected), Some(&headers)),
+        None,
+        "a bad header is no host"
     );
     let overridden = super::OriginalDst {
         header: None,
         port: Some(15000),
     };
     assert_eq!(
-        overridden.target(Some(downstream), None),
+        overridden.target(Some(redirected), None),
         Some("10.0.0.5:15000".parse().unwrap())
     );
 }
-
 #[test]
 fn request_timeouts_follow_the_route_and_grpc_deadlines() {
     use crate::config::RequestTimeout;

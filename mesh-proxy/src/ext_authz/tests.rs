@@ -184,6 +184,7 @@ fn check_requests_carry_the_allowed_headers_and_the_body() {
     parts.extensions.insert(Downstream {
         remote: "10.0.0.2:5000".parse().unwrap(),
         local: "10.0.0.1:8080".parse().unwrap(),
+        restored: false,
     });
     let sent = body::Sent {
         bytes: Bytes::from_static(b"abcd"),

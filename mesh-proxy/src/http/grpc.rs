@@ -104,7 +104,10 @@ pub fn trailers_only(headers: &mut HeaderMap, status: u32, message: &Bytes) {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    headers.insert(GRPC_STATUS.clone(), HeaderValue::from(status));
+    // A status the reply already names (an authorizer's) stays, as in Envoy.
+    if !headers.contains_key(&GRPC_STATUS) {
+        headers.insert(GRPC_STATUS.clone(), HeaderValue::from(status));
+    }
     if message.is_empty() {
         return;
     }

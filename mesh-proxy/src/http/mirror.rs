@@ -23,7 +23,7 @@ pub fn send_copies(
         let Some(upstream) = upstreams.get(&mirror.cluster).cloned() else {
             continue;
         };
-        let Some(pick) = upstream.balancer.pick() else {
+        let Some(pick) = upstream.pick_for(parts) else {
             continue;
         };
         let Ok(uri) = path_and_query.parse::<Uri>() else {

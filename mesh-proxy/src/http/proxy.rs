@@ -1,6 +1,6 @@
 //! One request: route it, then forward it to a cluster or answer locally.
-//! Every failure answers the client with a status and a short body, and is
-//! counted.
+//! Every failure answers the client with a status and a short body (for a
+//! gRPC client, a gRPC status: see [`super::grpc`]), and is counted.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -146,7 +146,7 @@ async fn routed(
         return reply(StatusCode::OK, Bytes::new());
     }
     let mut response = match &route.action {
-        Action::DirectResponse { status, body } => reply(*status, body.clone()),
+        Action::DirectResponse { status, body } => made_here(*status, body.clone()),
         Action::Redirect(redirect) => redirect_reply(redirect, &parts),
         Action::Forward(forward_to) => {
             forward::forward(state, &route.matcher.path, forward_to, parts, body).await
@@ -211,7 +211,7 @@ fn redirect_reply(redirect: &Redirect, parts: &http::request::Parts) -> Response
             .map_or("/".into(), |p| p.as_str().to_owned()),
     };
     let location = format!("{scheme}://{host}{port}{path}");
-    let mut response = reply(redirect.status, Bytes::new());
+    let mut response = made_here(redirect.status, Bytes::new());
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -220,13 +220,22 @@ fn redirect_reply(redirect: &Redirect, parts: &http::request::Parts) -> Response
 
 /// A response made by the proxy itself, with a short text body.
 pub fn local_reply(status: StatusCode, text: &'static str, flags: ResponseFlags) -> Response<Body> {
-    let mut response = reply(status, Bytes::from_static(text.as_bytes()));
+    let mut response = made_here(status, Bytes::from_static(text.as_bytes()));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    if let Some(info) = response.extensions_mut().get_mut::<ResponseInfo>() {
+        info.flags = flags;
+    }
+    response
+}
+
+/// A reply of the proxy's own (a local reply, a `direct_response`, a
+/// redirect), marked so that a gRPC client gets it as a gRPC status.
+fn made_here(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = reply(status, body.clone());
     response.extensions_mut().insert(ResponseInfo {
-        flags,
-        local_reply: Some(Bytes::from_static(text.as_bytes())),
+        local_reply: Some(body),
         ..ResponseInfo::default()
     });
     response

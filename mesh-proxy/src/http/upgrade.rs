@@ -40,7 +40,7 @@ pub async fn forward(
             ResponseFlags::NONE,
         );
     };
-    let Some(pick) = upstream.balancer.pick() else {
+    let Some(pick) = upstream.pick_for(&parts) else {
         upstream.stats.response(503);
         return local_reply(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -77,16 +77,7 @@ enum Picked {
 impl Pick {
     /// `address` as an endpoint of its own, for ORIGINAL_DST clusters.
     pub fn direct(address: SocketAddr) -> Pick {
-        let endpoint = Endpoint {
-            address,
-            weight: 1,
-            health_status: crate::config::HealthStatus::Unknown,
-            locality: Arc::default(),
-            priority: 0,
-            locality_weight: None,
-            health_check: Default::default(),
-            transport_socket_match: Default::default(),
-        };
+        let endpoint = Endpoint::at(address);
         let authority = Authority::try_from(address.to_string())
             .expect("a socket address is a valid authority");
         Pick(Picked::Direct(Box::new((endpoint, authority))))

@@ -14,6 +14,9 @@ use crate::config::{CookieKey, HashKey, HashPolicy, HeaderSource};
 pub struct Downstream {
     pub remote: SocketAddr,
     pub local: SocketAddr,
+    /// `local` is the original destination of a redirected connection,
+    /// restored by the listener (which ORIGINAL_DST clusters need).
+    pub restored: bool,
 }
 
 impl Downstream {
@@ -28,6 +31,7 @@ impl Downstream {
             std::net::Ipv4Addr::UNSPECIFIED,
             0,
         )),
+        restored: false,
     };
 }
 
@@ -187,6 +191,7 @@ mod tests {
         parts.extensions.insert(Downstream {
             remote: "192.0.2.7:40000".parse().unwrap(),
             local: "10.0.0.1:15001".parse().unwrap(),
+            restored: false,
         });
         parts
     }

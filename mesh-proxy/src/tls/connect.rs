@@ -127,6 +127,8 @@ pub struct Connector {
     stats: Arc<TlsStats>,
     /// The local address connections come from, when not the kernel's choice.
     bind: Option<SocketAddr>,
+    /// TLS for addresses outside the map (an ORIGINAL_DST cluster's).
+    others: Option<Arc<ClientTls>>,
 }
 
 impl Connector {
@@ -140,7 +142,15 @@ impl Connector {
             timeout,
             stats,
             bind: None,
+            others: None,
         }
+    }
+
+    /// Connections to addresses outside the map speak `tls`, when given:
+    /// an ORIGINAL_DST cluster's endpoints are not known in advance.
+    pub fn others_with(mut self, tls: Option<Arc<ClientTls>>) -> Connector {
+        self.others = tls;
+        self
     }
 
     /// Connections come from `bind` (Istio binds inbound passthrough
@@ -163,7 +173,7 @@ impl Connector {
         };
         // Requests and responses are written whole; Nagle would only delay them.
         let _ = tcp.set_nodelay(true);
-        match self.tls.get(&endpoint) {
+        match self.tls.get(&endpoint).or(self.others.as_ref()) {
             Some(tls) => Ok(connect(tls, endpoint, tcp, self.timeout, &self.stats).await?),
             None => Ok(UpstreamIo::Plain(tcp)),
         }

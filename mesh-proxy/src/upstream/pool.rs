@@ -427,6 +427,10 @@ impl Shared {
     }
 
     fn give_back(&self, connection: Http1Connection) {
+        // One that ended meanwhile was already forgotten: keep it that way.
+        if connection.sender.is_closed() {
+            return;
+        }
         let mut idle = self.idle.lock().expect("pool lock");
         idle.entry(connection.state.endpoint)
             .or_default()

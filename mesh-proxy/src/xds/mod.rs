@@ -41,13 +41,46 @@ use protocol::{Outcome, Protocol};
 /// How long connecting to the control plane may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where the control plane is: `http://host:port`.
+/// Where the control plane is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target(pub String);
+pub enum Target {
+    /// `host:port`, given to the process.
+    Address(String),
+    /// A static cluster, reached at one of its endpoints picked at each
+    /// connect (a DNS cluster's follow its host name).
+    Cluster(String),
+}
+
+impl Target {
+    /// The URI to connect to now.
+    fn uri(&self, live: &Live) -> anyhow::Result<String> {
+        match self {
+            Target::Address(address) => Ok(format!("http://{address}")),
+            Target::Cluster(name) => {
+                let view = live.view();
+                let pick = view
+                    .upstreams
+                    .get(name)
+                    .and_then(|upstream| upstream.balancer.pick())
+                    .ok_or_else(|| anyhow::anyhow!("cluster {name:?} has no endpoint"))?;
+                Ok(format!("http://{}", pick.endpoint().address))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Address(address) => f.write_str(address),
+            Target::Cluster(name) => write!(f, "cluster {name}"),
+        }
+    }
+}
 
 /// The control plane the bootstrap names: `dynamic_resources.ads_config`
 /// with a gRPC service whose `envoy_grpc.cluster_name` is a static cluster,
-/// reached at its first endpoint in plain text. `address` (`host:port`)
+/// reached at one of its endpoints in plain text. `address` (`host:port`)
 /// overrides it, or stands in for it without `dynamic_resources`. `None`
 /// when the proxy runs from static resources only.
 pub fn target(
@@ -71,7 +104,7 @@ pub fn target(
         }
     }
     if let Some(address) = address {
-        return Ok(Some(Target(format!("http://{address}"))));
+        return Ok(Some(Target::Address(address.to_owned())));
     }
     let Some(ads) = dynamic.and_then(|d| d.ads_config.as_ref()) else {
         return match dynamic {
@@ -115,13 +148,7 @@ fn ads_target(ads: &ApiConfigSource, statics: &Config, at: &At) -> Result<Target
     if cluster.tls.is_some() || !cluster.transport_socket_matches.is_empty() {
         return Err(at.unsupported("TLS to the control plane"));
     }
-    let endpoint = cluster.endpoints.first().ok_or_else(|| {
-        at.error(format_args!(
-            "cluster {:?} has no endpoint",
-            grpc.cluster_name
-        ))
-    })?;
-    Ok(Target(format!("http://{}", endpoint.address)))
+    Ok(Target::Cluster(grpc.cluster_name.clone()))
 }
 
 /// Runs the client until the drain starts. `provided` tells when the
@@ -148,8 +175,8 @@ pub async fn run(
         tokio::select! {
             result = client.session(&target, &mut backoff, &mut provided, &mut dns) => {
                 match result {
-                    Ok(()) => tracing::warn!(target = %target.0, "the control plane closed the xDS stream"),
-                    Err(err) => tracing::warn!(target = %target.0, error = %err, "xDS stream failed"),
+                    Ok(()) => tracing::warn!(%target, "the control plane closed the xDS stream"),
+                    Err(err) => tracing::warn!(%target, error = %err, "xDS stream failed"),
                 }
             }
             () = drained.as_mut() => return,
@@ -194,7 +221,7 @@ impl Client<'_> {
         provided: &mut Option<watch::Receiver<Provided>>,
         dns: &mut watch::Receiver<Arc<DnsTable>>,
     ) -> anyhow::Result<()> {
-        let channel = Endpoint::from_shared(target.0.clone())?
+        let channel = Endpoint::from_shared(target.uri(self.live)?)?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .connect()

@@ -172,9 +172,9 @@ impl Protocol {
                     missing: references.missing,
                 };
             }
-            Ok(config) => (complete.then_some(config), true),
+            Ok(config) => ((complete && self.fetched_first()).then_some(config), true),
         };
-        self.resolver.want(&references.hosts);
+        self.resolver.follow(&references.hosts, whole);
         Outcome {
             requests: self.resubscribe(&references, whole),
             config,
@@ -240,10 +240,11 @@ impl Protocol {
             Ok(config) => (complete.then_some(config), true),
         };
         self.accepted = candidate;
-        self.resolver.want(&references.hosts);
+        self.resolver.follow(&references.hosts, whole);
         let state = self.types.get_mut(&kind).expect("every kind");
         state.version.clone_from(&response.version_info);
         state.last_updated = Some(SystemTime::now());
+        let config = config.filter(|_| self.fetched_first());
         let mut requests = vec![self.request(kind)];
         requests.extend(self.resubscribe(&references, whole));
         Outcome {
@@ -252,6 +253,15 @@ impl Protocol {
             rejected: None,
             missing: references.missing,
         }
+    }
+
+    /// Clusters and listeners have each come once: until then a config
+    /// would be the static resources alone, and the proxy would say it is
+    /// ready before the control plane configured it (Envoy's initial fetch).
+    fn fetched_first(&self) -> bool {
+        [Kind::Cluster, Kind::Listener]
+            .iter()
+            .all(|kind| self.types[kind].last_updated.is_some())
     }
 
     fn compile(&self, resources: &Resources) -> Compiled {

@@ -464,33 +464,74 @@ async fn an_original_dst_cluster_sends_each_request_where_its_header_says() {
     }
 }
 
-/// Istio's `InboundPassthroughCluster`: connections go to the destination
-/// the client connected to (here the listener's own address, with the
-/// backend's port in its place) from 127.0.0.6.
+/// Istio's `InboundPassthroughCluster` binds its connections to 127.0.0.6;
+/// the backend here answers one HTTP request and tells where it came from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn original_dst_tcp_connections_come_from_the_bind_address() {
+async fn original_dst_connections_come_from_the_bind_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = backend.local_addr().unwrap().port();
+    let target = backend.local_addr().unwrap().to_string();
+    let answered = tokio::spawn(async move {
+        let (mut stream, peer) = backend.accept().await.unwrap();
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if stream.read(&mut byte).await.unwrap() == 0 {
+                break;
+            }
+            request.push(byte[0]);
+        }
+        let body = peer.ip().to_string();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(reply.as_bytes()).await.unwrap();
+        peer
+    });
     let passthrough = json!({"name": "InboundPassthroughCluster", "type": "ORIGINAL_DST",
         "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "1s",
-        "original_dst_lb_config": {"upstream_port_override": port},
+        "original_dst_lb_config": {"use_http_header": true},
         "upstream_bind_config": {"source_address": {"address": "127.0.0.6", "port_value": 0}}});
     let proxy = Proxy::start(&bootstrap(
-        json!([tcp_listener("tcp", "InboundPassthroughCluster")]),
+        json!([http_listener(
+            "http",
+            one_route("InboundPassthroughCluster", json!([]))
+        )]),
         json!([passthrough]),
     ))
     .await;
+    let (status, body) = get(
+        proxy.listener("http"),
+        "/",
+        &[("x-envoy-original-dst-host", target.as_str())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, "127.0.0.6");
+    let peer = tokio::time::timeout(Duration::from_secs(10), answered)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(peer.ip().to_string(), "127.0.0.6");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_original_dst_connection_that_was_not_redirected_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let passthrough = json!({"name": "PassthroughCluster", "type": "ORIGINAL_DST",
+        "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "1s"});
+    let proxy = Proxy::start(&bootstrap(
+        json!([tcp_listener("tcp", "PassthroughCluster")]),
+        json!([passthrough]),
+    ))
+    .await;
+    // Its destination is the proxy's own listener: no host, as in Envoy,
+    // rather than a connection to itself.
     let mut client = tokio::net::TcpStream::connect(proxy.listener("tcp"))
         .await
         .unwrap();
-    let (mut accepted, peer) = tokio::time::timeout(Duration::from_secs(10), backend.accept())
-        .await
-        .expect("the proxy connects")
-        .unwrap();
-    assert_eq!(peer.ip().to_string(), "127.0.0.6");
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    client.write_all(b"ping").await.unwrap();
-    let mut got = [0u8; 4];
-    accepted.read_exact(&mut got).await.unwrap();
-    assert_eq!(&got, b"ping");
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
 }

@@ -155,6 +155,7 @@ fn nacks_with_the_config_error_and_keeps_the_last_good_resources() {
 #[test]
 fn endpoints_merge_by_name_and_go_when_no_longer_wanted() {
     let mut protocol = protocol();
+    protocol.handle(listeners("l1", "n0", &[]));
     protocol.handle(clusters(
         "c1",
         "n1",
@@ -194,6 +195,7 @@ fn mesh_tls_cluster() -> Value {
 fn config_naming_the_workload_certificate_waits_for_it() {
     use crate::identity::Provided;
     let mut protocol = protocol().with_provided(Provided::Pending);
+    protocol.handle(listeners("1", "n0", &[]));
     let outcome = protocol.handle(clusters("1", "n1", &[mesh_tls_cluster()]));
     assert!(outcome.rejected.is_none(), "{:?}", outcome.rejected);
     assert!(outcome.config.is_none());
@@ -215,4 +217,18 @@ fn config_naming_the_workload_certificate_waits_for_it() {
     assert!(outcome.missing.is_empty(), "{:?}", outcome.missing);
     let config = outcome.config.expect("a whole config");
     assert!(config.clusters["mesh"].tls.is_some());
+}
+
+#[test]
+fn nothing_is_served_before_clusters_and_listeners_have_both_come() {
+    let mut protocol = protocol();
+    let outcome = protocol.handle(clusters("c1", "n1", &[json!({"name": "a"})]));
+    assert!(outcome.config.is_none(), "no listeners yet");
+    let outcome = protocol.resolved();
+    assert!(
+        outcome.config.is_none(),
+        "a recompile does not serve the static resources alone"
+    );
+    let outcome = protocol.handle(listeners("l1", "n2", &[]));
+    assert!(outcome.config.is_some());
 }
