@@ -126,6 +126,18 @@ impl Resolver {
     }
 }
 
+#[cfg(test)]
+impl Resolver {
+    /// Sets `host`'s answer as a lookup would, for tests elsewhere.
+    pub(crate) fn answer(&self, host: &str, addresses: Vec<IpAddr>) {
+        self.table.send_modify(|table| {
+            Arc::make_mut(table)
+                .answers
+                .insert(host.to_owned(), addresses);
+        });
+    }
+}
+
 impl Drop for Resolver {
     fn drop(&mut self) {
         let lookups = self

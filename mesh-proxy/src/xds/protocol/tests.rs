@@ -5,7 +5,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 use serde_json::{Value, json};
 
-use super::{Kind, Protocol};
+use super::{Kind, Outcome, Protocol};
 use crate::testing::{assignment, eds_cluster, proto, rds_listener, route_config};
 
 fn protocol() -> Protocol {
@@ -231,4 +231,47 @@ fn nothing_is_served_before_clusters_and_listeners_have_both_come() {
     );
     let outcome = protocol.handle(listeners("l1", "n2", &[]));
     assert!(outcome.config.is_some());
+}
+
+#[tokio::test]
+async fn a_dns_cluster_waits_for_its_lookup_and_follows_new_answers() {
+    let mut protocol = protocol();
+    let host = "ext.invalid";
+    protocol.handle(listeners("l1", "n1", &[]));
+    let outcome = protocol.handle(clusters("c1", "n2", &[json!({"name": "ext", "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_ONLY",
+        "load_assignment": {"cluster_name": "ext", "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
+            {"socket_address": {"address": host, "port_value": 443}}}}]}]}})]));
+    assert!(outcome.config.is_none(), "the host is not looked up yet");
+    assert!(
+        outcome.missing.contains("dns name \"ext.invalid\""),
+        "{:?}",
+        outcome.missing
+    );
+
+    let endpoints = |outcome: Outcome| -> Vec<std::net::SocketAddr> {
+        let config = outcome.config.expect("a whole config");
+        config.clusters["ext"]
+            .endpoints
+            .iter()
+            .map(|e| e.address)
+            .collect()
+    };
+    protocol
+        .resolver()
+        .answer(host, vec!["192.0.2.1".parse().unwrap()]);
+    let outcome = protocol.resolved();
+    assert_eq!(endpoints(outcome), ["192.0.2.1:443".parse().unwrap()]);
+    protocol.resolver().answer(
+        host,
+        vec!["192.0.2.2".parse().unwrap(), "192.0.2.3".parse().unwrap()],
+    );
+    let outcome = protocol.resolved();
+    assert_eq!(
+        endpoints(outcome),
+        [
+            "192.0.2.2:443".parse().unwrap(),
+            "192.0.2.3:443".parse().unwrap()
+        ]
+    );
 }
