@@ -4,7 +4,8 @@
 //! the most recently used one, or opens a new one, and gives it back once
 //! the response body has been read to its end; a response dropped before
 //! then takes its connection with it, as the connection is no longer in a
-//! known state. HTTP/2: one multiplexed connection per endpoint; requests
+//! known state. HTTP/2: one multiplexed connection per endpoint (more while
+//! `max_requests_per_connection` leaves requests waiting); requests
 //! that come while it is being made wait for it, as Envoy's pending
 //! requests do, and share its outcome.
 //!
@@ -96,11 +97,33 @@ struct Http2Connection {
     state: Arc<ConnectionState>,
 }
 
-/// An endpoint's HTTP/2 connection, or the wait for it.
+/// An endpoint's HTTP/2 connection, and those being made with the
+/// requests waiting on each. With `max_requests_per_connection`, a
+/// connection being made takes at most that many waiting requests, and the
+/// next request starts another, as Envoy opens enough for what is pending.
+#[derive(Debug, Default)]
+struct Http2Slot {
+    open: Option<Http2Connection>,
+    connecting: Vec<Pending>,
+}
+
+/// A connection being made and how many requests wait on it.
 #[derive(Debug)]
-enum Http2Slot {
-    Open(Http2Connection),
-    Connecting(Connecting),
+struct Pending {
+    connecting: Connecting,
+    waiting: u32,
+}
+
+impl Http2Slot {
+    fn is_empty(&self) -> bool {
+        self.open.is_none() && self.connecting.is_empty()
+    }
+
+    /// Stops counting on the connection being made on `connecting`.
+    fn settled(&mut self, connecting: &Connecting) {
+        self.connecting
+            .retain(|pending| !pending.connecting.same_channel(connecting));
+    }
 }
 
 /// Where the outcome of a connection being made is announced.
@@ -261,25 +284,29 @@ impl Shared {
     /// streams it already has), and a new one is started.
     fn checkout_http2(self: &Arc<Self>, endpoint: SocketAddr) -> Http2Checkout {
         let mut multiplexed = self.multiplexed.lock().expect("pool lock");
-        match multiplexed.get(&endpoint) {
-            Some(Http2Slot::Connecting(connecting)) => {
-                return Http2Checkout::Wait(connecting.clone());
-            }
-            Some(Http2Slot::Open(connection)) if connection.usable() => {
-                let connection = connection.clone();
-                match connection.state.reserve(self.options.max_requests) {
-                    Reserved::Request => return Http2Checkout::Open(connection),
-                    Reserved::LastRequest => {
-                        multiplexed.remove(&endpoint);
-                        return Http2Checkout::Open(connection);
-                    }
-                    Reserved::Nothing => {}
+        let slot = multiplexed.entry(endpoint).or_default();
+        slot.open.take_if(|c| !c.usable());
+        if let Some(connection) = slot.open.take() {
+            match connection.state.reserve(self.options.max_requests) {
+                Reserved::Request => {
+                    slot.open = Some(connection.clone());
+                    return Http2Checkout::Open(connection);
                 }
+                // It leaves the pool with its last request.
+                Reserved::LastRequest => return Http2Checkout::Open(connection),
+                Reserved::Nothing => {}
             }
-            _ => {}
+        }
+        let room = self.options.max_requests.map_or(u32::MAX, |max| max.get());
+        if let Some(pending) = slot.connecting.iter_mut().find(|p| p.waiting < room) {
+            pending.waiting += 1;
+            return Http2Checkout::Wait(pending.connecting.clone());
         }
         let connecting = self.start_http2(endpoint);
-        multiplexed.insert(endpoint, Http2Slot::Connecting(connecting.clone()));
+        slot.connecting.push(Pending {
+            connecting: connecting.clone(),
+            waiting: 1,
+        });
         Http2Checkout::Wait(connecting)
     }
 
@@ -288,17 +315,22 @@ impl Shared {
     fn start_http2(self: &Arc<Self>, endpoint: SocketAddr) -> Connecting {
         let (announce, connecting) = watch::channel(None);
         let shared = Arc::clone(self);
+        let own = connecting.clone();
         tokio::spawn(async move {
             let outcome = shared.connect_http2(endpoint).await;
             {
                 let mut multiplexed = shared.multiplexed.lock().expect("pool lock");
-                match &outcome {
-                    Ok(connection) => {
-                        multiplexed.insert(endpoint, Http2Slot::Open(connection.clone()));
-                    }
-                    Err(_) => {
-                        multiplexed.remove(&endpoint);
-                    }
+                let slot = multiplexed.entry(endpoint).or_default();
+                slot.settled(&own);
+                // It becomes the one new requests go to, unless one that
+                // can still take them is there.
+                if let Ok(connection) = &outcome
+                    && !slot.open.as_ref().is_some_and(Http2Connection::usable)
+                {
+                    slot.open = Some(connection.clone());
+                }
+                if slot.is_empty() {
+                    multiplexed.remove(&endpoint);
                 }
             }
             announce.send_replace(Some(outcome));
@@ -306,11 +338,12 @@ impl Shared {
         connecting
     }
 
-    /// Removes an endpoint's slot if it still waits on `connecting`.
+    /// Stops waiting on `connecting` anywhere.
     fn forget_connecting(&self, connecting: &Connecting) {
         let mut multiplexed = self.multiplexed.lock().expect("pool lock");
         multiplexed.retain(|_, slot| {
-            !matches!(slot, Http2Slot::Connecting(waiting) if waiting.same_channel(connecting))
+            slot.settled(connecting);
+            !slot.is_empty()
         });
     }
 
@@ -334,13 +367,7 @@ impl Shared {
         match connection.state.reserve(self.options.max_requests) {
             Reserved::Request => Ok(Some(connection)),
             Reserved::LastRequest => {
-                let mut multiplexed = self.multiplexed.lock().expect("pool lock");
-                let endpoint = connection.state.endpoint;
-                if let Some(Http2Slot::Open(pooled)) = multiplexed.get(&endpoint)
-                    && Arc::ptr_eq(&pooled.state, &connection.state)
-                {
-                    multiplexed.remove(&endpoint);
-                }
+                self.unpool_http2(&connection.state);
                 Ok(Some(connection))
             }
             Reserved::Nothing => Ok(None),
@@ -419,10 +446,24 @@ impl Shared {
             }
         }
         drop(idle);
+        self.unpool_http2(state);
+    }
+
+    /// Takes the HTTP/2 connection with `state` out of its endpoint's slot.
+    fn unpool_http2(&self, state: &Arc<ConnectionState>) {
         let mut multiplexed = self.multiplexed.lock().expect("pool lock");
-        if matches!(multiplexed.get(&endpoint), Some(Http2Slot::Open(c)) if Arc::ptr_eq(&c.state, state))
+        let Some(slot) = multiplexed.get_mut(&state.endpoint) else {
+            return;
+        };
+        if slot
+            .open
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.state, state))
         {
-            multiplexed.remove(&endpoint);
+            slot.open = None;
+        }
+        if slot.is_empty() {
+            multiplexed.remove(&state.endpoint);
         }
     }
 

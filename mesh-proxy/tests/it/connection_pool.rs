@@ -148,6 +148,55 @@ async fn concurrent_http2_requests_keep_to_max_requests_per_connection() {
     all_closed(&echo, "the retired connections closing").await;
 }
 
+/// Eight requests wait on connects that cannot finish (a TLS upstream that
+/// never answers the handshake): with two requests per connection, four
+/// connects run at once, as Envoy opens enough for what is pending, rather
+/// than one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_http2_requests_start_enough_connections_at_once() {
+    let mute = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = mute.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = mute.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let mut tls = cluster("echo", &[upstream]);
+    tls["connect_timeout"] = json!("20s");
+    let key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    tls["typed_extension_protocol_options"] = json!({key: {
+        "@type": format!("type.googleapis.com/{key}"),
+        "common_http_protocol_options": {"max_requests_per_connection": 2},
+        "explicit_http_config": {"http2_protocol_options": {}}
+    }});
+    tls["transport_socket"] = json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "sni": "mute.local"}});
+    let routes = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": "echo", "timeout": "30s"}}
+    ]}]);
+    let proxy = Proxy::start(&bootstrap(
+        json!([http_listener("in", routes)]),
+        json!([tls]),
+    ))
+    .await;
+    let front = proxy.listener("in");
+    let requests: Vec<_> = (0..8).map(|_| tokio::spawn(get(front, "/", &[]))).collect();
+    eventually(async || match accepted.load(Ordering::SeqCst) {
+        4 => Ok(()),
+        n => Err(format!("{n} connects under way, 4 expected")),
+    })
+    .await;
+    for request in requests {
+        request.abort();
+    }
+    holder.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let echo = Echo::start("echo").await;
