@@ -29,6 +29,21 @@ pub struct Service {
     /// SPIFFE ids the service's servers present (ServiceEntry
     /// `subjectAltNames`, and the service accounts of its endpoints).
     pub subject_alt_names: Vec<String>,
+    /// Endpoints given by host name (a DNS ServiceEntry's), which the proxy
+    /// looks up itself; never in the registry's endpoints, which are IPs.
+    pub named_endpoints: Vec<NamedEndpoint>,
+}
+
+/// An endpoint of a DNS ServiceEntry given by host name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedEndpoint {
+    pub host: String,
+    /// Port numbers by service port name, every service port filled in.
+    pub ports: BTreeMap<String, u16>,
+    pub labels: BTreeMap<String, String>,
+    /// `region/zone/subzone`, possibly partial.
+    pub locality: String,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,11 +16,13 @@
 //!   ids of its endpoints' service accounts (trust domain from MeshConfig).
 //! - An empty `exportTo` becomes `*` (Istio's default `defaultServiceExportTo`).
 //!
-//! Left out, because the model holds IP addresses only: endpoints whose
-//! address is a host name or a `unix://` socket (DNS resolution of endpoint
-//! names is the proxy's business, from the ServiceEntry itself), WorkloadEntries
-//! with no address (reached through a network gateway), and service
-//! `addresses` that are CIDR blocks wider than one address.
+//! - Inline endpoints of a DNS ServiceEntry that name a host go with the
+//!   service (`named_endpoints`): the proxy looks them up.
+//!
+//! Left out: endpoints whose address is a host name in other ServiceEntries
+//! or a `unix://` socket, WorkloadEntries with no address (reached through a
+//! network gateway), and service `addresses` that are CIDR blocks wider than
+//! one address.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -28,11 +30,12 @@ use std::sync::Arc;
 
 use mesh_api::load::Resource;
 use mesh_api::names::SpiffeId;
+use mesh_api::networking::service_entry::Resolution;
 use mesh_api::networking::{ServiceEntry, WorkloadEntrySpec};
 use tokio::sync::watch;
 
 use super::{ServiceRegistry, ServiceSet};
-use crate::model::{Endpoint, MeshConfig, Service, ServicePort};
+use crate::model::{Endpoint, MeshConfig, NamedEndpoint, Service, ServicePort};
 
 /// The label that says a workload runs a sidecar speaking mesh mTLS.
 const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
@@ -124,8 +127,10 @@ fn add_entry(
     } else {
         spec.export_to.clone()
     };
+    let by_name = matches!(spec.resolution, Resolution::Dns | Resolution::DnsRoundRobin)
+        && spec.workload_selector.is_none();
     for host in &spec.hosts {
-        let service = Service {
+        let mut service = Service {
             hostname: host.clone(),
             namespace: namespace.to_owned(),
             addresses: spec.addresses.iter().filter_map(|a| address(a)).collect(),
@@ -134,13 +139,50 @@ fn add_entry(
             location: spec.location,
             export_to: export_to.clone(),
             subject_alt_names: subject_alt_names.clone(),
+            named_endpoints: Vec::new(),
         };
         for workload in &selected {
-            if let Some(endpoint) = endpoint(&service, workload) {
+            if by_name && is_host_name(&workload.spec.address) {
+                let named = named_endpoint(&service, workload.spec);
+                service.named_endpoints.push(named);
+            } else if let Some(endpoint) = endpoint(&service, workload) {
                 set.endpoints.push(Arc::new(endpoint));
             }
         }
         set.services.push(Arc::new(service));
+    }
+}
+
+/// An address that names a host: neither an IP nor a `unix://` socket.
+fn is_host_name(address: &str) -> bool {
+    !address.is_empty() && address.parse::<IpAddr>().is_err() && !address.starts_with("unix://")
+}
+
+/// Every service port's number at the workload: the one it names, else the
+/// port's `targetPort`, else its number.
+fn workload_ports(service: &Service, spec: &WorkloadEntrySpec) -> BTreeMap<String, u16> {
+    service
+        .ports
+        .iter()
+        .map(|port| {
+            let number = spec
+                .ports
+                .get(&port.name)
+                .map(|n| port_number(*n))
+                .or(port.target_port)
+                .unwrap_or(port.number);
+            (port.name.clone(), number)
+        })
+        .collect()
+}
+
+fn named_endpoint(service: &Service, spec: &WorkloadEntrySpec) -> NamedEndpoint {
+    NamedEndpoint {
+        host: spec.address.clone(),
+        ports: workload_ports(service, spec),
+        labels: spec.labels.clone(),
+        locality: spec.locality.clone(),
+        weight: spec.weight.unwrap_or(1).max(1),
     }
 }
 
@@ -155,19 +197,7 @@ fn endpoint(service: &Service, workload: &Workload<'_>) -> Option<Endpoint> {
         );
         return None;
     };
-    let ports = service
-        .ports
-        .iter()
-        .map(|port| {
-            let number = spec
-                .ports
-                .get(&port.name)
-                .map(|n| port_number(*n))
-                .or(port.target_port)
-                .unwrap_or(port.number);
-            (port.name.clone(), number)
-        })
-        .collect::<BTreeMap<_, _>>();
+    let ports = workload_ports(service, spec);
     Some(Endpoint {
         service: service.hostname.clone(),
         service_namespace: service.namespace.clone(),

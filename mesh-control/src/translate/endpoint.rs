@@ -12,7 +12,7 @@ use mesh_api::security::peer_authentication::MtlsMode;
 
 use super::context::{Context, endpoint_port, selects};
 use super::proto::{socket, structure, u32v};
-use crate::model::{Endpoint, Service, ServicePort};
+use crate::model::{Endpoint, NamedEndpoint, Service, ServicePort};
 
 /// Where an endpoint's metadata tells the cluster's `transport_socket_matches`
 /// which transport to use.
@@ -41,28 +41,51 @@ pub fn by_locality(
     port: &ServicePort,
     labels: &BTreeMap<String, String>,
 ) -> Vec<LocalityLbEndpoints> {
-    let mut groups: BTreeMap<&str, Vec<&Endpoint>> = BTreeMap::new();
+    // Each endpoint with its weight, by locality; a DNS service's named
+    // endpoints join the registry's.
+    let mut groups: BTreeMap<&str, Vec<(LbEndpoint, u32)>> = BTreeMap::new();
     for endpoint in ctx.endpoints(service) {
         if selects(labels, &endpoint.labels) {
-            groups.entry(&endpoint.locality).or_default().push(endpoint);
+            let member = (lb_endpoint(ctx, endpoint, port), weight(endpoint));
+            groups.entry(&endpoint.locality).or_default().push(member);
+        }
+    }
+    for named in &service.named_endpoints {
+        if selects(labels, &named.labels) {
+            let member = (named_lb_endpoint(named, port), named.weight.max(1));
+            groups.entry(&named.locality).or_default().push(member);
         }
     }
     groups
         .into_iter()
-        .map(|(locality, endpoints)| {
-            let lb_endpoints: Vec<LbEndpoint> = endpoints
-                .iter()
-                .map(|e| lb_endpoint(ctx, e, port))
-                .collect();
-            let weight = endpoints.iter().map(|e| weight(e)).sum();
+        .map(|(locality, members)| {
+            let weight = members.iter().map(|(_, w)| w).sum();
             LocalityLbEndpoints {
                 locality: Some(parse_locality(locality)),
-                lb_endpoints,
+                lb_endpoints: members.into_iter().map(|(e, _)| e).collect(),
                 load_balancing_weight: u32v(weight),
                 ..LocalityLbEndpoints::default()
             }
         })
         .collect()
+}
+
+/// A named endpoint as a DNS cluster's: its host, which the proxy looks up.
+fn named_lb_endpoint(named: &NamedEndpoint, port: &ServicePort) -> LbEndpoint {
+    let number = named
+        .ports
+        .get(&port.name)
+        .copied()
+        .unwrap_or(port.target_port.unwrap_or(port.number));
+    LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
+            address: Some(socket(&named.host, number)),
+            ..EnvoyEndpoint::default()
+        })),
+        health_status: HealthStatus::Healthy as i32,
+        load_balancing_weight: u32v(named.weight.max(1)),
+        ..LbEndpoint::default()
+    }
 }
 
 fn weight(endpoint: &Endpoint) -> u32 {

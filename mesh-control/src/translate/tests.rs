@@ -33,6 +33,7 @@ pub(super) fn service(name: &str, namespace: &str, export_to: &[&str]) -> Arc<Se
         location: Location::MeshInternal,
         export_to: export_to.iter().map(|s| (*s).to_owned()).collect(),
         subject_alt_names: Vec::new(),
+        named_endpoints: Vec::new(),
     })
 }
 

@@ -65,6 +65,19 @@ spec:
   endpoints:
   - {address: 1.2.3.4}
   - {address: 1.2.3.5, ports: {https: 8443}, weight: 2, serviceAccount: api}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: regional-api, namespace: default}
+spec:
+  hosts: [api.example.com]
+  resolution: DNS
+  ports:
+  - {number: 443, name: https, protocol: TLS}
+  endpoints:
+  - {address: us.api.example.com, locality: us-east1, weight: 3}
+  - {address: eu.api.example.com, ports: {https: 8443}, locality: europe-west1}
+  - {address: 10.9.9.9}
 "#;
 
 fn build() -> ServiceSet {
@@ -92,11 +105,12 @@ fn one_service_per_host_with_its_ports_and_names_as_written() {
         names,
         [
             ("api", "default"),
+            ("api.example.com", "default"),
             ("details", "bookinfo"),
             ("details.bookinfo.svc.cluster.local", "bookinfo")
         ]
     );
-    let details = &set.services[1];
+    let details = &set.services[2];
     assert_eq!(
         details.addresses,
         [
@@ -187,4 +201,48 @@ fn inline_endpoints_belong_to_the_service_entry() {
     assert_eq!(api[1].ports["https"], 8443);
     assert_eq!(api[1].weight, 2);
     assert!(ServiceEntryRegistry.subscribe().is_none());
+}
+
+#[test]
+fn a_dns_entrys_named_endpoints_go_with_its_service() {
+    let set = build();
+    let service = set
+        .services
+        .iter()
+        .find(|s| s.hostname == "api.example.com")
+        .unwrap();
+    let hosts: Vec<(&str, u16, &str, u32)> = service
+        .named_endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.host.as_str(),
+                e.ports["https"],
+                e.locality.as_str(),
+                e.weight,
+            )
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("us.api.example.com", 443, "us-east1", 3),
+            ("eu.api.example.com", 8443, "europe-west1", 1)
+        ]
+    );
+    // An address stays a registry endpoint; a named one in a STATIC entry
+    // is left out (the WorkloadEntry `details-by-name` above).
+    let ips: Vec<_> = set
+        .endpoints
+        .iter()
+        .filter(|e| e.service == "api.example.com")
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(ips, ["10.9.9.9"]);
+    let details = set
+        .services
+        .iter()
+        .find(|s| s.hostname == "details")
+        .unwrap();
+    assert!(details.named_endpoints.is_empty());
 }

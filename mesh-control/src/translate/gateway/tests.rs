@@ -31,6 +31,7 @@ fn service(host: &str, port: u16, protocol: Protocol) -> Arc<Service> {
         location: Location::MeshInternal,
         export_to: Vec::new(),
         subject_alt_names: Vec::new(),
+        named_endpoints: Vec::new(),
     })
 }
 

@@ -53,6 +53,7 @@ fn snapshot(yaml: &str) -> MeshSnapshot {
             location: Location::MeshInternal,
             export_to: Vec::new(),
             subject_alt_names: Vec::new(),
+            named_endpoints: Vec::new(),
         })],
         endpoints: vec![endpoint("v1", "10.0.0.1"), endpoint("v2", "10.0.0.2")],
         ..MeshSnapshot::default()

@@ -35,6 +35,7 @@ fn service(name: &str, namespace: &str, ports: &[(u16, Protocol)]) -> Arc<Servic
         location: Location::MeshInternal,
         export_to: Vec::new(),
         subject_alt_names: Vec::new(),
+        named_endpoints: Vec::new(),
     })
 }
 

@@ -88,6 +88,7 @@ pub fn registry(resources: &[Resource]) -> (Vec<Arc<Service>>, Vec<Arc<Endpoint>
                 location: spec.location,
                 export_to: spec.export_to.clone(),
                 subject_alt_names: spec.subject_alt_names.clone(),
+                named_endpoints: Vec::new(),
             }));
             for we in &selected {
                 let Ok(address) = we.address.parse::<IpAddr>() else {

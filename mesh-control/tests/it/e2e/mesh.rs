@@ -318,17 +318,8 @@ spec:
   ports: [{{number: {PORT}, name: http, protocol: HTTP}}]
   workloadSelector: {{labels: {{app: reviews}}}}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: client, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  egress:
-  - port: {{number: {PORT}, protocol: HTTP, name: http}}
-    bind: {client}
-    captureMode: NONE
-    hosts: [./reviews.default.svc.cluster.local]
-"
+{}",
+        client_sidecar(client, PORT, "reviews.default.svc.cluster.local")
     );
     for (version, (ip, app)) in [("v1", v1), ("v2", v2)] {
         yaml += &format!(
@@ -355,6 +346,24 @@ spec:
         );
     }
     yaml
+}
+
+/// The client's Sidecar: `host` reached through an egress listener on the
+/// client's own address and `port`.
+pub fn client_sidecar(client: Ipv4Addr, port: u16, host: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: client, namespace: default}}
+spec:
+  workloadSelector: {{labels: {{app: client}}}}
+  egress:
+  - port: {{number: {port}, protocol: HTTP, name: http}}
+    bind: {client}
+    captureMode: NONE
+    hosts: [./{host}]
+"
+    )
 }
 
 pub fn route_all_to(version: &str) -> String {

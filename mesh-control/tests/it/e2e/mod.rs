@@ -12,6 +12,7 @@
 //! server's sidecar ([`jwt`]). A CUSTOM AuthorizationPolicy sends some
 //! requests to an external authorizer ([`ext_authz`]).
 
+mod egress;
 mod ext_authz;
 mod jwt;
 mod mesh;

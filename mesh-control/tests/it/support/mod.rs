@@ -126,6 +126,7 @@ pub fn snapshot(version: u64, services: &[&str], endpoints: &[(&str, u32)]) -> A
                     location: Location::MeshInternal,
                     export_to: vec![],
                     subject_alt_names: vec![],
+                    named_endpoints: Vec::new(),
                 })
             })
             .collect(),
