@@ -41,9 +41,13 @@ pub struct NamedEndpoint {
     /// Port numbers by service port name, every service port filled in.
     pub ports: BTreeMap<String, u16>,
     pub labels: BTreeMap<String, String>,
+    /// The workload's namespace, for its PeerAuthentication.
+    pub namespace: String,
     /// `region/zone/subzone`, possibly partial.
     pub locality: String,
     pub weight: u32,
+    /// The workload runs a sidecar and speaks mesh mTLS (`tlsMode: istio`).
+    pub mesh_tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,8 +16,9 @@
 //!   ids of its endpoints' service accounts (trust domain from MeshConfig).
 //! - An empty `exportTo` becomes `*` (Istio's default `defaultServiceExportTo`).
 //!
-//! - Inline endpoints of a DNS ServiceEntry that name a host go with the
-//!   service (`named_endpoints`): the proxy looks them up.
+//! - Endpoints of a DNS ServiceEntry (inline or selected WorkloadEntries)
+//!   that name a host go with the service (`named_endpoints`): the proxy
+//!   looks them up.
 //!
 //! Left out: endpoints whose address is a host name in other ServiceEntries
 //! or a `unix://` socket, WorkloadEntries with no address (reached through a
@@ -127,8 +128,7 @@ fn add_entry(
     } else {
         spec.export_to.clone()
     };
-    let by_name = matches!(spec.resolution, Resolution::Dns | Resolution::DnsRoundRobin)
-        && spec.workload_selector.is_none();
+    let by_name = matches!(spec.resolution, Resolution::Dns | Resolution::DnsRoundRobin);
     for host in &spec.hosts {
         let mut service = Service {
             hostname: host.clone(),
@@ -143,7 +143,7 @@ fn add_entry(
         };
         for workload in &selected {
             if by_name && is_host_name(&workload.spec.address) {
-                let named = named_endpoint(&service, workload.spec);
+                let named = named_endpoint(&service, workload);
                 service.named_endpoints.push(named);
             } else if let Some(endpoint) = endpoint(&service, workload) {
                 set.endpoints.push(Arc::new(endpoint));
@@ -176,14 +176,24 @@ fn workload_ports(service: &Service, spec: &WorkloadEntrySpec) -> BTreeMap<Strin
         .collect()
 }
 
-fn named_endpoint(service: &Service, spec: &WorkloadEntrySpec) -> NamedEndpoint {
+fn named_endpoint(service: &Service, workload: &Workload<'_>) -> NamedEndpoint {
+    let spec = workload.spec;
     NamedEndpoint {
         host: spec.address.clone(),
         ports: workload_ports(service, spec),
         labels: spec.labels.clone(),
+        namespace: workload.namespace.to_owned(),
         locality: spec.locality.clone(),
         weight: spec.weight.unwrap_or(1).max(1),
+        mesh_tls: mesh_tls(spec),
     }
+}
+
+/// The workload runs a sidecar speaking mesh mTLS (`tlsMode: istio`).
+fn mesh_tls(spec: &WorkloadEntrySpec) -> bool {
+    spec.labels
+        .get(TLS_MODE_LABEL)
+        .is_some_and(|m| m == "istio")
 }
 
 /// The endpoint of `workload` for `service`; `None` when its address is not an IP.
@@ -209,10 +219,7 @@ fn endpoint(service: &Service, workload: &Workload<'_>) -> Option<Endpoint> {
         locality: spec.locality.clone(),
         network: spec.network.clone(),
         weight: spec.weight.unwrap_or(1).max(1),
-        mesh_tls: spec
-            .labels
-            .get(TLS_MODE_LABEL)
-            .is_some_and(|m| m == "istio"),
+        mesh_tls: mesh_tls(spec),
     })
 }
 

@@ -179,7 +179,7 @@ impl Outbound<'_> {
     /// A DNS cluster resolves its endpoints' addresses, or the service's
     /// host name when it has none.
     fn dns_endpoints(&self, labels: &BTreeMap<String, String>) -> Vec<LocalityLbEndpoints> {
-        let groups = endpoint::by_locality(self.ctx, self.service, self.port, labels);
+        let groups = endpoint::with_named(self.ctx, self.service, self.port, labels);
         if !groups.is_empty() || !labels.is_empty() {
             return groups;
         }

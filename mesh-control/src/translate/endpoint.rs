@@ -35,14 +35,35 @@ pub fn assignment(
 
 /// The service's endpoints carrying `labels`, one group per locality (in
 /// locality order), each group weighted by the sum of its endpoints' weights.
+/// Addresses only, as EDS takes them.
 pub fn by_locality(
     ctx: &Context,
     service: &Service,
     port: &ServicePort,
     labels: &BTreeMap<String, String>,
 ) -> Vec<LocalityLbEndpoints> {
-    // Each endpoint with its weight, by locality; a DNS service's named
-    // endpoints join the registry's.
+    grouped(ctx, service, port, labels, false)
+}
+
+/// Like [`by_locality`], with the service's endpoints named by host too, for
+/// a DNS cluster (whose proxy looks them up).
+pub fn with_named(
+    ctx: &Context,
+    service: &Service,
+    port: &ServicePort,
+    labels: &BTreeMap<String, String>,
+) -> Vec<LocalityLbEndpoints> {
+    grouped(ctx, service, port, labels, true)
+}
+
+fn grouped(
+    ctx: &Context,
+    service: &Service,
+    port: &ServicePort,
+    labels: &BTreeMap<String, String>,
+    named: bool,
+) -> Vec<LocalityLbEndpoints> {
+    // Each endpoint with its weight, by locality.
     let mut groups: BTreeMap<&str, Vec<(LbEndpoint, u32)>> = BTreeMap::new();
     for endpoint in ctx.endpoints(service) {
         if selects(labels, &endpoint.labels) {
@@ -50,9 +71,14 @@ pub fn by_locality(
             groups.entry(&endpoint.locality).or_default().push(member);
         }
     }
-    for named in &service.named_endpoints {
+    let names = if named {
+        &service.named_endpoints[..]
+    } else {
+        &[]
+    };
+    for named in names {
         if selects(labels, &named.labels) {
-            let member = (named_lb_endpoint(named, port), named.weight.max(1));
+            let member = (named_lb_endpoint(ctx, named, port), named.weight.max(1));
             groups.entry(&named.locality).or_default().push(member);
         }
     }
@@ -70,38 +96,49 @@ pub fn by_locality(
         .collect()
 }
 
-/// A named endpoint as a DNS cluster's: its host, which the proxy looks up.
-fn named_lb_endpoint(named: &NamedEndpoint, port: &ServicePort) -> LbEndpoint {
-    let number = named
-        .ports
-        .get(&port.name)
-        .copied()
-        .unwrap_or(port.target_port.unwrap_or(port.number));
-    LbEndpoint {
-        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
-            address: Some(socket(&named.host, number)),
-            ..EnvoyEndpoint::default()
-        })),
-        health_status: HealthStatus::Healthy as i32,
-        load_balancing_weight: u32v(named.weight.max(1)),
-        ..LbEndpoint::default()
-    }
-}
-
 fn weight(endpoint: &Endpoint) -> u32 {
     endpoint.weight.max(1)
 }
 
 fn lb_endpoint(ctx: &Context, endpoint: &Endpoint, port: &ServicePort) -> LbEndpoint {
-    let mut metadata = Metadata::default();
     let number = endpoint_port(endpoint, port);
-    // A port whose PeerAuthentication is DISABLE takes plain text only:
-    // auto mTLS must not offer it TLS.
-    let disabled = ctx
-        .peer_authentications
-        .mode(&endpoint.namespace, &endpoint.labels, number)
-        == MtlsMode::Disable;
-    if endpoint.mesh_tls && !disabled {
+    let mesh_tls =
+        endpoint.mesh_tls && offers_mtls(ctx, &endpoint.namespace, &endpoint.labels, number);
+    lb_endpoint_at(
+        &endpoint.address.to_string(),
+        number,
+        weight(endpoint),
+        mesh_tls,
+    )
+}
+
+/// A named endpoint as a DNS cluster's: its host, which the proxy looks up.
+fn named_lb_endpoint(ctx: &Context, named: &NamedEndpoint, port: &ServicePort) -> LbEndpoint {
+    let number = named
+        .ports
+        .get(&port.name)
+        .copied()
+        .unwrap_or(port.target_port.unwrap_or(port.number));
+    let mesh_tls = named.mesh_tls && offers_mtls(ctx, &named.namespace, &named.labels, number);
+    lb_endpoint_at(&named.host, number, named.weight.max(1), mesh_tls)
+}
+
+/// A port whose PeerAuthentication is DISABLE takes plain text only: auto
+/// mTLS must not offer it TLS.
+fn offers_mtls(
+    ctx: &Context,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    port: u16,
+) -> bool {
+    ctx.peer_authentications.mode(namespace, labels, port) != MtlsMode::Disable
+}
+
+/// An endpoint at `address:port`; `mesh_tls` marks it for Istio's
+/// `tlsMode: istio` transport socket match.
+fn lb_endpoint_at(address: &str, port: u16, weight: u32, mesh_tls: bool) -> LbEndpoint {
+    let mut metadata = Metadata::default();
+    if mesh_tls {
         metadata.filter_metadata.insert(
             TRANSPORT_SOCKET_MATCH.to_owned(),
             structure(serde_json::json!({"tlsMode": "istio"})),
@@ -109,12 +146,12 @@ fn lb_endpoint(ctx: &Context, endpoint: &Endpoint, port: &ServicePort) -> LbEndp
     }
     LbEndpoint {
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
-            address: Some(socket(&endpoint.address.to_string(), number)),
+            address: Some(socket(address, port)),
             ..EnvoyEndpoint::default()
         })),
         health_status: HealthStatus::Healthy as i32,
         metadata: Some(metadata).filter(|m| !m.filter_metadata.is_empty()),
-        load_balancing_weight: u32v(weight(endpoint)),
+        load_balancing_weight: u32v(weight),
     }
 }
 

@@ -723,8 +723,11 @@ impl RequestTimeout {
         let limit = match grpc.filter(|_| crate::http::grpc::is_request(headers)) {
             None => configured,
             Some(grpc) => {
-                let asked =
-                    crate::http::grpc::timeout(headers).map(|t| t.saturating_sub(grpc.offset));
+                // A zero deadline means none, and the offset comes off only a
+                // deadline longer than it, as in Envoy.
+                let asked = crate::http::grpc::timeout(headers)
+                    .filter(|t| !t.is_zero())
+                    .map(|t| if t > grpc.offset { t - grpc.offset } else { t });
                 match (asked, grpc.max) {
                     (Some(asked), Some(max)) => Some(asked.min(max)),
                     (Some(asked), None) => Some(asked),

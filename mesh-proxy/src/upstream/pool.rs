@@ -119,10 +119,18 @@ impl Http2Slot {
         self.open.is_none() && self.connecting.is_empty()
     }
 
-    /// Stops counting on the connection being made on `connecting`.
-    fn settled(&mut self, connecting: &Connecting) {
-        self.connecting
-            .retain(|pending| !pending.connecting.same_channel(connecting));
+    /// Stops counting on the connection being made on `connecting`, and
+    /// tells how many requests waited on it.
+    fn settled(&mut self, connecting: &Connecting) -> u32 {
+        let mut waited = 0;
+        self.connecting.retain(|pending| {
+            let this = pending.connecting.same_channel(connecting);
+            if this {
+                waited = pending.waiting;
+            }
+            !this
+        });
+        waited
     }
 }
 
@@ -235,7 +243,7 @@ impl Shared {
                 Http2Checkout::Open(connection) => (connection, true),
                 Http2Checkout::Wait(connecting) => match self.fresh(connecting).await? {
                     Some(connection) => (connection, false),
-                    // Its other waiters took all the requests it may serve.
+                    // Its connecting task died: try again.
                     None => continue,
                 },
             };
@@ -321,13 +329,20 @@ impl Shared {
             {
                 let mut multiplexed = shared.multiplexed.lock().expect("pool lock");
                 let slot = multiplexed.entry(endpoint).or_default();
-                slot.settled(&own);
-                // It becomes the one new requests go to, unless one that
-                // can still take them is there.
-                if let Ok(connection) = &outcome
-                    && !slot.open.as_ref().is_some_and(Http2Connection::usable)
-                {
-                    slot.open = Some(connection.clone());
+                let waited = slot.settled(&own);
+                if let Ok(connection) = &outcome {
+                    // Its waiters' requests are counted on it before anyone
+                    // else sees it, so that none of them loses its place.
+                    connection.state.served.store(waited, Ordering::Relaxed);
+                    let room = shared
+                        .options
+                        .max_requests
+                        .is_none_or(|max| waited < max.get());
+                    // It becomes the one new requests go to, if it has room
+                    // and no usable one is there.
+                    if room && !slot.open.as_ref().is_some_and(Http2Connection::usable) {
+                        slot.open = Some(connection.clone());
+                    }
                 }
                 if slot.is_empty() {
                     multiplexed.remove(&endpoint);
@@ -347,8 +362,9 @@ impl Shared {
         });
     }
 
-    /// The connection being made, with this request counted on it; `None`
-    /// when the requests that waited with this one took all it may serve.
+    /// The connection being made, with this request counted on it (when the
+    /// connection was made, for every request that waited); `None` when its
+    /// task died without a word.
     async fn fresh(
         &self,
         mut connecting: Connecting,
@@ -363,15 +379,7 @@ impl Shared {
             self.forget_connecting(&connecting);
             return Ok(None);
         };
-        let connection = outcome?;
-        match connection.state.reserve(self.options.max_requests) {
-            Reserved::Request => Ok(Some(connection)),
-            Reserved::LastRequest => {
-                self.unpool_http2(&connection.state);
-                Ok(Some(connection))
-            }
-            Reserved::Nothing => Ok(None),
-        }
+        Ok(Some(outcome?))
     }
 
     async fn connect_http1(
