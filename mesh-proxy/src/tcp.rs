@@ -30,7 +30,7 @@ pub async fn proxy_connection<S>(
     // The connection's age counts from its acceptance, not from the end
     // of the upstream connect.
     let aged = activity::after(limits.max_duration);
-    let Some(pick) = upstream.pick(downstream, None, None, 0) else {
+    let Some(pick) = upstream.pick_for_connection(downstream) else {
         tracing::debug!(cluster = %upstream.cluster.name, "no endpoint; closing the connection");
         return;
     };

@@ -107,28 +107,39 @@ impl Upstream {
         }
     }
 
-    /// The endpoint for a request (its headers) or a connection from
-    /// `downstream`: where the client meant to connect for an ORIGINAL_DST
-    /// cluster, else the balancer's pick for the hash `key` (see
-    /// [`Balancer::pick_hashed`]).
-    pub fn pick(
+    /// The endpoint for `request`: where its client meant to connect for an
+    /// ORIGINAL_DST cluster, else the balancer's pick for the hash `key`
+    /// (see [`Balancer::pick_hashed`]). Only ORIGINAL_DST reads the
+    /// request's connection addresses.
+    pub fn pick_hashed(
         &self,
-        downstream: Option<Downstream>,
-        headers: Option<&http::HeaderMap>,
+        request: &http::request::Parts,
         key: Option<u64>,
         attempt: u32,
     ) -> Option<Pick> {
         match &self.cluster.original_dst {
-            Some(original) => original.target(downstream, headers).map(Pick::direct),
+            Some(original) => {
+                let downstream = request.extensions.get::<Downstream>().copied();
+                original
+                    .target(downstream, Some(&request.headers))
+                    .map(Pick::direct)
+            }
             None => self.balancer.pick_hashed(key, attempt),
         }
     }
 
     /// The endpoint for a request that does not hash (an upgrade, a
-    /// mirrored copy): see [`Upstream::pick`].
+    /// mirrored copy).
     pub fn pick_for(&self, request: &http::request::Parts) -> Option<Pick> {
-        let downstream = request.extensions.get::<Downstream>().copied();
-        self.pick(downstream, Some(&request.headers), None, 0)
+        self.pick_hashed(request, None, 0)
+    }
+
+    /// The endpoint for a TCP connection from `downstream`.
+    pub fn pick_for_connection(&self, downstream: Option<Downstream>) -> Option<Pick> {
+        match &self.cluster.original_dst {
+            Some(original) => original.target(downstream, None).map(Pick::direct),
+            None => self.balancer.pick(),
+        }
     }
 
     /// Connections speaking HTTP/2 to the endpoints, as gRPC needs, for

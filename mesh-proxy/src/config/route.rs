@@ -363,24 +363,19 @@ fn forward(action: &RouteAction, at: &At) -> Result<Forward, ConfigError> {
 /// The route's timeout model: `max_stream_duration` when it is set,
 /// else `timeout` with `max_grpc_timeout`.
 fn request_timeout(action: &RouteAction, at: &At) -> Result<RequestTimeout, ConfigError> {
-    let offset = |d: Option<&Duration>, at: &At| -> Result<std::time::Duration, ConfigError> {
-        Ok(match d {
-            Some(d) => super::duration(d, at)?,
-            None => std::time::Duration::ZERO,
-        })
-    };
     if let Some(stream) = &action.max_stream_duration {
         let at = at.field("max_stream_duration");
-        let grpc = match &stream.grpc_timeout_header_max {
-            Some(max) => Some(GrpcTimeout {
-                max: super::timeout(Some(max), None, &at.field("grpc_timeout_header_max"))?,
-                offset: offset(
-                    stream.grpc_timeout_header_offset.as_ref(),
-                    &at.field("grpc_timeout_header_offset"),
-                )?,
-            }),
-            None => None,
-        };
+        let grpc = grpc_timeout(
+            (
+                stream.grpc_timeout_header_max.as_ref(),
+                "grpc_timeout_header_max",
+            ),
+            (
+                stream.grpc_timeout_header_offset.as_ref(),
+                "grpc_timeout_header_offset",
+            ),
+            &at,
+        )?;
         let max = super::timeout(
             stream.max_stream_duration.as_ref(),
             None,
@@ -394,17 +389,31 @@ fn request_timeout(action: &RouteAction, at: &At) -> Result<RequestTimeout, Conf
         &at.field("timeout"),
     )?;
     #[allow(deprecated)]
-    let grpc = match &action.max_grpc_timeout {
-        Some(max) => Some(GrpcTimeout {
-            max: super::timeout(Some(max), None, &at.field("max_grpc_timeout"))?,
-            offset: offset(
-                action.grpc_timeout_offset.as_ref(),
-                &at.field("grpc_timeout_offset"),
-            )?,
-        }),
-        None => None,
-    };
+    let grpc = grpc_timeout(
+        (action.max_grpc_timeout.as_ref(), "max_grpc_timeout"),
+        (action.grpc_timeout_offset.as_ref(), "grpc_timeout_offset"),
+        at,
+    )?;
     Ok(RequestTimeout::Router { timeout, grpc })
+}
+
+/// A gRPC maximum (0: none) and offset, each with its field's name; `None`
+/// without a maximum, when `grpc-timeout` is not read.
+fn grpc_timeout(
+    (max, max_field): (Option<&Duration>, &str),
+    (offset, offset_field): (Option<&Duration>, &str),
+    at: &At,
+) -> Result<Option<GrpcTimeout>, ConfigError> {
+    let Some(max) = max else {
+        return Ok(None);
+    };
+    Ok(Some(GrpcTimeout {
+        max: super::timeout(Some(max), None, &at.field(max_field))?,
+        offset: match offset {
+            Some(d) => super::duration(d, &at.field(offset_field))?,
+            None => std::time::Duration::ZERO,
+        },
+    }))
 }
 
 fn regex_rewrite(

@@ -18,7 +18,7 @@ use super::info::{ResponseFlags, ResponseInfo};
 use super::proxy::{HttpState, local_reply};
 use super::{Body, mirror, upgrade};
 use crate::config::{Forward, PathMatch, RegexRewrite, RetryPolicy};
-use crate::lb::{Downstream, Pick, RequestHash};
+use crate::lb::{Pick, RequestHash};
 use crate::telemetry::HttpTelemetry;
 use crate::tls::ConnectError;
 use crate::upstream::{ConnectFailure, PooledBody, SendError, Upstream};
@@ -275,11 +275,9 @@ impl Attempts<'_> {
 
     /// An endpoint, avoiding those already tried when the policy says so.
     fn pick(&self, tried: &[SocketAddr]) -> Option<Pick> {
-        let downstream = self.parts.extensions.get::<Downstream>().copied();
         let pick = |attempt| {
-            let headers = Some(&self.parts.headers);
             self.upstream
-                .pick(downstream, headers, self.hash.key, attempt)
+                .pick_hashed(&self.parts, self.hash.key, attempt)
         };
         let mut picked = pick(0)?;
         if let Some(policy) = self.retry.filter(|r| r.other_hosts) {

@@ -1,20 +1,16 @@
 //! Serving HTTP/1.1 and HTTP/2 (prior knowledge, or chosen by ALPN) on a listener.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Body;
 use super::proxy::{self, HttpState};
 use crate::activity::{self, Activity, Ended};
 use crate::config::ClientConnections;
@@ -61,9 +57,12 @@ pub async fn serve_connection<S>(
         let in_flight = InFlight::begin(&requests);
         async move {
             let response = proxy::handle(state, request).await;
-            let response = response.map(|body| InFlightBody {
-                inner: body,
-                _in_flight: in_flight,
+            // The body holds the request's guard: hyper drops it once sent.
+            let response = response.map(|body| {
+                body.map_frame(move |frame| {
+                    let _in_flight = &in_flight;
+                    frame
+                })
             });
             Ok::<_, Infallible>(response)
         }
@@ -117,32 +116,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.end();
-    }
-}
-
-/// A response body that holds its request's [`InFlight`]; hyper drops it
-/// once the body is sent.
-struct InFlightBody {
-    inner: Body,
-    _in_flight: InFlight,
-}
-
-impl HttpBody for InFlightBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -193,7 +193,8 @@ async fn a_grpc_deadline_bounds_the_request_as_the_route_says() {
     .await;
     let address = proxy.listener("http");
 
-    let started = std::time::Instant::now();
+    // The upstream would answer after 5 s, with no grpc-status: a status
+    // here is the proxy's reply at the deadline.
     let (http, headers, _) = call_with(address, "/router/delay/5000", true, Some("300m")).await;
     assert_eq!(http, 200);
     assert_eq!(
@@ -208,12 +209,6 @@ async fn a_grpc_deadline_bounds_the_request_as_the_route_says() {
         "a stream past its duration is DEADLINE_EXCEEDED"
     );
     assert_eq!(headers["grpc-message"], "downstream duration timeout");
-    // Both answered at their deadline, long before the upstream would have.
-    assert!(
-        started.elapsed() < std::time::Duration::from_millis(4500),
-        "{:?}",
-        started.elapsed()
-    );
     assert_eq!(
         proxy
             .stat("envoy_http_downstream_rq_max_duration_reached{envoy_http_conn_manager_prefix=\"http\"}")
